@@ -1,0 +1,40 @@
+# iotsub — `make demo` runs the whole system on this machine; `make test` runs every test tier.
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+
+.PHONY: all build build-release deps unit component interop test demo bench-emulator clean
+
+all: build
+
+## Everything the tests need that is not in the repo: Python packages, kubectl, helm (idempotent).
+deps:
+	scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace --bins
+
+build-release:
+	$(CARGO) build --workspace --bins --release
+
+## Tier 1: pure logic.
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+## Tier 2: real processes over TLS on loopback (emulator, worker, faults).
+component: build
+	$(CARGO) test -p iotsub-tests --tests -- --test-threads 2
+
+## Tier 2: third-party AMQP 1.0 clients against the emulator.
+interop: build deps
+	$(PYTHON) -m pytest -q tests/interop
+
+test: deps build unit component interop
+
+bench-emulator: build-release
+	$(CARGO) run --release -p iotsub-tests --bin bench-emulator
+
+clean:
+	$(CARGO) clean
+
+-include tests/cluster/cluster.mk

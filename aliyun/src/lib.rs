@@ -1,0 +1,13 @@
+//! Alibaba Cloud IoT Platform credentials, with no I/O.
+//!
+//! - [`amqp`]: the server-side subscription's SASL PLAIN username and password: sign, parse, verify.
+//! - [`openapi`]: the RPC-style OpenAPI signature v1: sign and verify query parameters.
+//! - [`consumer_group`]: the JSON of `QueryConsumerGroupStatus` and friends.
+
+pub mod amqp;
+pub mod consumer_group;
+pub mod error;
+pub mod hmac_sign;
+pub mod openapi;
+
+pub use error::Error;
