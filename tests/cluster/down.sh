@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Stops the node agent (which stops its containers), then the control plane, and kills any
+# container process group left behind. Data (etcd, certificates) stays; add --purge to
+# remove it too.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+stop() {
+  local name=$1 secs=$2 pid
+  lk_alive "$name" || { rm -f "$LK_RUN/$name.pid"; return 0; }
+  pid=$(<"$LK_RUN/$name.pid")
+  kill -TERM "$pid" 2>/dev/null
+  for (( i = 0; i < secs * 10; i++ )); do
+    [[ -d /proc/$pid ]] || break
+    sleep 0.1
+  done
+  if [[ -d /proc/$pid ]]; then
+    echo "localkube: $name did not stop in ${secs}s, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  # Each component runs in its own session: take its whole process group with it.
+  kill -KILL -- "-$pid" 2>/dev/null
+  rm -f "$LK_RUN/$name.pid"
+}
+
+for (( i = ${#LK_COMPONENTS[@]} - 1; i >= 0; i-- )); do
+  name=${LK_COMPONENTS[i]}
+  case $name in
+    lk-agent) stop "$name" 20 ;;
+    *) stop "$name" 10 ;;
+  esac
+done
+
+# Containers the agent could not stop (if it was killed): each pid file belongs to a process
+# group whose leader carries its pod's UID in its environment.
+for f in "$LK"/agent/pods/*/containers/*.pid; do
+  [[ -f $f ]] || continue
+  uid=$(basename "$(dirname "$(dirname "$f")")")
+  pid=$(<"$f")
+  if [[ -r /proc/$pid/environ ]] && tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "LOCALKUBE_POD_UID=$uid"; then
+    kill -KILL -- "-$pid" 2>/dev/null
+  fi
+  rm -f "$f"
+done
+
+if [[ ${1:-} == --purge ]]; then
+  rm -rf "$LK_DATA" "$LK/agent" "$LK_LOGS" "$LK_PKI" "$LK_KUBECONFIG"
+fi
+echo "localkube: stopped" >&2

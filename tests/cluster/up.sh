@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Starts the local control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler) and the node agent, all on 127.0.0.1, and waits until the cluster can run
+# pods. A component that is already running is left alone, so a second run is a quick check.
+# Writes target/localkube/kubeconfig (cluster-admin).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+start_time=$(date +%s)
+
+"$repo/tests/cluster/build.sh"
+mkdir -p "$LK_RUN" "$LK_LOGS" "$LK_DATA"
+"$LK_BIN/lk-pki" -dir "$LK_PKI" -admin-kubeconfig "$LK_KUBECONFIG" \
+  -server "https://127.0.0.1:$LK_APISERVER_PORT" -node-name "$LK_NODE"
+
+# start NAME BINARY ARGS...: runs it in its own session (so its process group is its own),
+# logs to logs/NAME.log, records its pid in run/NAME.pid.
+start() {
+  local name=$1; shift
+  if lk_alive "$name"; then return 0; fi
+  echo "localkube: starting $name" >&2
+  setsid "$@" >>"$LK_LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$LK_RUN/$name.pid"
+}
+
+# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds, or fails with the log.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    if (( $(date +%s) > deadline )); then
+      echo "localkube: $what not ready after ${secs}s; last log lines:" >&2
+      tail -n 30 "$LK_LOGS/$what.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.5
+  done
+}
+
+curl_admin() {
+  curl -fsS --max-time 5 --cacert "$LK_PKI/ca.crt" --cert "$LK_PKI/admin.crt" --key "$LK_PKI/admin.key" "$@"
+}
+
+start etcd "$LK_BIN/lk-etcd" \
+  --name localkube --data-dir "$LK_DATA/etcd" \
+  --listen-client-urls "http://127.0.0.1:$LK_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$LK_ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$LK_ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$LK_ETCD_PEER_PORT" \
+  --initial-cluster "localkube=http://127.0.0.1:$LK_ETCD_PEER_PORT" \
+  --unsafe-no-fsync --log-level warn
+wait_for etcd 60 curl -fsS --max-time 2 "http://127.0.0.1:$LK_ETCD_PORT/health"
+
+start kube-apiserver "$LK_BIN/localkube" kube-apiserver \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$LK_APISERVER_PORT" \
+  --etcd-servers="http://127.0.0.1:$LK_ETCD_PORT" \
+  --tls-cert-file="$LK_PKI/apiserver.crt" --tls-private-key-file="$LK_PKI/apiserver.key" \
+  --client-ca-file="$LK_PKI/ca.crt" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$LK_PKI/sa.pub" --service-account-signing-key-file="$LK_PKI/sa.key" \
+  --service-cluster-ip-range=10.0.0.0/24 \
+  --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+  --kubelet-client-certificate="$LK_PKI/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="$LK_PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority="$LK_PKI/ca.crt" --kubelet-preferred-address-types=InternalIP \
+  --allow-privileged=true --profiling=false --cert-dir="$LK_DATA/apiserver" --v=1
+wait_for kube-apiserver 180 curl_admin "https://127.0.0.1:$LK_APISERVER_PORT/readyz"
+
+start kube-controller-manager "$LK_BIN/localkube" kube-controller-manager \
+  --kubeconfig="$LK_PKI/controller-manager.kubeconfig" \
+  --authentication-kubeconfig="$LK_PKI/controller-manager.kubeconfig" \
+  --authorization-kubeconfig="$LK_PKI/controller-manager.kubeconfig" \
+  --bind-address=127.0.0.1 --secure-port="$LK_KCM_PORT" --cert-dir="$LK_DATA/kube-controller-manager" \
+  --service-account-private-key-file="$LK_PKI/sa.key" --root-ca-file="$LK_PKI/ca.crt" \
+  --use-service-account-credentials --controllers='*' \
+  --cluster-signing-cert-file="$LK_PKI/ca.crt" --cluster-signing-key-file="$LK_PKI/ca.key" \
+  --service-cluster-ip-range=10.0.0.0/24 --leader-elect=false --profiling=false --v=1
+
+start kube-scheduler "$LK_BIN/localkube" kube-scheduler \
+  --kubeconfig="$LK_PKI/scheduler.kubeconfig" \
+  --authentication-kubeconfig="$LK_PKI/scheduler.kubeconfig" \
+  --authorization-kubeconfig="$LK_PKI/scheduler.kubeconfig" \
+  --bind-address=127.0.0.1 --secure-port="$LK_SCHEDULER_PORT" --leader-elect=false --profiling=false --v=1
+
+images="iotsub-worker=$IOTSUB_BIN_DIR/iotsub-worker,iotsub-operator=$IOTSUB_BIN_DIR/iotsub-operator"
+images+=",iotsub-emulator=$IOTSUB_BIN_DIR/iotsub-emulator,lk-testapp=$LK_BIN/lk-testapp"
+start lk-agent "$LK_BIN/lk-agent" \
+  --kubeconfig="$LK_PKI/node.kubeconfig" --node-name="$LK_NODE" \
+  --root-dir="$LK/agent" --log-dir="$LK_LOGS" --ca-file="$LK_PKI/ca.crt" \
+  --kubelet-port="$LK_KUBELET_PORT" \
+  --tls-cert-file="$LK_PKI/node-serving.crt" --tls-private-key-file="$LK_PKI/node-serving.key" \
+  --client-ca-file="$LK_PKI/ca.crt" --image="$images"
+
+wait_for kube-controller-manager 120 curl -fsSk --max-time 2 "https://127.0.0.1:$LK_KCM_PORT/healthz"
+wait_for kube-scheduler 120 curl -fsSk --max-time 2 "https://127.0.0.1:$LK_SCHEDULER_PORT/healthz"
+export KUBECONFIG=$LK_KUBECONFIG
+node_ready() {
+  [[ $(kubectl get node "$LK_NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]] &&
+    [[ -z $(kubectl get node "$LK_NODE" -o jsonpath='{.spec.taints}') ]]
+}
+wait_for lk-agent 120 node_ready
+# Pods can be created once the namespace's default service account exists.
+wait_for kube-controller-manager 120 kubectl -n default get serviceaccount default
+echo "localkube: ready in $(( $(date +%s) - start_time ))s; export KUBECONFIG=$LK_KUBECONFIG" >&2
