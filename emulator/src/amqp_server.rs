@@ -1,0 +1,327 @@
+//! The AMQP 1.0 endpoint: plain TLS on connect, SASL PLAIN, then the platform's connection rules,
+//! then pushes to the one receiver link a connection may have.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use fe2o3_amqp::{
+    Sender,
+    acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerConnectionHandle, ListenerSessionHandle, SessionAcceptor},
+};
+use fe2o3_amqp_types::{
+    definitions::{self, AmqpError, ConnectionError, Role},
+    messaging::{Outcome, Source, Target},
+    performatives::Attach,
+};
+use iotsub_aliyun::amqp::Username;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    time::{Instant, timeout, timeout_at},
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    groups::{ConnId, Delivery, Group, NewClient, Settlement},
+    open_frame::OpenObserver,
+    platform::{Platform, refusal},
+    sasl::{PlatformSasl, SaslDecision},
+};
+
+pub async fn serve(listener: TcpListener, tls: TlsAcceptor, platform: Arc<Platform>) {
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(handle_connection(tcp, remote, tls.clone(), platform.clone()));
+    }
+}
+
+fn amqp_error(condition: impl Into<definitions::ErrorCondition>, description: &str) -> definitions::Error {
+    definitions::Error::new(condition, Some(description.to_owned()), None)
+}
+
+/// One TCP connection, from TLS to close.
+async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor, platform: Arc<Platform>) {
+    let limits = platform.limits.clone();
+    // The platform's 15 s covers authentication and the receiver link alike.
+    let deadline = Instant::now() + Duration::from_millis(limits.link_deadline_ms);
+    let stream = match timeout_at(deadline, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return tracing::info!(%remote, error = %e, "TLS handshake failed"),
+        Err(_) => return tracing::info!(%remote, "TLS handshake did not finish before the deadline"),
+    };
+    let (stream, remote_open) = OpenObserver::new(stream);
+    let sasl = PlatformSasl::new(platform.clone(), remote);
+    let decision = sasl.decision.clone();
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id("iotsub-emulator")
+        .idle_time_out(limits.server_idle_timeout_ms)
+        .sasl_acceptor(sasl)
+        .build();
+    let accepted = timeout_at(deadline, acceptor.accept(stream)).await;
+    let login = match decision.get() {
+        Some(SaslDecision::Accepted(login)) => login.clone(),
+        Some(SaslDecision::Refused { username, reason }) => {
+            return platform.refuse(refusal(remote, username.as_ref(), "sasl", "sasl:auth", reason.clone()));
+        }
+        None => return tracing::info!(%remote, "connection closed before SASL PLAIN completed"),
+    };
+    let mut connection = match accepted {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return tracing::info!(%remote, client_id = %login.username.client_id, error = %e, "AMQP open failed"),
+        Err(_) => return tracing::info!(%remote, client_id = %login.username.client_id, "AMQP open did not finish before the deadline"),
+    };
+
+    let username = &login.username;
+    let refuse_open = |condition: &str, reason: String| platform.refuse(refusal(remote, Some(username), "open", condition, reason));
+    let idle = remote_open.get().and_then(|open| open.idle_time_out_ms);
+    if let Some(reason) = idle_time_out_problem(idle, limits.idle_timeout_min_ms, limits.idle_timeout_max_ms) {
+        refuse_open("amqp:invalid-field", reason.clone());
+        let _ = connection.close_with_error(amqp_error(AmqpError::InvalidField, &reason)).await;
+        return;
+    }
+    if login.attempts_last_minute > limits.connection_attempts_per_minute {
+        let reason = format!(
+            "too many connection attempts for consumer group {}: {} in the last minute, the limit is {}",
+            username.consumer_group_id, login.attempts_last_minute, limits.connection_attempts_per_minute
+        );
+        refuse_open("amqp:resource-limit-exceeded", reason.clone());
+        let _ = connection.close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, &reason)).await;
+        return;
+    }
+    let instance_id = username.instance_id.clone().unwrap_or_default();
+    let Some(_instance_slot) = platform.open_instance_connection(&instance_id) else {
+        let reason = format!("instance `{instance_id}` has {} connections, the limit", limits.connection_cap_per_instance);
+        refuse_open("amqp:resource-limit-exceeded", reason.clone());
+        let _ = connection.close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, &reason)).await;
+        return;
+    };
+    let conn = platform.next_conn_id();
+    let group = login.group.clone();
+    let dropped = match group.register(NewClient { conn, client_id: username.client_id.clone(), remote, idle_time_out_ms: idle }) {
+        Ok(token) => token,
+        Err(_) => {
+            let reason = format!(
+                "consumer group {} already has {} clients, the limit",
+                username.consumer_group_id, limits.client_cap_per_group
+            );
+            refuse_open("amqp:resource-limit-exceeded", reason.clone());
+            let _ = connection.close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, &reason)).await;
+            return;
+        }
+    };
+    let registration = Registration { group: group.clone(), conn };
+
+    let outcome = run_client(&mut connection, &platform, &registration, username, remote, deadline, dropped).await;
+    match &outcome {
+        ClientEnd::Refused { condition, reason } => {
+            platform.refuse(refusal(remote, Some(username), "link", condition, reason.clone()));
+        }
+        ClientEnd::Gone(why) => tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, why = %why, "client disconnected"),
+    }
+    match outcome {
+        ClientEnd::Refused { condition, reason } => {
+            let condition: definitions::ErrorCondition = if condition == "amqp:connection:forced" {
+                ConnectionError::ConnectionForced.into()
+            } else {
+                AmqpError::NotAllowed.into()
+            };
+            let _ = timeout(Duration::from_secs(5), connection.close_with_error(amqp_error(condition, &reason))).await;
+        }
+        ClientEnd::Gone(_) => {
+            let _ = timeout(Duration::from_secs(5), connection.close()).await;
+        }
+    }
+    drop(registration);
+}
+
+/// Unregisters the client from its group when the connection ends, however it ends.
+struct Registration {
+    group: Arc<Group>,
+    conn: ConnId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.group.unregister(self.conn);
+    }
+}
+
+enum ClientEnd {
+    Refused { condition: &'static str, reason: String },
+    Gone(String),
+}
+
+/// The idle-time-out rule, or `None` when the Open frame obeys it.
+pub fn idle_time_out_problem(idle: Option<u32>, min: u32, max: u32) -> Option<String> {
+    match idle {
+        None => Some(format!("the Open frame must carry an idle-time-out between {min} and {max} ms; it carried none")),
+        Some(ms) if ms < min || ms > max => Some(format!("idle-time-out {ms} ms is outside {min}..{max} ms")),
+        Some(_) => None,
+    }
+}
+
+async fn run_client(
+    connection: &mut ListenerConnectionHandle,
+    platform: &Arc<Platform>,
+    registration: &Registration,
+    username: &Username,
+    remote: SocketAddr,
+    deadline: Instant,
+    dropped: CancellationToken,
+) -> ClientEnd {
+    let deadline_ms = platform.limits.link_deadline_ms;
+    let no_link = || ClientEnd::Refused {
+        condition: "amqp:connection:forced",
+        reason: format!("no receiver link attached within {deadline_ms} ms of connecting"),
+    };
+    let link_acceptor = LinkAcceptor::new();
+    let mut session = match timeout_at(deadline, SessionAcceptor::new().accept(connection)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return ClientEnd::Gone(format!("session not begun: {e}")),
+        Err(_) => return no_link(),
+    };
+    let mut sender = loop {
+        let attach = match timeout_at(deadline, session.next_incoming_attach()).await {
+            Ok(Some(attach)) => attach,
+            Ok(None) => return ClientEnd::Gone("session ended before a link attached".into()),
+            Err(_) => return no_link(),
+        };
+        if attach.role == Role::Receiver {
+            match link_acceptor.accept_incoming_attach(attach, &mut session).await {
+                Ok(LinkEndpoint::Sender(sender)) => break sender,
+                Ok(LinkEndpoint::Receiver(_)) => unreachable!("a remote receiver attaches our sender"),
+                Err(e) => return ClientEnd::Gone(format!("link attach failed: {e}")),
+            }
+        }
+        refuse_link(&link_acceptor, attach, &mut session, platform, username, remote).await;
+    };
+
+    let group = &registration.group;
+    group.attach(registration.conn);
+    tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, "client connected");
+    let ack_timeout = Duration::from_millis(platform.limits.ack_timeout_ms);
+    let deliver = deliver(&mut sender, group, registration.conn, ack_timeout);
+    tokio::pin!(deliver);
+    loop {
+        tokio::select! {
+            why = &mut deliver => return ClientEnd::Gone(why),
+            attach = session.next_incoming_attach() => match attach {
+                Some(attach) => refuse_link(&link_acceptor, attach, &mut session, platform, username, remote).await,
+                None => return ClientEnd::Gone("session ended".into()),
+            },
+            incoming = connection.next_incoming_session() => match incoming {
+                Some(incoming) => match SessionAcceptor::new().accept_incoming_session(incoming, connection).await {
+                    Ok(extra) => {
+                        tokio::spawn(refuse_all_links(extra, platform.clone(), username.clone(), remote));
+                    }
+                    Err(e) => return ClientEnd::Gone(format!("extra session failed: {e}")),
+                },
+                None => return ClientEnd::Gone("connection closed by the client".into()),
+            },
+            _ = dropped.cancelled() => return ClientEnd::Refused {
+                condition: "amqp:connection:forced",
+                reason: "connection dropped by the emulator (drop-connections fault)".into(),
+            },
+        }
+    }
+}
+
+async fn refuse_all_links(mut session: ListenerSessionHandle, platform: Arc<Platform>, username: Username, remote: SocketAddr) {
+    let acceptor = LinkAcceptor::new();
+    while let Some(attach) = session.next_incoming_attach().await {
+        refuse_link(&acceptor, attach, &mut session, &platform, &username, remote).await;
+    }
+}
+
+/// Attaches then detaches the link with the reason: the way AMQP refuses a link.
+async fn refuse_link(
+    acceptor: &LinkAcceptor<fn(Source) -> Option<Source>, fn(Target) -> Option<Target>>,
+    attach: Attach,
+    session: &mut ListenerSessionHandle,
+    platform: &Platform,
+    username: &Username,
+    remote: SocketAddr,
+) {
+    let reason = match attach.role {
+        Role::Sender => "sender links are not allowed: messages only flow from the platform to the client",
+        Role::Receiver => "only one receiver link is allowed per connection",
+    };
+    platform.refuse(refusal(remote, Some(username), "link", "amqp:not-allowed", reason.into()));
+    let error = amqp_error(AmqpError::NotAllowed, reason);
+    let closed = match acceptor.accept_incoming_attach(attach, session).await {
+        Ok(LinkEndpoint::Sender(link)) => link.close_with_error(error).await.err().map(|e| e.to_string()),
+        Ok(LinkEndpoint::Receiver(link)) => link.close_with_error(error).await.err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(e) = closed {
+        tracing::debug!(%remote, error = %e, "refused link did not close cleanly");
+    }
+}
+
+/// Gives a delivery back to the group unless it was sent.
+struct Held<'a> {
+    group: &'a Group,
+    delivery: Option<Delivery>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(delivery) = self.delivery.take() {
+            self.group.give_back(delivery);
+        }
+    }
+}
+
+/// Pushes the group's messages to this client's link, one at a time as credit allows, and watches
+/// each outcome within the acknowledgement timeout. Returns why it stopped.
+async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_timeout: Duration) -> String {
+    loop {
+        let Some(delivery) = group.next_delivery(conn).await else {
+            return "unregistered".into();
+        };
+        let held = Held { group, delivery: Some(delivery) };
+        let message = held.delivery.as_ref().expect("just set").message.to_amqp();
+        // Waits for link credit: a client that grants none holds at most this one message.
+        let sent = sender.send_batchable(message).await;
+        let mut held = held;
+        match sent {
+            Ok(outcome) => {
+                let delivery = held.delivery.take().expect("still held");
+                group.sent(conn);
+                let group = group.clone();
+                tokio::spawn(async move {
+                    let settlement = match timeout(ack_timeout, outcome).await {
+                        Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted,
+                        Ok(Ok(_)) => Settlement::Refused,
+                        Ok(Err(_)) => Settlement::Disconnected,
+                        Err(_) => Settlement::TimedOut,
+                    };
+                    group.settle(conn, delivery, settlement);
+                });
+            }
+            Err(e) => return format!("link closed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_time_out_rule() {
+        assert!(idle_time_out_problem(Some(60_000), 30_000, 300_000).is_none());
+        assert!(idle_time_out_problem(Some(30_000), 30_000, 300_000).is_none());
+        assert!(idle_time_out_problem(None, 30_000, 300_000).unwrap().contains("carried none"));
+        assert!(idle_time_out_problem(Some(10_000), 30_000, 300_000).unwrap().contains("10000 ms is outside 30000..300000"));
+        assert!(idle_time_out_problem(Some(300_001), 30_000, 300_000).is_some());
+    }
+}

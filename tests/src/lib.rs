@@ -1,0 +1,10 @@
+//! Harness for the component tests: start the project's binaries as real processes on loopback,
+//! wait on conditions with deadlines, and talk to the emulator's admin API.
+
+pub mod emulator;
+pub mod process;
+pub mod wait;
+
+pub use emulator::Emulator;
+pub use process::{Process, binary};
+pub use wait::wait_until;
