@@ -1,0 +1,349 @@
+//! Command line and environment: every flag `--x-y` also reads `IOTSUB_X_Y`.
+//!
+//! Secrets (`--access-key-secret`, `--security-token`) are hidden from `--help` and from error
+//! messages (`hide_env_values`), and [`Config`]'s `Debug` redacts them.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use iotsub_aliyun::amqp::{AccessKey, AuthMode, MAX_CLIENT_ID_CHARS, SignMethod, Subscriber};
+
+use crate::error::Error;
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "iotsub-worker",
+    version,
+    about = "Receives an IoT Platform consumer group's messages over AMQP 1.0 and acknowledges each only after its sink took it"
+)]
+pub struct Args {
+    /// AMQP endpoint host, e.g. iot-cn-xxxx.amqp.iothub.aliyuncs.com; also the TLS server name.
+    #[arg(long, env = "IOTSUB_HOST")]
+    pub host: String,
+    #[arg(long, env = "IOTSUB_PORT", default_value_t = 5671)]
+    pub port: u16,
+    /// IoT instance id; empty for legacy public instances.
+    #[arg(long, env = "IOTSUB_INSTANCE_ID", default_value = "")]
+    pub instance_id: String,
+    #[arg(long, env = "IOTSUB_CONSUMER_GROUP_ID")]
+    pub consumer_group_id: String,
+    /// aksign | ststoken
+    #[arg(long, env = "IOTSUB_AUTH_MODE", default_value = "aksign", value_parser = parse_auth_mode)]
+    pub auth_mode: AuthMode,
+    /// hmacsha1 | hmacsha256 | hmacmd5
+    #[arg(long, env = "IOTSUB_SIGN_METHOD", default_value = "hmacsha1", value_parser = parse_sign_method)]
+    pub sign_method: SignMethod,
+    #[arg(long, env = "IOTSUB_ACCESS_KEY_ID")]
+    pub access_key_id: String,
+    #[arg(long, env = "IOTSUB_ACCESS_KEY_SECRET", hide_env_values = true)]
+    pub access_key_secret: String,
+    /// The STS token (authMode=ststoken).
+    #[arg(long, env = "IOTSUB_SECURITY_TOKEN", hide_env_values = true)]
+    pub security_token: Option<String>,
+    /// Default: $POD_NAME, else the hostname. At most 64 characters (with the `-<i>` suffix).
+    #[arg(long, env = "IOTSUB_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Connections (clients of the consumer group) this process opens; each is `<client-id>-<i>` when > 1.
+    #[arg(long, env = "IOTSUB_CONNECTIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=128))]
+    pub connections: u32,
+    /// The idle-time-out advertised in the Open frame; the platform wants 30000..=300000.
+    #[arg(long, env = "IOTSUB_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u32).range(30_000..=300_000))]
+    pub idle_timeout_ms: u32,
+    /// Link credit per connection: at most this many messages are in flight on one connection.
+    #[arg(long, env = "IOTSUB_CREDIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub credit: u32,
+    /// The receiver's source address: the platform ignores it, other brokers need a queue name.
+    #[arg(long, env = "IOTSUB_SOURCE_ADDRESS", default_value = "default")]
+    pub source_address: String,
+    /// A PEM file of extra trust roots (a private or emulated endpoint), added to the system roots.
+    #[arg(long, env = "IOTSUB_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The same as PEM text.
+    #[arg(long, env = "IOTSUB_CA_PEM", hide_env_values = true)]
+    pub ca_pem: Option<String>,
+    #[arg(long, env = "IOTSUB_SINK", value_enum, default_value_t = SinkKind::Log)]
+    pub sink: SinkKind,
+    /// Where the http sink POSTs its CloudEvents.
+    #[arg(long, env = "IOTSUB_SINK_URL")]
+    pub sink_url: Option<String>,
+    /// Timeout of one http sink request.
+    #[arg(long, env = "IOTSUB_SINK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub sink_timeout_ms: u64,
+    /// Health, readiness, metrics and status.
+    #[arg(long, env = "IOTSUB_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: SocketAddr,
+    /// Writes the bound HTTP address (e.g. `127.0.0.1:41234`) to this file once it listens:
+    /// useful with port 0.
+    #[arg(long, env = "IOTSUB_HTTP_ADDR_FILE")]
+    pub http_addr_file: Option<PathBuf>,
+    /// How many recent messageIds are remembered to drop duplicates (0 turns it off).
+    #[arg(long, env = "IOTSUB_DEDUP_WINDOW", default_value_t = 100_000)]
+    pub dedup_window: usize,
+    /// The platform's acknowledgement timeout: sink retries stop in time to release before it.
+    #[arg(long, env = "IOTSUB_ACK_WINDOW_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..))]
+    pub ack_window_ms: u64,
+    /// On SIGTERM, how long in-flight messages may take before the worker closes anyway.
+    #[arg(long, env = "IOTSUB_SHUTDOWN_TIMEOUT_MS", default_value_t = 25_000)]
+    pub shutdown_timeout_ms: u64,
+    /// First reconnect delay after a dropped connection; doubles (with jitter) up to 30 s.
+    #[arg(long, env = "IOTSUB_RECONNECT_BACKOFF_MS", default_value_t = 100)]
+    pub reconnect_backoff_ms: u64,
+    /// First retry delay after a refused login or a throttled attempt; doubles (with jitter) up to 5 min.
+    #[arg(long, env = "IOTSUB_LOGIN_BACKOFF_MS", default_value_t = 15_000)]
+    pub login_backoff_ms: u64,
+}
+
+fn parse_auth_mode(s: &str) -> Result<AuthMode, String> {
+    s.parse().map_err(|e: iotsub_aliyun::Error| e.to_string())
+}
+
+fn parse_sign_method(s: &str) -> Result<SignMethod, String> {
+    s.parse().map_err(|e: iotsub_aliyun::Error| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    Log,
+    Http,
+}
+
+/// Everything the worker needs, checked.
+#[derive(Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub instance_id: String,
+    pub consumer_group_id: String,
+    pub auth_mode: AuthMode,
+    pub sign_method: SignMethod,
+    pub access_key: AccessKey,
+    /// One per connection, `<client-id>-<i>` when there are several.
+    pub client_ids: Vec<String>,
+    pub idle_timeout: Duration,
+    pub credit: u32,
+    pub source_address: String,
+    /// Extra trust roots, PEM.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub sink: SinkConfig,
+    pub http_addr: SocketAddr,
+    pub http_addr_file: Option<PathBuf>,
+    pub dedup_window: usize,
+    pub ack_window: Duration,
+    pub shutdown_timeout: Duration,
+    pub reconnect_backoff: Duration,
+    pub login_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Log,
+    Http { url: String, timeout: Duration },
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("instance_id", &self.instance_id)
+            .field("consumer_group_id", &self.consumer_group_id)
+            .field("auth_mode", &self.auth_mode)
+            .field("sign_method", &self.sign_method)
+            .field("access_key", &self.access_key) // AccessKey's Debug redacts
+            .field("client_ids", &self.client_ids)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("credit", &self.credit)
+            .field("source_address", &self.source_address)
+            .field("extra_ca", &self.extra_ca_pem.is_some())
+            .field("sink", &self.sink)
+            .field("http_addr", &self.http_addr)
+            .field("dedup_window", &self.dedup_window)
+            .field("ack_window", &self.ack_window)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Checks `args`; `env_client_id` is what stands in for `--client-id` when it is absent
+    /// (`POD_NAME`, else the hostname), passed in so the rule is testable.
+    pub fn from_args(args: Args, env_client_id: impl FnOnce() -> Option<String>) -> Result<Config, Error> {
+        let base = args
+            .client_id
+            .filter(|id| !id.trim().is_empty())
+            .or_else(env_client_id)
+            .ok_or_else(|| Error::Config("no --client-id, POD_NAME or hostname to name the client".into()))?;
+        let client_ids = client_ids(&base, args.connections)?;
+        if args.consumer_group_id.is_empty() {
+            return Err(Error::Config("--consumer-group-id must not be empty".into()));
+        }
+        let security_token = args.security_token.filter(|t| !t.is_empty());
+        if args.auth_mode == AuthMode::StsToken && security_token.is_none() {
+            return Err(Error::Config("--auth-mode ststoken needs --security-token".into()));
+        }
+        let sink = match args.sink {
+            SinkKind::Log => SinkConfig::Log,
+            SinkKind::Http => {
+                let url = args
+                    .sink_url
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| Error::Config("--sink http needs --sink-url".into()))?;
+                let parsed: reqwest::Url =
+                    url.parse().map_err(|e| Error::Config(format!("--sink-url is not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(Error::Config("--sink-url must be http or https".into()));
+                }
+                SinkConfig::Http { url, timeout: Duration::from_millis(args.sink_timeout_ms.max(1)) }
+            }
+        };
+        let extra_ca_pem = match (&args.ca_file, &args.ca_pem) {
+            (Some(path), _) => Some(std::fs::read(path).map_err(|e| Error::Config(format!("--ca-file {}: {e}", path.display())))?),
+            (None, Some(pem)) if !pem.trim().is_empty() => Some(pem.clone().into_bytes()),
+            _ => None,
+        };
+        Ok(Config {
+            host: args.host,
+            port: args.port,
+            instance_id: args.instance_id,
+            consumer_group_id: args.consumer_group_id,
+            auth_mode: args.auth_mode,
+            sign_method: args.sign_method,
+            access_key: AccessKey { id: args.access_key_id, secret: args.access_key_secret, security_token },
+            client_ids,
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms.into()),
+            credit: args.credit,
+            source_address: args.source_address,
+            extra_ca_pem,
+            sink,
+            http_addr: args.http_addr,
+            http_addr_file: args.http_addr_file,
+            dedup_window: args.dedup_window,
+            ack_window: Duration::from_millis(args.ack_window_ms),
+            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+            reconnect_backoff: Duration::from_millis(args.reconnect_backoff_ms.max(1)),
+            login_backoff: Duration::from_millis(args.login_backoff_ms.max(1)),
+        })
+    }
+
+    /// Who connection `index` is, for signing.
+    pub fn subscriber(&self, index: usize) -> Subscriber {
+        Subscriber {
+            client_id: self.client_ids[index].clone(),
+            instance_id: Some(self.instance_id.clone()).filter(|id| !id.is_empty()),
+            consumer_group_id: self.consumer_group_id.clone(),
+            auth_mode: self.auth_mode,
+            sign_method: self.sign_method,
+        }
+    }
+}
+
+/// `base` alone for one connection, else `base-0` … `base-<n-1>`; each at most 64 characters.
+pub fn client_ids(base: &str, connections: u32) -> Result<Vec<String>, Error> {
+    let ids: Vec<String> = if connections <= 1 {
+        vec![base.to_owned()]
+    } else {
+        (0..connections).map(|i| format!("{base}-{i}")).collect()
+    };
+    for id in &ids {
+        let chars = id.chars().count();
+        if chars > MAX_CLIENT_ID_CHARS {
+            return Err(Error::Config(format!(
+                "clientId `{id}` is {chars} characters; the platform allows at most {MAX_CLIENT_ID_CHARS}"
+            )));
+        }
+        if id.contains('|') || id.contains(',') {
+            return Err(Error::Config(format!("clientId `{id}` must not contain `|` or `,`")));
+        }
+    }
+    Ok(ids)
+}
+
+/// `POD_NAME`, else the kernel's hostname.
+pub fn default_client_id() -> Option<String> {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec![
+            "iotsub-worker",
+            "--host",
+            "localhost",
+            "--consumer-group-id",
+            "G",
+            "--access-key-id",
+            "demo",
+            "--access-key-secret",
+            "demo-secret",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::from_args(args(&[]), || Some("pod-a".into())).unwrap();
+        assert_eq!(config.port, 5671);
+        assert_eq!(config.client_ids, vec!["pod-a"]);
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.credit, 100);
+        assert_eq!(config.source_address, "default");
+        assert_eq!(config.http_addr, "0.0.0.0:9090".parse().unwrap());
+        assert_eq!(config.ack_window, Duration::from_secs(30));
+        assert_eq!(config.auth_mode, AuthMode::AkSign);
+        assert_eq!(config.sign_method, SignMethod::HmacSha1);
+        assert!(matches!(config.sink, SinkConfig::Log));
+    }
+
+    #[test]
+    fn several_connections_are_numbered() {
+        let config = Config::from_args(args(&["--client-id", "w", "--connections", "3"]), || None).unwrap();
+        assert_eq!(config.client_ids, vec!["w-0", "w-1", "w-2"]);
+    }
+
+    #[test]
+    fn client_id_longer_than_64_with_suffix_is_refused() {
+        let base = "x".repeat(63);
+        assert!(client_ids(&base, 1).is_ok());
+        let err = client_ids(&base, 2).unwrap_err().to_string();
+        assert!(err.contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn idle_timeout_outside_the_platform_range_is_refused() {
+        let argv = ["iotsub-worker", "--host", "h", "--consumer-group-id", "G", "--access-key-id", "a", "--access-key-secret", "s", "--idle-timeout-ms", "10000"];
+        assert!(Args::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn ststoken_needs_a_token_and_http_needs_a_url() {
+        let err = Config::from_args(args(&["--auth-mode", "ststoken"]), || Some("p".into())).unwrap_err();
+        assert!(err.to_string().contains("--security-token"));
+        let err = Config::from_args(args(&["--sink", "http"]), || Some("p".into())).unwrap_err();
+        assert!(err.to_string().contains("--sink-url"));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let config = Config::from_args(
+            args(&["--auth-mode", "ststoken", "--security-token", "STS.topsecret"]),
+            || Some("p".into()),
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("demo-secret") && !shown.contains("STS.topsecret"), "{shown}");
+    }
+
+    #[test]
+    fn sign_method_accepts_any_case() {
+        let config = Config::from_args(args(&["--sign-method", "HmacSHA256"]), || Some("p".into())).unwrap();
+        assert_eq!(config.sign_method, SignMethod::HmacSha256);
+    }
+}
