@@ -10,6 +10,7 @@
 //	LK_TERM_DELAY    how long to linger after SIGTERM before exiting 0 (Go duration)
 //	LK_READY_AFTER   report not ready for this long after start (Go duration)
 //	LK_EXIT_AFTER    exit on its own after this long, with LK_EXIT_CODE (default 1)
+//	LK_ENV_FILE      write the environment and arguments as JSON to this file at start
 //	LK_API_CHECKS    "VERB PATH;VERB PATH": call the API with $KUBECONFIG and write one JSON
 //	                 line per call ({"verb","path","code"}) to LK_RESULT_FILE and stdout
 package main
@@ -75,6 +76,13 @@ func main() {
 		}
 	}()
 	fmt.Printf("lk-testapp %s serving on %s\n", pod, listen)
+	if f := os.Getenv("LK_ENV_FILE"); f != "" {
+		b, _ := json.Marshal(map[string]any{"env": os.Environ(), "args": os.Args[1:]})
+		tmp := f + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o644); err == nil {
+			_ = os.Rename(tmp, f)
+		}
+	}
 
 	if checks := os.Getenv("LK_API_CHECKS"); checks != "" {
 		go apiChecks(checks)
