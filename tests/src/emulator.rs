@@ -92,6 +92,13 @@ impl Emulator {
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             roots.add(cert?)?;
         }
-        Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
+        // Both aws-lc-rs and ring are linked into the tests (reqwest brings ring): name the provider.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Ok(Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        ))
     }
 }

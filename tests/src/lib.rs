@@ -1,6 +1,7 @@
 //! Harness for the component tests: start the project's binaries as real processes on loopback,
 //! wait on conditions with deadlines, and talk to the emulator's admin API.
 
+pub mod amqp_client;
 pub mod emulator;
 pub mod process;
 pub mod wait;
