@@ -208,3 +208,22 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cr3t"));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The README's copy-paste example must load and state the defaults exactly.
+    #[test]
+    fn the_shipped_example_loads_and_states_the_documented_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/emulator.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            serde_json::to_value(&config.limits).unwrap(),
+            serde_json::to_value(Limits::default()).unwrap(),
+            "examples/emulator.toml and Limits::default() disagree"
+        );
+        assert_eq!(config.accounts.len(), 2);
+        assert_eq!(config.instances[1].consumer_groups, ["orders", "telemetry"]);
+    }
+}
