@@ -19,14 +19,14 @@ version=v1.36.3
 build_date=2026-07-22T18:07:38Z # the release's date: fixed, so the link is reproducible and cached
 ldflags="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=36"
+  ldflags+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=36 -X $p.gitCommit="
   ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$build_date"
 done
 
 stale=()
 for cmd in localkube lk-etcd lk-agent lk-pki lk-testapp; do
   out=$bin/$cmd
-  if [[ ! -x $out ]] || [[ -n $(find go.mod go.sum "cmd/$cmd" -newer "$out" -print -quit) ]]; then
+  if [[ ! -x $out ]] || [[ -n $(find build.sh go.mod go.sum "cmd/$cmd" -newer "$out" -print -quit) ]]; then
     stale+=("./cmd/$cmd")
   fi
 done

@@ -6,7 +6,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 stop() {
-  local name=$1 secs=$2 pid
+  local name=$1 secs=$2 pid i
   lk_alive "$name" || { rm -f "$LK_RUN/$name.pid"; return 0; }
   pid=$(<"$LK_RUN/$name.pid")
   kill -TERM "$pid" 2>/dev/null

@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 start_time=$(date +%s)
 
+"$repo/scripts/install-kube-tools.sh"
 "$repo/tests/cluster/build.sh"
 mkdir -p "$LK_RUN" "$LK_LOGS" "$LK_DATA"
 "$LK_BIN/lk-pki" -dir "$LK_PKI" -admin-kubeconfig "$LK_KUBECONFIG" \

@@ -1,7 +1,7 @@
 // Package e2e tests the local control plane (tests/cluster) end to end: the real
 // kube-apiserver, controller-manager and scheduler, and the node agent running pods as local
-// processes. Start it first with `make cluster-up`; KUBECONFIG defaults to
-// target/localkube/kubeconfig of this repository.
+// processes. Start it first with `make cluster-up`. They use target/localkube/kubeconfig of this
+// repository, or LOCALKUBE_KUBECONFIG.
 package e2e
 
 import (
@@ -37,7 +37,9 @@ func repoRoot(t testing.TB) string {
 }
 
 func restConfig(t testing.TB) *rest.Config {
-	path := os.Getenv("KUBECONFIG")
+	// Deliberately not $KUBECONFIG: these tests create and delete things, and must never
+	// run against whatever cluster a developer's KUBECONFIG points at.
+	path := os.Getenv("LOCALKUBE_KUBECONFIG")
 	if path == "" {
 		path = filepath.Join(repoRoot(t), "target", "localkube", "kubeconfig")
 	}
