@@ -5,6 +5,7 @@ pub mod amqp_client;
 pub mod emulator;
 pub mod process;
 pub mod wait;
+pub mod worker;
 
 pub use emulator::Emulator;
 pub use process::{Process, binary};

@@ -253,7 +253,12 @@ fn open_error(e: OpenError, redacted: &dyn Fn(String) -> String) -> Error {
     match e {
         OpenError::SaslError { code, additional_data } => {
             let data = additional_data.map(|d| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default();
-            Error::LoginRefused(redacted(format!("SASL outcome {code:?}{}{data}", if data.is_empty() { "" } else { ": " })))
+            let outcome = format!("{code:?}").to_lowercase();
+            let detail = if data.is_empty() { String::new() } else { format!(" ({data})") };
+            Error::LoginRefused(redacted(format!(
+                "the endpoint rejected the SASL PLAIN credentials (outcome `{outcome}`){detail}: check the AccessKey, \
+                 the sign method, the instance id, the consumer group, and the clock"
+            )))
         }
         OpenError::RemoteClosedWithError(error) => condition_error(&error, redacted),
         other => Error::Open(redacted(other.to_string())),
@@ -283,14 +288,26 @@ fn condition_name(condition: &ErrorCondition) -> String {
 }
 
 fn recv_error(e: RecvError, redacted: &dyn Fn(String) -> String) -> Error {
-    use fe2o3_amqp::link::LinkStateError;
-    match e {
-        RecvError::LinkStateError(LinkStateError::RemoteDetachedWithError(err))
-        | RecvError::LinkStateError(LinkStateError::RemoteClosedWithError(err)) => {
-            Error::Receive(redacted(format!("link closed by the peer: {}", describe(&err))))
+    use fe2o3_amqp::{
+        connection::ConnectionStopReason as C,
+        link::{LinkStateError as L, SessionStopReason as S},
+    };
+    let text = match &e {
+        RecvError::LinkStateError(L::RemoteDetachedWithError(err) | L::RemoteClosedWithError(err)) => {
+            format!("the peer closed the link: {}", describe(err))
         }
-        other => Error::Receive(redacted(format!("{other}"))),
-    }
+        RecvError::LinkStateError(L::RemoteDetached | L::RemoteClosed) => "the peer closed the link".to_owned(),
+        RecvError::LinkStateError(L::SessionStopped(reason)) => match reason {
+            S::RemoteEndedWithError(err) => format!("the peer ended the session: {}", describe(err)),
+            S::RemoteEnded => "the peer ended the session".to_owned(),
+            S::ConnectionStopped(C::RemoteClosedWithError(err)) => format!("the peer closed the connection: {}", describe(err)),
+            S::ConnectionStopped(C::RemoteClosed) => "the peer closed the connection".to_owned(),
+            S::ConnectionStopped(C::ClosedWithError(err)) => format!("the connection failed: {}", describe(err)),
+            other => format!("the session stopped: {other:?}"),
+        },
+        other => other.to_string(),
+    };
+    Error::Receive(redacted(text))
 }
 
 fn describe(error: &definitions::Error) -> String {
@@ -380,15 +397,6 @@ async fn receive(
                     break Some(e);
                 }
                 shared.status.update(index, |s| s.in_flight = in_flight);
-                if !draining {
-                    let target = credit.saturating_sub(in_flight as u32);
-                    if target >= credit_left + credit.div_ceil(2) {
-                        if let Err(e) = receiver.set_credit(target).await {
-                            break Some(Error::Receive(format!("granting credit: {e}")));
-                        }
-                        credit_left = target;
-                    }
-                }
             }
             received = receiver.recv::<Body<Value>>() => {
                 let delivery = match received {
@@ -433,6 +441,17 @@ async fn receive(
                     }
                 }
                 shared.status.update(index, |s| s.in_flight = in_flight);
+            }
+        }
+        // Top the link up to `credit − in flight` once half of the credit is used (duplicates
+        // settled on arrival count too), so unsettled deliveries never exceed `credit`.
+        if !draining {
+            let target = credit.saturating_sub(in_flight as u32);
+            if target >= credit_left + credit.div_ceil(2) {
+                if let Err(e) = receiver.set_credit(target).await {
+                    break Some(Error::Receive(format!("granting credit: {e}")));
+                }
+                credit_left = target;
             }
         }
     };

@@ -1,0 +1,299 @@
+//! The worker as a real process, and an HTTP sink the tests control.
+//!
+//! The worker is started with `--http-addr 127.0.0.1:0 --http-addr-file <dir>/http.addr`; it writes
+//! the bound address there once it listens, and [`Worker::start`] waits for that file. Its stdout
+//! (the log sink's JSON lines) is appended to `<dir>/stdout.jsonl` across restarts, its stderr to
+//! `<dir>/stderr.log`.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
+use serde_json::Value;
+
+use crate::{Emulator, Process, binary, wait_until};
+
+pub const GROUP: &str = "DEFAULT_GROUP";
+pub const TOPIC: &str = "/pk/dn/thing/event/property/post";
+
+/// How to start a worker; [`WorkerOptions::for_emulator`] fills in the emulator's endpoint and account.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub host: String,
+    pub port: u16,
+    pub ca_file: Option<PathBuf>,
+    pub client_id: String,
+    pub connections: u32,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl WorkerOptions {
+    pub fn for_emulator(emulator: &Emulator, client_id: &str) -> WorkerOptions {
+        WorkerOptions {
+            host: "127.0.0.1".into(),
+            port: emulator.amqp_addr.port(),
+            ca_file: Some(emulator.ca_pem.clone()),
+            client_id: client_id.into(),
+            connections: 1,
+            args: vec![],
+            env: vec![
+                ("IOTSUB_CONSUMER_GROUP_ID".into(), GROUP.into()),
+                ("IOTSUB_ACCESS_KEY_ID".into(), "demo".into()),
+                ("IOTSUB_ACCESS_KEY_SECRET".into(), "demo-secret".into()),
+            ],
+        }
+    }
+
+    pub fn connections(mut self, n: u32) -> Self {
+        self.connections = n;
+        self
+    }
+
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.args.push(flag.into());
+        self.args.push(value.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.to_string()));
+        self
+    }
+}
+
+pub struct Worker {
+    pub process: Process,
+    pub http_addr: SocketAddr,
+    pub dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Worker {
+    /// Starts `iotsub-worker` with its files under `dir` and waits until its HTTP server listens.
+    pub async fn start(dir: &Path, options: &WorkerOptions) -> anyhow::Result<Worker> {
+        std::fs::create_dir_all(dir)?;
+        let addr_file = dir.join("http.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let append = |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name));
+        let mut command = Command::new(binary("iotsub-worker"));
+        command
+            .args(["--host", &options.host, "--port", &options.port.to_string()])
+            .args(["--client-id", &options.client_id, "--connections", &options.connections.to_string()])
+            .args(["--http-addr", "127.0.0.1:0", "--http-addr-file"])
+            .arg(&addr_file)
+            .args(&options.args)
+            .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "info".into()))
+            .env_remove("POD_NAME")
+            .stdout(append("stdout.jsonl")?)
+            .stderr(append("stderr.log")?);
+        if let Some(ca) = &options.ca_file {
+            command.arg("--ca-file").arg(ca);
+        }
+        for (k, v) in &options.env {
+            command.env(k, v);
+        }
+        let mut process = Process::spawn("iotsub-worker", command)?;
+        let http_addr: SocketAddr = {
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(addr) = std::fs::read_to_string(&addr_file).ok().and_then(|t| t.trim().parse().ok()) {
+                    break addr;
+                }
+                if let Some(status) = process.child.try_wait()? {
+                    anyhow::bail!("the worker exited ({status}) before listening:\n{}", read(&dir.join("stderr.log")));
+                }
+                anyhow::ensure!(std::time::Instant::now() < end, "the worker wrote no {}", addr_file.display());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        Ok(Worker { process, http_addr, dir: dir.to_owned(), http: reqwest::Client::new() })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = self.http.get(format!("http://{}{}", self.http_addr, path)).send().await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&self.get("/status").await?.1)?)
+    }
+
+    pub async fn ready(&self) -> bool {
+        matches!(self.get("/readyz").await, Ok((200, _)))
+    }
+
+    pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
+        wait_until("the worker's /readyz", deadline, || async { self.ready().await.then_some(()) })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\nworker stderr:\n{}", self.stderr()))
+    }
+
+    /// The value of a metric sample (exact name with labels, e.g. `iotsub_worker_messages_received_total`).
+    pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let text = self.get("/metrics").await?.1;
+        Ok(parse_metric(&text, sample).unwrap_or(0.0))
+    }
+
+    /// The sum of every sample whose name and labels start with `prefix`
+    /// (e.g. `iotsub_worker_reconnects_total{client_id="w-0"` for every reason).
+    pub async fn metric_sum(&self, prefix: &str) -> anyhow::Result<f64> {
+        let text = self.get("/metrics").await?.1;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum())
+    }
+
+    pub fn stderr(&self) -> String {
+        read(&self.dir.join("stderr.log"))
+    }
+
+    /// Every log-sink line written so far (across restarts in the same directory).
+    pub fn lines(&self) -> Vec<Value> {
+        sink_lines(&self.dir)
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The JSON lines of `<dir>/stdout.jsonl`; a torn last line (a killed writer) is skipped.
+pub fn sink_lines(dir: &Path) -> Vec<Value> {
+    read(&dir.join("stdout.jsonl")).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// messageId → how many times it reached the log sink.
+pub fn delivered_counts(dir: &Path) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for line in sink_lines(dir) {
+        if let Some(id) = line["messageId"].as_str() {
+            *counts.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+pub fn parse_metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// The emulator's view of the consumer group.
+pub async fn group(emulator: &Emulator) -> anyhow::Result<Value> {
+    emulator.group(GROUP).await
+}
+
+pub fn count(group: &Value, field: &str) -> u64 {
+    group[field].as_u64().unwrap_or(0)
+}
+
+/// One request the sink server received.
+#[derive(Debug, Clone)]
+pub struct SinkRequest {
+    pub headers: BTreeMap<String, String>,
+    pub body: Bytes,
+    /// What the server answered.
+    pub status: u16,
+}
+
+/// An HTTP sink on 127.0.0.1 that records every request and answers with a status the test sets.
+pub struct SinkServer {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<SinkRequest>>>,
+    status: Arc<AtomicU16>,
+    /// messageIds (ce-id) answered with this status instead, e.g. poison.
+    overrides: Arc<Mutex<HashMap<String, u16>>>,
+    delay_ms: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct SinkState {
+    requests: Arc<Mutex<Vec<SinkRequest>>>,
+    status: Arc<AtomicU16>,
+    overrides: Arc<Mutex<HashMap<String, u16>>>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl SinkServer {
+    pub async fn start() -> anyhow::Result<SinkServer> {
+        let state = SinkState {
+            requests: Arc::default(),
+            status: Arc::new(AtomicU16::new(200)),
+            overrides: Arc::default(),
+            delay_ms: Arc::default(),
+        };
+        let app = Router::new().route("/events", post(receive)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/events", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(SinkServer {
+            url,
+            requests: state.requests,
+            status: state.status,
+            overrides: state.overrides,
+            delay_ms: state.delay_ms,
+            task,
+        })
+    }
+
+    /// Every answer waits this long first (a slow application).
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn answer_for(&self, message_id: &str, status: u16) {
+        self.overrides.lock().unwrap().insert(message_id.into(), status);
+    }
+
+    pub fn requests(&self) -> Vec<SinkRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// ce-ids answered 2xx.
+    pub fn accepted_ids(&self) -> HashSet<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .filter_map(|r| r.headers.get("ce-id").cloned())
+            .collect()
+    }
+}
+
+impl Drop for SinkServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(State(state): State<SinkState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let headers: BTreeMap<String, String> =
+        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+    let id = headers.get("ce-id").cloned().unwrap_or_default();
+    let status = state.overrides.lock().unwrap().get(&id).copied().unwrap_or_else(|| state.status.load(Ordering::SeqCst));
+    state.requests.lock().unwrap().push(SinkRequest { headers, body, status });
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
