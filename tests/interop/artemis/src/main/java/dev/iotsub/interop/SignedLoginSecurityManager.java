@@ -6,6 +6,7 @@ import java.util.Base64;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 
 import javax.crypto.Mac;
@@ -29,8 +30,8 @@ public final class SignedLoginSecurityManager implements ActiveMQSecurityManager
     private final String accessKeySecret;
     private final String publisherUser;
     private final String publisherPassword;
-    /** clientIds of accepted signed logins, in order, for the test to read. */
-    final ConcurrentLinkedQueue<String> acceptedClientIds = new ConcurrentLinkedQueue<>();
+    /** clientIds of accepted signed logins (Artemis validates a login more than once), for the test to read. */
+    final Set<String> acceptedClientIds = ConcurrentHashMap.newKeySet();
     final ConcurrentLinkedQueue<String> refusals = new ConcurrentLinkedQueue<>();
 
     public SignedLoginSecurityManager(String accessKeyId, String accessKeySecret, String publisherUser, String publisherPassword) {
