@@ -57,7 +57,9 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
         Ok(Err(e)) => return tracing::info!(%remote, error = %e, "TLS handshake failed"),
         Err(_) => return tracing::info!(%remote, "TLS handshake did not finish before the deadline"),
     };
-    let (stream, remote_open) = OpenObserver::new(stream);
+    let cut = CancellationToken::new();
+    let _cut_on_exit = cut.clone().drop_guard();
+    let (stream, remote_open) = OpenObserver::new(stream, cut.clone());
     let sasl = PlatformSasl::new(platform.clone(), remote);
     let decision = sasl.decision.clone();
     let acceptor = ConnectionAcceptor::builder()
@@ -84,8 +86,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     let idle = remote_open.get().and_then(|open| open.idle_time_out_ms);
     if let Some(reason) = idle_time_out_problem(idle, limits.idle_timeout_min_ms, limits.idle_timeout_max_ms) {
         refuse_open("amqp:invalid-field", reason.clone());
-        let _ = connection.close_with_error(amqp_error(AmqpError::InvalidField, &reason)).await;
-        return;
+        return close_and_cut(&mut connection, amqp_error(AmqpError::InvalidField, &reason), &cut).await;
     }
     if login.attempts_last_minute > limits.connection_attempts_per_minute {
         let reason = format!(
@@ -93,15 +94,13 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
             username.consumer_group_id, login.attempts_last_minute, limits.connection_attempts_per_minute
         );
         refuse_open("amqp:resource-limit-exceeded", reason.clone());
-        let _ = connection.close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, &reason)).await;
-        return;
+        return close_and_cut(&mut connection, amqp_error(AmqpError::ResourceLimitExceeded, &reason), &cut).await;
     }
     let instance_id = username.instance_id.clone().unwrap_or_default();
     let Some(_instance_slot) = platform.open_instance_connection(&instance_id) else {
         let reason = format!("instance `{instance_id}` has {} connections, the limit", limits.connection_cap_per_instance);
         refuse_open("amqp:resource-limit-exceeded", reason.clone());
-        let _ = connection.close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, &reason)).await;
-        return;
+        return close_and_cut(&mut connection, amqp_error(AmqpError::ResourceLimitExceeded, &reason), &cut).await;
     };
     let conn = platform.next_conn_id();
     let group = login.group.clone();
@@ -113,8 +112,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
                 username.consumer_group_id, limits.client_cap_per_group
             );
             refuse_open("amqp:resource-limit-exceeded", reason.clone());
-            let _ = connection.close_with_error(amqp_error(AmqpError::ResourceLimitExceeded, &reason)).await;
-            return;
+            return close_and_cut(&mut connection, amqp_error(AmqpError::ResourceLimitExceeded, &reason), &cut).await;
         }
     };
     let registration = Registration { group: group.clone(), conn };
@@ -133,13 +131,24 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
             } else {
                 AmqpError::NotAllowed.into()
             };
-            let _ = timeout(Duration::from_secs(5), connection.close_with_error(amqp_error(condition, &reason))).await;
+            close_and_cut(&mut connection, amqp_error(condition, &reason), &cut).await;
         }
         ClientEnd::Gone(_) => {
-            let _ = timeout(Duration::from_secs(5), connection.close()).await;
+            let _ = timeout(CLOSE_GRACE, connection.close()).await;
+            cut.cancel();
         }
     }
     drop(registration);
+}
+
+/// How long a peer gets to answer our Close before the socket is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Sends Close with the error, gives the peer a moment to answer, then drops the socket: a refused
+/// client must see the reason, and must not be left hanging on a half-closed connection.
+async fn close_and_cut(connection: &mut ListenerConnectionHandle, error: definitions::Error, cut: &CancellationToken) {
+    let _ = timeout(CLOSE_GRACE, connection.close_with_error(error)).await;
+    cut.cancel();
 }
 
 /// Unregisters the client from its group when the connection ends, however it ends.
@@ -257,8 +266,9 @@ async fn refuse_link(
     platform.refuse(refusal(remote, Some(username), "link", "amqp:not-allowed", reason.into()));
     let error = amqp_error(AmqpError::NotAllowed, reason);
     let closed = match acceptor.accept_incoming_attach(attach, session).await {
-        Ok(LinkEndpoint::Sender(link)) => link.close_with_error(error).await.err().map(|e| e.to_string()),
-        Ok(LinkEndpoint::Receiver(link)) => link.close_with_error(error).await.err().map(|e| e.to_string()),
+        // A peer that never answers the detach must not stall the connection.
+        Ok(LinkEndpoint::Sender(link)) => timeout(CLOSE_GRACE, link.close_with_error(error)).await.ok().and_then(|r| r.err()).map(|e| e.to_string()),
+        Ok(LinkEndpoint::Receiver(link)) => timeout(CLOSE_GRACE, link.close_with_error(error)).await.ok().and_then(|r| r.err()).map(|e| e.to_string()),
         Err(e) => Some(e.to_string()),
     };
     if let Some(e) = closed {

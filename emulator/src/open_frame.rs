@@ -5,6 +5,7 @@
 //! the connection reads into [`OpenScanner`] until the Open has been seen.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     sync::{Arc, OnceLock},
@@ -13,6 +14,7 @@ use std::{
 
 use fe2o3_amqp_types::performatives::Open;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// What the scanner found in the client's Open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,24 +93,36 @@ impl OpenScanner {
     }
 }
 
-/// A stream that reports the client's Open into `seen` as the connection reads it.
-#[derive(Debug)]
+/// A stream that reports the client's Open into `seen` as the connection reads it, and reads EOF
+/// once `cut` is cancelled: fe2o3-amqp's engine keeps the socket open after sending a Close until
+/// the peer answers, and clients such as Qpid Proton wait for the server to drop the socket instead.
 pub struct OpenObserver<S> {
     inner: S,
     scanner: Option<OpenScanner>,
     seen: Arc<OnceLock<RemoteOpen>>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> std::fmt::Debug for OpenObserver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenObserver").field("seen", &self.seen.get()).finish_non_exhaustive()
+    }
 }
 
 impl<S> OpenObserver<S> {
-    pub fn new(inner: S) -> (Self, Arc<OnceLock<RemoteOpen>>) {
+    pub fn new(inner: S, cut: CancellationToken) -> (Self, Arc<OnceLock<RemoteOpen>>) {
         let seen = Arc::new(OnceLock::new());
-        (OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone() }, seen)
+        let observer = OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone(), cut: Box::pin(cut.cancelled_owned()) };
+        (observer, seen)
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for OpenObserver<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let (Poll::Ready(Ok(())), Some(scanner)) = (&result, this.scanner.as_mut()) {

@@ -375,16 +375,9 @@ def test_connection_attempts_per_minute(start_emulator):
     fourth.stop()
 
 
-FORCED_CLOSE_KEEPS_SOCKET = (
-    "emulator defect: after sending Close(amqp:connection:forced) (link deadline, drop-connections fault) the "
-    "emulator never closes the TCP connection unless the client answers with its own Close. amqp_server.rs "
-    "gives close_with_error() 5 s, then drops the ListenerConnectionHandle, but fe2o3's engine stays in CloseSent "
-    "reading the socket. Proton's MessagingHandler deliberately does not answer a forced Close (it waits for the "
-    "transport to drop, to reconnect), so it hangs until its own idle timeout (60 s with heartbeat=60) fires"
-)
+# A sample-style client does not answer a forced Close: it waits for the server to drop the socket.
 
 
-@pytest.mark.xfail(strict=True, reason=FORCED_CLOSE_KEEPS_SOCKET)
 def test_emulator_drops_the_transport_after_a_forced_close(start_emulator):
     emulator = start_emulator(config(link_deadline_ms=1000))
     lazy = client(emulator, "proton-no-link", links=())
@@ -397,7 +390,6 @@ def test_emulator_drops_the_transport_after_a_forced_close(start_emulator):
         lazy.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=FORCED_CLOSE_KEEPS_SOCKET)
 def test_reconnecting_client_resumes_after_the_drop_connections_fault(start_emulator):
     emulator = start_emulator(config())
     c = attached(client(emulator, "proton-reconnecting", reconnect=True))
