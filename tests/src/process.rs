@@ -7,12 +7,19 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-/// The path of a workspace binary (`make build` builds them): `target/<profile>/<name>`,
-/// found next to the running test executable (`target/<profile>/deps/…`).
+/// The path of a workspace binary (`make build` builds them): `$IOTSUB_BIN_DIR/<name>`, else
+/// `target/<profile>/<name>` of the running executable (a test in `target/<profile>/deps/` or a
+/// benchmark binary in `target/<profile>/`).
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current test executable");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
-    let path = profile_dir.join(name);
+    let dir = match std::env::var_os("IOTSUB_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("current executable");
+            let dir = exe.parent().expect("executable's directory");
+            if dir.ends_with("deps") { dir.parent().expect("target/<profile>").to_path_buf() } else { dir.to_path_buf() }
+        }
+    };
+    let path = dir.join(name);
     assert!(path.exists(), "{} is missing: run `make build` (cargo build --workspace --bins) first", path.display());
     path
 }
