@@ -35,6 +35,8 @@ pub struct WorkerOptions {
     pub connections: u32,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Send the log sink's lines to /dev/null (benchmarks) instead of `<dir>/stdout.jsonl`.
+    pub stdout_null: bool,
 }
 
 impl WorkerOptions {
@@ -51,6 +53,7 @@ impl WorkerOptions {
                 ("IOTSUB_ACCESS_KEY_ID".into(), "demo".into()),
                 ("IOTSUB_ACCESS_KEY_SECRET".into(), "demo-secret".into()),
             ],
+            stdout_null: false,
         }
     }
 
@@ -95,7 +98,7 @@ impl Worker {
             .args(&options.args)
             .env("RUST_LOG", std::env::var("WORKER_LOG").unwrap_or_else(|_| "info".into()))
             .env_remove("POD_NAME")
-            .stdout(append("stdout.jsonl")?)
+            .stdout(if options.stdout_null { std::fs::File::create("/dev/null")? } else { append("stdout.jsonl")? })
             .stderr(append("stderr.log")?);
         if let Some(ca) = &options.ca_file {
             command.arg("--ca-file").arg(ca);

@@ -144,6 +144,7 @@ fn worker_options(artemis: &Artemis, client_id: &str, secret: &str) -> WorkerOpt
             ("IOTSUB_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
             ("IOTSUB_ACCESS_KEY_SECRET".into(), secret.into()),
         ],
+        stdout_null: false,
     }
 }
 

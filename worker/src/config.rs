@@ -251,8 +251,8 @@ pub fn client_ids(base: &str, connections: u32) -> Result<Vec<String>, Error> {
                 "clientId `{id}` is {chars} characters; the platform allows at most {MAX_CLIENT_ID_CHARS}"
             )));
         }
-        if id.contains('|') || id.contains(',') {
-            return Err(Error::Config(format!("clientId `{id}` must not contain `|` or `,`")));
+        if id.contains('|') {
+            return Err(Error::Config(format!("clientId `{id}` must not contain `|`")));
         }
     }
     Ok(ids)
