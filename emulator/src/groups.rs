@@ -612,6 +612,36 @@ mod tests {
     }
 
     #[test]
+    fn stacked_messages_expire_after_the_retention_and_past_the_maximum() {
+        let key = GroupKey { instance_id: "".into(), consumer_group_id: "G".into() };
+        let group = Group::new(key.clone(), Arc::new(Limits { retention_seconds: 0, ..Limits::default() }));
+        group.publish((0..5).map(message));
+        let snap = group.snapshot();
+        assert_eq!((snap.backlog, snap.counters.expired), (0, 5));
+
+        let group = Group::new(key, Arc::new(Limits { max_stacked_per_group: 3, ..Limits::default() }));
+        group.publish((0..5).map(message));
+        let snap = group.snapshot();
+        assert_eq!((snap.stacked, snap.counters.expired), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn duplicates_come_back_after_the_acknowledgement_when_configured() {
+        let limits = Arc::new(Limits { duplicate_probability: 1.0, ..(*limits()).clone() });
+        let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits);
+        tokio::spawn(group.clone().run_dispatcher());
+        group.register(client(1)).unwrap();
+        group.attach(1);
+        group.publish([message(42)]);
+        let first = group.next_delivery(1).await.unwrap();
+        group.sent(1);
+        group.settle(1, first, Settlement::Accepted);
+        let again = group.next_delivery(1).await.unwrap();
+        assert_eq!(again.message.message_id, "42");
+        assert_eq!(group.snapshot().counters.duplicates_injected, 1);
+    }
+
+    #[test]
     fn stacked_push_respects_the_group_rate() {
         let limits = Arc::new(Limits { stacked_rate_per_group: 5, ..Limits::default() });
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits);
