@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -98,8 +97,9 @@ func (a *agent) syncPod(ctx context.Context, pod *v1.Pod) {
 	}
 	w := a.workers[pod.UID]
 	if w == nil {
-		if pod.DeletionTimestamp != nil && podTerminal(pod) || pod.DeletionTimestamp != nil && !a.hasLocalState(pod.UID) {
-			// Nothing runs for it here: finish the deletion at once.
+		if pod.DeletionTimestamp != nil {
+			// Nothing runs for it here (containers of a previous agent were killed at start):
+			// finish the deletion at once.
 			a.mu.Unlock()
 			go a.finalDelete(ctx, pod)
 			return
@@ -116,11 +116,6 @@ func (a *agent) syncPod(ctx context.Context, pod *v1.Pod) {
 	}
 	a.mu.Unlock()
 	w.update(pod)
-}
-
-func (a *agent) hasLocalState(uid types.UID) bool {
-	_, err := os.Stat(filepath.Join(a.cfg.rootDir, "pods", string(uid)))
-	return err == nil
 }
 
 // podRemoved: the pod is gone from the API (deleted with grace 0, by us or by someone else).
@@ -147,6 +142,9 @@ func (a *agent) workerDone(uid types.UID) {
 // allocateIP gives each pod its own loopback address (127.1.X.Y by default): every address of
 // 127.0.0.0/8 reaches this host, so pods can all listen on the same port, each on its own IP.
 func (a *agent) allocateIP(pod *v1.Pod) string {
+	if pod.Spec.HostNetwork {
+		return "127.0.0.1"
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if ip := pod.Status.PodIP; ip != "" && strings.HasPrefix(ip, a.cfg.podIPPrefix+".") {
@@ -227,5 +225,3 @@ func processHasEnv(pid int, kv string) bool {
 	}
 	return false
 }
-
-var _ = time.Second
