@@ -100,6 +100,12 @@ impl Worker {
             .env_remove("POD_NAME")
             .stdout(if options.stdout_null { std::fs::File::create("/dev/null")? } else { append("stdout.jsonl")? })
             .stderr(append("stderr.log")?);
+        // Only what the test sets: an IOTSUB_* variable of the developer's shell must not leak in.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("IOTSUB_") {
+                command.env_remove(key);
+            }
+        }
         if let Some(ca) = &options.ca_file {
             command.arg("--ca-file").arg(ca);
         }

@@ -133,3 +133,60 @@ async fn help_and_errors_never_show_secret_values() -> anyhow::Result<()> {
     assert!(!text.contains("super-secret"), "{text}");
     Ok(())
 }
+
+#[tokio::test]
+async fn ststoken_with_hmacmd5_on_a_named_instance() -> anyhow::Result<()> {
+    let config = r#"
+[[accounts]]
+access_key_id = "ram-user"
+access_key_secret = "ram-secret"
+security_token = "STS.token-1"
+
+[[instances]]
+id = "iot-cn-test"
+consumer_groups = ["G1"]
+"#;
+    let emulator = Emulator::start(config).await?;
+    let dir = tempfile::tempdir()?;
+    let options = WorkerOptions::for_emulator(&emulator, "sts")
+        .env("IOTSUB_ACCESS_KEY_ID", "ram-user")
+        .env("IOTSUB_ACCESS_KEY_SECRET", "ram-secret")
+        .env("IOTSUB_SECURITY_TOKEN", "STS.token-1")
+        .env("IOTSUB_CONSUMER_GROUP_ID", "G1")
+        .env("IOTSUB_INSTANCE_ID", "iot-cn-test")
+        .env("IOTSUB_AUTH_MODE", "ststoken")
+        .env("IOTSUB_SIGN_METHOD", "hmacmd5");
+    let worker = Worker::start(dir.path(), &options).await?;
+    worker.wait_ready(Duration::from_secs(20)).await?;
+    let published = emulator
+        .post("/admin/messages", json!({"instanceId": "iot-cn-test", "consumerGroupId": "G1", "topic": TOPIC, "payload": "x", "count": 2}))
+        .await?;
+    wait_until("2 acknowledgements on G1", Duration::from_secs(15), || async {
+        let g: Value = reqwest::get(emulator.api_url("/admin/consumer-groups/G1?instanceId=iot-cn-test")).await.ok()?.json().await.ok()?;
+        (count(&g, "acknowledged") == 2).then_some(())
+    })
+    .await?;
+    assert_eq!(worker.lines().len(), 2, "{published}");
+    let leaked = format!("{}{}", worker.stderr(), worker.status().await?);
+    assert!(!leaked.contains("STS.token-1") && !leaked.contains("ram-secret"), "a secret leaked");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_is_refused() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let dir = tempfile::tempdir()?;
+    let mut options = WorkerOptions::for_emulator(&emulator, "untrusting");
+    options.ca_file = None; // system roots only: the emulator's private CA is not among them
+    let worker = Worker::start(dir.path(), &options).await?;
+    let status = wait_until("a TLS failure", Duration::from_secs(15), || async {
+        let s = worker.status().await.ok()?;
+        s["connections"][0]["lastError"].as_str().is_some_and(|e| e.contains("TLS")).then_some(s)
+    })
+    .await?;
+    let error = status["connections"][0]["lastError"].as_str().unwrap();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(!worker.ready().await);
+    assert!(group(&emulator).await?["clients"].as_array().is_some_and(|c| c.is_empty()));
+    Ok(())
+}

@@ -100,7 +100,8 @@ async fn duplicates_are_acknowledged_without_a_second_delivery() -> anyhow::Resu
     assert!(injected > 50, "the emulator injected only {injected} duplicates");
     let counts = delivered_counts(dir.path());
     assert_eq!(counts.len(), 300);
-    assert!(ids.iter().all(|id| counts.get(id) == Some(&1)), "a duplicate reached the sink: {counts:?}");
+    let twice: Vec<_> = ids.iter().filter(|id| counts.get(*id) != Some(&1)).take(10).collect();
+    assert!(twice.is_empty(), "messages not delivered exactly once, e.g. {:?}", twice.iter().map(|id| (id, counts.get(*id))).collect::<Vec<_>>());
     assert_eq!(worker.metric("iotsub_worker_messages_duplicate_total").await?, injected as f64);
     Ok(())
 }
