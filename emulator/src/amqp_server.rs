@@ -307,9 +307,10 @@ async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_time
                 let delivery = held.delivery.take().expect("still held");
                 group.sent(conn);
                 let group = group.clone();
+                let pushed_at = Instant::now();
                 tokio::spawn(async move {
                     let settlement = match timeout(ack_timeout, outcome).await {
-                        Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted,
+                        Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted(pushed_at.elapsed()),
                         Ok(Ok(_)) => Settlement::Refused,
                         Ok(Err(_)) => Settlement::Disconnected,
                         Err(_) => Settlement::TimedOut,

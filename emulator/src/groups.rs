@@ -46,7 +46,8 @@ pub struct Delivery {
 /// How a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
-    Accepted,
+    /// With the time from handing the transfer to the connection to the client's `accepted`.
+    Accepted(Duration),
     /// Released, rejected or modified by the client: the platform retries it later.
     Refused,
     /// No outcome within the acknowledgement timeout.
@@ -98,6 +99,45 @@ struct GroupState {
     consumed_realtime: PerMinute,
     consumed_stacked: PerMinute,
     last_consumed_ms: Option<i64>,
+    ack_latency: LatencyWindow,
+}
+
+/// The last acknowledgements' push-to-accept latencies, for benchmarks of any client.
+#[derive(Debug, Default)]
+struct LatencyWindow {
+    micros: VecDeque<u32>,
+}
+
+const LATENCIES_KEPT: usize = 10_000;
+
+impl LatencyWindow {
+    fn record(&mut self, latency: Duration) {
+        if self.micros.len() == LATENCIES_KEPT {
+            self.micros.pop_front();
+        }
+        self.micros.push_back(latency.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    fn summary(&self) -> Option<LatencySummary> {
+        if self.micros.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<u32> = self.micros.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Some(LatencySummary { samples: sorted.len(), p50_us: at(0.5), p90_us: at(0.9), p99_us: at(0.99), max_us: at(1.0) })
+    }
+}
+
+/// Over the last (up to) 10 000 acknowledgements of the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySummary {
+    pub samples: usize,
+    pub p50_us: u32,
+    pub p90_us: u32,
+    pub p99_us: u32,
+    pub max_us: u32,
 }
 
 struct Client {
@@ -158,6 +198,8 @@ pub struct GroupSnapshot {
     pub stacked_consumed_per_minute: u64,
     /// Epoch milliseconds of the last acknowledgement.
     pub last_consumed_at: Option<i64>,
+    /// Push-to-accept latency over the last acknowledgements.
+    pub ack_latency: Option<LatencySummary>,
     pub clients: Vec<ClientSnapshot>,
 }
 
@@ -190,6 +232,7 @@ impl Group {
                 consumed_realtime: PerMinute::default(),
                 consumed_stacked: PerMinute::default(),
                 last_consumed_ms: None,
+                ack_latency: LatencyWindow::default(),
             }),
             limits,
             wake: Notify::new(),
@@ -314,14 +357,15 @@ impl Group {
         let second = now_second();
         if let Some(client) = state.clients.get_mut(&conn) {
             client.in_flight = client.in_flight.saturating_sub(1);
-            if settlement == Settlement::Accepted {
+            if matches!(settlement, Settlement::Accepted(_)) {
                 client.acknowledged += 1;
                 if delivery.from_stacked { &mut client.consumed_stacked } else { &mut client.consumed_realtime }.add(second, 1);
             }
         }
         match settlement {
-            Settlement::Accepted => {
+            Settlement::Accepted(latency) => {
                 state.counters.acknowledged += 1;
+                state.ack_latency.record(latency);
                 if delivery.from_stacked { &mut state.consumed_stacked } else { &mut state.consumed_realtime }.add(second, 1);
                 state.last_consumed_ms = Some(epoch_ms());
                 let p = self.limits.duplicate_probability;
@@ -390,6 +434,7 @@ impl Group {
             realtime_consumed_per_minute: realtime,
             stacked_consumed_per_minute: stacked,
             last_consumed_at: state.last_consumed_ms,
+            ack_latency: state.ack_latency.summary(),
             clients: state
                 .clients
                 .values()
@@ -559,12 +604,13 @@ mod tests {
             assert!(d.from_stacked);
             group.sent(1);
             seen.push(d.message.message_id.clone());
-            group.settle(1, d, Settlement::Accepted);
+            group.settle(1, d, Settlement::Accepted(Duration::from_micros(250)));
         }
         seen.sort();
         assert_eq!(seen, ["0", "1", "2"]);
         let snap = group.snapshot();
         assert_eq!((snap.backlog, snap.counters.acknowledged, snap.in_flight), (0, 3, 0));
+        assert_eq!(snap.ack_latency.map(|l| (l.samples, l.p99_us)), Some((3, 250)));
     }
 
     #[tokio::test]
@@ -612,6 +658,19 @@ mod tests {
     }
 
     #[test]
+    fn latency_percentiles_come_from_the_last_acknowledgements() {
+        let mut window = LatencyWindow::default();
+        for us in 1..=100 {
+            window.record(Duration::from_micros(us));
+        }
+        assert_eq!(window.summary(), Some(LatencySummary { samples: 100, p50_us: 51, p90_us: 90, p99_us: 99, max_us: 100 }));
+        for _ in 0..LATENCIES_KEPT {
+            window.record(Duration::from_micros(7));
+        }
+        assert_eq!(window.summary().map(|s| (s.samples, s.max_us)), Some((LATENCIES_KEPT, 7)));
+    }
+
+    #[test]
     fn stacked_messages_expire_after_the_retention_and_past_the_maximum() {
         let key = GroupKey { instance_id: "".into(), consumer_group_id: "G".into() };
         let group = Group::new(key.clone(), Arc::new(Limits { retention_seconds: 0, ..Limits::default() }));
@@ -635,7 +694,7 @@ mod tests {
         group.publish([message(42)]);
         let first = group.next_delivery(1).await.unwrap();
         group.sent(1);
-        group.settle(1, first, Settlement::Accepted);
+        group.settle(1, first, Settlement::Accepted(Duration::from_micros(250)));
         let again = group.next_delivery(1).await.unwrap();
         assert_eq!(again.message.message_id, "42");
         assert_eq!(group.snapshot().counters.duplicates_injected, 1);
