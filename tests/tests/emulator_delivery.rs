@@ -215,3 +215,55 @@ async fn the_client_cap_refuses_one_client_too_many_and_frees_a_place_when_one_l
     recv(&mut receiver).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_traffic_generator_publishes_device_messages_at_its_rate() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("fleet")).await?;
+    let reply = emulator.post("/admin/traffic", serde_json::json!({"consumerGroupId": "DEFAULT_GROUP", "ratePerSecond": 200, "devices": 5, "seconds": 1})).await?;
+    assert_eq!(reply["messages"], 200);
+    let mut devices = HashSet::new();
+    for _ in 0..200 {
+        let delivery = recv(&mut receiver).await?;
+        let got = properties(&delivery)?;
+        let body: serde_json::Value = serde_json::from_slice(&got.payload)?;
+        let device = body["deviceName"].as_str().unwrap_or_default().to_owned();
+        assert!(got.topic.contains(&device), "topic {} names the device {device}", got.topic);
+        assert!(got.topic.ends_with("/thing/event/property/post") || got.topic.starts_with("/as/mqtt/status/"), "{}", got.topic);
+        devices.insert(device);
+        receiver.accept(&delivery).await?;
+    }
+    assert_eq!(devices.len(), 5);
+    let extra = timeout(Duration::from_millis(500), receiver.recv::<Body<Value>>()).await;
+    assert!(extra.is_err(), "more than ratePerSecond × seconds messages");
+    Ok(())
+}
+
+#[tokio::test]
+async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyhow::Result<()> {
+    use iotsub_aliyun::{consumer_group::{ActionResult, ConsumerGroupList}, openapi};
+    let emulator = Emulator::start("[[instances]]\nid = \"iot-1\"\nconsumer_groups = [\"orders\", \"telemetry\", \"billing\"]\n").await?;
+    let call = |action: &str, extra: &[(&str, &str)]| {
+        let mut params = openapi::common_params(action, "demo", "cn-shanghai", &uuid::Uuid::new_v4().to_string(), time::OffsetDateTime::now_utc());
+        for (k, v) in extra {
+            params.insert((*k).into(), (*v).into());
+        }
+        format!("{}/?{}", emulator.api_url(""), openapi::signed_query(&params, "demo-secret"))
+    };
+    let http = reqwest::Client::new();
+    let list: ConsumerGroupList = http.get(call("QueryConsumerGroupList", &[("IotInstanceId", "iot-1"), ("PageSize", "2"), ("CurrentPage", "2")])).send().await?.json().await?;
+    assert_eq!((list.total, list.page_count), (3, 2));
+    assert_eq!(list.data.groups.iter().map(|g| g.group_id.as_str()).collect::<Vec<_>>(), ["telemetry"]);
+
+    let body = serde_json::json!({"instanceId": "iot-1", "consumerGroupId": "orders", "topic": TOPIC, "payload": "x", "count": 25});
+    emulator.post("/admin/messages", body).await?;
+    let backlog = |emulator: &Emulator| {
+        let url = emulator.api_url("/admin/consumer-groups/orders?instanceId=iot-1");
+        async move { anyhow::Ok(reqwest::get(url).await?.json::<serde_json::Value>().await?["backlog"].as_u64()) }
+    };
+    assert_eq!(backlog(&emulator).await?, Some(25));
+    let reset: ActionResult = http.get(call("ResetConsumerGroupPosition", &[("IotInstanceId", "iot-1"), ("GroupId", "orders")])).send().await?.json().await?;
+    assert!(reset.success);
+    assert_eq!(backlog(&emulator).await?, Some(0));
+    Ok(())
+}
