@@ -1,0 +1,37 @@
+//! The condition vocabulary of `ConsumerGroupSubscription.status.conditions`: types and reasons.
+
+/// All replicas are ready and, where the platform could be asked, connected as clients.
+pub const READY: &str = "Ready";
+/// The Secret holds every key the auth mode needs, and the platform did not refuse it.
+pub const CREDENTIALS_VALID: &str = "CredentialsValid";
+/// Reserved for the autoscaler.
+pub const AUTOSCALING: &str = "Autoscaling";
+/// The backlog could be read from the platform's OpenAPI.
+pub const BACKLOG_AVAILABLE: &str = "BacklogAvailable";
+
+pub const TRUE: &str = "True";
+pub const FALSE: &str = "False";
+pub const UNKNOWN: &str = "Unknown";
+
+pub mod reason {
+    // Ready
+    pub const ALL_CLIENTS_CONNECTED: &str = "AllClientsConnected";
+    pub const REPLICAS_READY: &str = "ReplicasReady";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const CLIENTS_NOT_CONNECTED: &str = "ClientsNotConnected";
+    pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    // CredentialsValid
+    pub const SECRET_FOUND: &str = "SecretFound";
+    pub const ACCEPTED_BY_PLATFORM: &str = "AcceptedByPlatform";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
+    pub const CA_SECRET_NOT_FOUND: &str = "CASecretNotFound";
+    pub const REFUSED_BY_PLATFORM: &str = "RefusedByPlatform";
+    // BacklogAvailable
+    pub const QUERIED: &str = "Queried";
+    pub const PLATFORM_UNREACHABLE: &str = "PlatformUnreachable";
+    pub const PLATFORM_ERROR: &str = "PlatformError";
+    pub const THROTTLED: &str = "Throttled";
+    pub const NOT_QUERIED: &str = "NotQueried";
+}

@@ -1,0 +1,371 @@
+//! Spec and status of `ConsumerGroupSubscription`. Bounds the API server can check are in the schema
+//! (ranges, enums, CEL rules that name the field); what only the operator can see (the Secret, the
+//! platform) becomes status conditions.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Platform limit of clients of one consumer group (PLATFORM.md; another page says 128).
+pub const DEFAULT_CLIENT_CAP: i32 = 64;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "iotsub.dev",
+    version = "v1alpha1",
+    kind = "ConsumerGroupSubscription",
+    plural = "consumergroupsubscriptions",
+    shortname = "cgs",
+    namespaced,
+    status = "ConsumerGroupSubscriptionStatus",
+    derive = "PartialEq",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Group", type_ = "string", json_path = ".spec.consumerGroupId"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog.messages"),
+    printcolumn(name = "Clients", type_ = "integer", json_path = ".status.connectedClients"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new(
+    "!has(self.autoscaling) || !self.autoscaling.enabled || self.autoscaling.maxReplicas * self.connection.connectionsPerPod <= self.autoscaling.clientCap"
+).message("autoscaling.maxReplicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".autoscaling.maxReplicas"))]
+#[x_kube(validation = Rule::new(
+    "(has(self.autoscaling) && self.autoscaling.enabled) || self.replicas * self.connection.connectionsPerPod <= (has(self.autoscaling) ? self.autoscaling.clientCap : 64)"
+).message("replicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".replicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerGroupSubscriptionSpec {
+    pub endpoint: Endpoint,
+    /// Empty or absent for legacy public instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub iot_instance_id: Option<String>,
+    #[schemars(length(min = 1, max = 128))]
+    pub consumer_group_id: String,
+    /// For the OpenAPI endpoint `iot.<regionId>.aliyuncs.com`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region_id: String,
+    pub credentials: Credentials,
+    #[serde(default)]
+    pub connection: Connection,
+    /// Used when autoscaling is off; `kubectl scale` writes it.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 128))]
+    pub replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    #[serde(default)]
+    pub sink: Sink,
+    #[serde(default)]
+    pub worker: WorkerTemplate,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// AMQP host, also the TLS server name.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    #[serde(default = "amqps_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// An extra trust root (a private or emulated endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+fn amqps_port() -> i32 {
+    5671
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// A Secret in the same namespace with `accessKeyId`, `accessKeySecret` (and `securityToken`
+    /// for `ststoken`).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    #[serde(default)]
+    pub auth_mode: AuthMode,
+    #[serde(default)]
+    pub sign_method: SignMethod,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Aksign,
+    Ststoken,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Aksign => "aksign",
+            AuthMode::Ststoken => "ststoken",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignMethod {
+    #[default]
+    Hmacsha1,
+    Hmacsha256,
+    Hmacmd5,
+}
+
+impl SignMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignMethod::Hmacsha1 => "hmacsha1",
+            SignMethod::Hmacsha256 => "hmacsha256",
+            SignMethod::Hmacmd5 => "hmacmd5",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// Each connection is one client of the consumer group.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 64))]
+    pub connections_per_pod: i32,
+    /// Advertised in the AMQP Open frame; the platform wants 30000..=300000.
+    #[serde(default = "idle_timeout_ms")]
+    #[schemars(range(min = 30000, max = 300000))]
+    pub idle_timeout_ms: i32,
+    /// Link credit per connection.
+    #[serde(default = "credit")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub credit: i32,
+}
+
+fn idle_timeout_ms() -> i32 {
+    60_000
+}
+
+fn credit() -> i32 {
+    100
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection { connections_per_pod: 1, idle_timeout_ms: idle_timeout_ms(), credit: credit() }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas").field_path(".minReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 128))]
+    pub min_replicas: i32,
+    #[serde(default = "max_replicas")]
+    #[schemars(range(min = 1, max = 128))]
+    pub max_replicas: i32,
+    /// The platform's limit of clients per consumer group.
+    #[serde(default = "client_cap")]
+    #[schemars(range(min = 1, max = 128))]
+    pub client_cap: i32,
+    #[serde(default = "target_backlog")]
+    #[schemars(range(min = 1))]
+    pub target_backlog_per_replica: i64,
+    /// How often the platform's OpenAPI is asked for the backlog and the connected clients.
+    #[serde(default = "poll_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub poll_interval_seconds: i32,
+    #[serde(default = "stabilization")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_stabilization_seconds: i32,
+    /// Overrides `https://iot.<regionId>.aliyuncs.com` (the emulator in tests).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[x_kube(validation = Rule::new("self == '' || self.startsWith('http://') || self.startsWith('https://')").message("autoscaling.apiEndpoint must be an http(s) URL"))]
+    pub api_endpoint: String,
+}
+
+fn max_replicas() -> i32 {
+    16
+}
+fn client_cap() -> i32 {
+    DEFAULT_CLIENT_CAP
+}
+fn target_backlog() -> i64 {
+    1000
+}
+fn poll_interval() -> i32 {
+    15
+}
+fn stabilization() -> i32 {
+    300
+}
+
+impl Default for Autoscaling {
+    fn default() -> Self {
+        Autoscaling {
+            enabled: false,
+            min_replicas: 1,
+            max_replicas: max_replicas(),
+            client_cap: client_cap(),
+            target_backlog_per_replica: target_backlog(),
+            poll_interval_seconds: poll_interval(),
+            scale_down_stabilization_seconds: stabilization(),
+            api_endpoint: String::new(),
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("self.type != 'http' || (has(self.http) && has(self.http.url))").message("sink.http.url is required when sink.type is http").field_path(".http"))]
+#[serde(rename_all = "camelCase")]
+pub struct Sink {
+    #[serde(default, rename = "type")]
+    pub kind: SinkKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSink>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    #[default]
+    Log,
+    Http,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSink {
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("sink.http.url must be an http(s) URL"))]
+    pub url: String,
+    #[serde(default = "sink_timeout")]
+    #[schemars(range(min = 1, max = 60))]
+    pub timeout_seconds: i32,
+}
+
+fn sink_timeout() -> i32 {
+    5
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerTemplate {
+    /// Overrides the operator's `--worker-image`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerGroupSubscriptionStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub desired_replicas: i32,
+    /// The pods' label selector, for the scale subresource.
+    #[serde(default)]
+    pub selector: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<Backlog>,
+    /// Each expected clientId, joined with the platform's list of connected clients.
+    #[serde(default)]
+    pub clients: Vec<ClientStatus>,
+    /// How many of `clients` the platform lists as connected (the Clients column).
+    #[serde(default)]
+    pub connected_clients: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backlog {
+    pub messages: i64,
+    pub consumed_per_minute: i64,
+    /// RFC 3339.
+    pub observed_at: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientStatus {
+    pub client_id: String,
+    /// The pod that opens this client; empty for a client of the group that is not one of ours.
+    #[serde(default)]
+    pub pod: String,
+    pub connected: bool,
+    /// RFC 3339, from the platform's `OnlineTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_since: Option<String>,
+    /// `ip:port` as the platform sees the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+}
+
+/// The shape of `metav1.Condition`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339; changes only when `status` changes.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl ConsumerGroupSubscriptionStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+impl ConsumerGroupSubscriptionSpec {
+    pub fn autoscaling_enabled(&self) -> bool {
+        self.autoscaling.as_ref().is_some_and(|a| a.enabled)
+    }
+}
