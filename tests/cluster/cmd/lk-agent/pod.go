@@ -66,7 +66,15 @@ func newPodWorker(a *agent, pod *v1.Pod) *podWorker {
 		w.inits = append(w.inits, newContainer(w, pod.Spec.InitContainers[i], true))
 	}
 	for i := range pod.Spec.Containers {
-		w.apps = append(w.apps, newContainer(w, pod.Spec.Containers[i], false))
+		c := newContainer(w, pod.Spec.Containers[i], false)
+		// A pod that ran under an earlier agent (its processes were stopped with it) goes on
+		// counting restarts.
+		for _, old := range pod.Status.ContainerStatuses {
+			if old.Name == c.spec.Name && (old.State.Running != nil || old.State.Terminated != nil || old.LastTerminationState.Terminated != nil) {
+				c.restarts = old.RestartCount + 1
+			}
+		}
+		w.apps = append(w.apps, c)
 	}
 	w.initDone = len(w.inits) == 0
 	return w
