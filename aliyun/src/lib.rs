@@ -3,8 +3,11 @@
 //! - [`amqp`]: the server-side subscription's SASL PLAIN username and password: sign, parse, verify.
 //! - [`openapi`]: the RPC-style OpenAPI signature v1: sign and verify query parameters.
 //! - [`consumer_group`]: the JSON of `QueryConsumerGroupStatus` and friends.
+//! - `client` (feature `client`): the HTTP client of those actions, rate-limited per AccessKey.
 
 pub mod amqp;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod consumer_group;
 pub mod error;
 pub mod hmac_sign;

@@ -1,0 +1,210 @@
+//! A client of the consumer-group OpenAPI (feature `client`): signed GET requests, and one rate
+//! limiter per AccessKey because the platform allows 5 calls/s per account.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use time::OffsetDateTime;
+
+use crate::{amqp::AccessKey, consumer_group::{ConsumerGroupStatus, GatewayError}, openapi};
+
+/// The platform's OpenAPI rate: calls per second per AccessKey.
+pub const CALLS_PER_SECOND: f64 = 5.0;
+
+/// Why a call gave no answer. Messages never carry the secret or the token.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum CallError {
+    #[error("the local rate limiter for this AccessKey has no call left (5 calls/s)")]
+    Throttled,
+    #[error("OpenAPI endpoint unreachable: {0}")]
+    Unreachable(String),
+    /// The gateway refused the credentials or the signature (`InvalidAccessKeyId.NotFound`,
+    /// `SignatureDoesNotMatch`, `Forbidden…`).
+    #[error("credentials refused: {code}: {message}")]
+    Refused { code: String, message: String },
+    /// Any other gateway error or `Success: false` (e.g. an unknown consumer group, throttling).
+    #[error("{code}: {message}")]
+    Platform { code: String, message: String },
+    #[error("unreadable answer (HTTP {status}): {detail}")]
+    Decode { status: u16, detail: String },
+}
+
+/// Which gateway codes mean "these credentials are not accepted".
+pub fn is_credential_code(code: &str) -> bool {
+    code.starts_with("InvalidAccessKeyId")
+        || code.starts_with("SignatureDoesNotMatch")
+        || code.starts_with("InvalidSecurityToken")
+        || code.starts_with("Forbidden")
+        || code == "IncompleteSignature"
+}
+
+/// A token bucket per AccessKey id.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64) -> RateLimiter {
+        RateLimiter { per_second, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one call for `key_id` if one is left now.
+    pub fn try_acquire(&self, key_id: &str) -> bool {
+        self.try_acquire_at(key_id, Instant::now())
+    }
+
+    pub fn try_acquire_at(&self, key_id: &str, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let (tokens, last) = buckets.entry(key_id.to_owned()).or_insert((self.per_second, now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * self.per_second).min(self.per_second);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Calls the IoT Platform's OpenAPI; cheap to share (`Arc`) across reconciles.
+pub struct OpenApiClient {
+    http: reqwest::Client,
+    limiter: RateLimiter,
+}
+
+/// Where and as whom to call.
+pub struct Target<'a> {
+    /// `https://iot.<regionId>.aliyuncs.com`, or an override (the emulator).
+    pub base_url: &'a str,
+    pub region_id: &'a str,
+    pub access_key: &'a AccessKey,
+}
+
+/// The default endpoint of a region.
+pub fn regional_endpoint(region_id: &str) -> String {
+    format!("https://iot.{region_id}.aliyuncs.com")
+}
+
+impl OpenApiClient {
+    pub fn new(http: reqwest::Client) -> OpenApiClient {
+        OpenApiClient { http, limiter: RateLimiter::new(CALLS_PER_SECOND) }
+    }
+
+    /// A client with rustls and a 10 s timeout.
+    pub fn with_defaults() -> Result<OpenApiClient, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(OpenApiClient::new(http))
+    }
+
+    /// `QueryConsumerGroupStatus`; [`CallError::Throttled`] at once when the AccessKey's budget is spent.
+    pub async fn query_consumer_group_status(
+        &self,
+        target: &Target<'_>,
+        instance_id: Option<&str>,
+        group_id: &str,
+    ) -> Result<ConsumerGroupStatus, CallError> {
+        if !self.limiter.try_acquire(&target.access_key.id) {
+            return Err(CallError::Throttled);
+        }
+        let mut params = openapi::common_params(
+            "QueryConsumerGroupStatus",
+            &target.access_key.id,
+            target.region_id,
+            &nonce(),
+            OffsetDateTime::now_utc(),
+        );
+        params.insert("GroupId".into(), group_id.into());
+        if let Some(instance) = instance_id.filter(|i| !i.is_empty()) {
+            params.insert("IotInstanceId".into(), instance.into());
+        }
+        if let Some(token) = &target.access_key.security_token {
+            params.insert("SecurityToken".into(), token.clone());
+        }
+        let url = format!("{}/?{}", target.base_url.trim_end_matches('/'), openapi::signed_query(&params, &target.access_key.secret));
+        // reqwest's error text includes the URL, which carries the signature and maybe the token.
+        let response = self.http.get(url).send().await.map_err(|e| CallError::Unreachable(describe(&e)))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| CallError::Unreachable(describe(&e)))?;
+        parse_answer(status, &body)
+    }
+}
+
+/// Turns an HTTP answer into a status or the error it says.
+pub fn parse_answer(status: u16, body: &[u8]) -> Result<ConsumerGroupStatus, CallError> {
+    if !(200..300).contains(&status) {
+        let gateway: GatewayError = serde_json::from_slice(body)
+            .map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
+        return Err(if is_credential_code(&gateway.code) {
+            CallError::Refused { code: gateway.code, message: gateway.message }
+        } else {
+            CallError::Platform { code: gateway.code, message: gateway.message }
+        });
+    }
+    let answer: ConsumerGroupStatus =
+        serde_json::from_slice(body).map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
+    if !answer.success {
+        return Err(CallError::Platform {
+            code: answer.code.unwrap_or_default(),
+            message: answer.error_message.unwrap_or_default(),
+        });
+    }
+    Ok(answer)
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let host = e.url().and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0))));
+    match host {
+        Some(host) => format!("{kind} ({host})"),
+        None => kind.to_owned(),
+    }
+}
+
+fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    format!("{t:x}-{}-{n:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_calls_per_second_per_key() {
+        let limiter = RateLimiter::new(5.0);
+        let t0 = Instant::now();
+        assert_eq!((0..7).filter(|_| limiter.try_acquire_at("a", t0)).count(), 5);
+        assert!(limiter.try_acquire_at("b", t0), "another key has its own budget");
+        assert!(!limiter.try_acquire_at("a", t0 + Duration::from_millis(100)));
+        assert!(limiter.try_acquire_at("a", t0 + Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn answers_become_status_or_typed_errors() {
+        let ok = br#"{"RequestId":"r","Success":true,"AccumulationCount":7}"#;
+        assert_eq!(parse_answer(200, ok).unwrap().accumulation_count, 7);
+        let refused = br#"{"RequestId":"r","HostId":"h","Code":"SignatureDoesNotMatch","Message":"bad"}"#;
+        assert!(matches!(parse_answer(400, refused), Err(CallError::Refused { .. })));
+        let throttled = br#"{"RequestId":"r","Code":"Throttling.User","Message":"slow down"}"#;
+        assert!(matches!(parse_answer(400, throttled), Err(CallError::Platform { .. })));
+        let failed = br#"{"RequestId":"r","Success":false,"Code":"iot.consumergroup.NotExistedConsumerGroup","ErrorMessage":"no"}"#;
+        assert!(matches!(parse_answer(200, failed), Err(CallError::Platform { code, .. }) if code.contains("NotExisted")));
+        assert!(matches!(parse_answer(502, b"<html>"), Err(CallError::Decode { status: 502, .. })));
+    }
+}
