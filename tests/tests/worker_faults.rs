@@ -200,14 +200,41 @@ async fn sigterm_under_load_finishes_in_flight_and_exits_0() -> anyhow::Result<(
     assert!(status.success(), "exit status {status}\n{}", worker.stderr());
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 
-    let g = group(&emulator).await?;
+    // The emulator notices the closed connections on its own schedule.
+    let g = wait_until("the emulator to drop the closed clients", Duration::from_secs(5), || async {
+        let g = group(&emulator).await.ok()?;
+        g["clients"].as_array().is_some_and(|c| c.is_empty()).then_some(g)
+    })
+    .await?;
     assert_eq!(count(&g, "inFlight"), 0, "{g}");
     assert_eq!(count(&g, "returnedOnDisconnect"), 0, "deliveries were cut off by the close: {g}");
     assert_eq!(count(&g, "redelivered"), 0, "{g}");
-    assert!(g["clients"].as_array().is_some_and(|c| c.is_empty()), "{g}");
     // Everything the emulator delivered was finished by the sink and acknowledged.
     assert_eq!(count(&g, "delivered"), count(&g, "acknowledged"), "{g}");
     assert_eq!(sink.accepted_ids().len() as u64, count(&g, "acknowledged"), "{g}");
     assert!(count(&g, "backlog") > 0, "the load should not have finished by itself: {g}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_connection_over_the_client_cap_backs_off_long_and_names_the_limit() -> anyhow::Result<()> {
+    let emulator = Emulator::start("[limits]\nclient_cap_per_group = 1\n").await?;
+    let dir = tempfile::tempdir()?;
+    let worker = Worker::start(dir.path(), &WorkerOptions::for_emulator(&emulator, "cap").connections(2)).await?;
+    let status = wait_until("one attached, one refused", Duration::from_secs(20), || async {
+        let s = worker.status().await.ok()?;
+        let states: Vec<&str> = s["connections"].as_array()?.iter().filter_map(|c| c["state"].as_str()).collect();
+        (states.contains(&"attached") && states.contains(&"login-refused")).then_some(s)
+    })
+    .await?;
+    let refused = status["connections"].as_array().unwrap().iter().find(|c| c["state"] == "login-refused").unwrap();
+    let error = refused["lastError"].as_str().unwrap_or("");
+    assert!(error.contains("resource-limit-exceeded") && error.contains("clients"), "{error}");
+    assert_eq!(worker.get("/readyz").await?.0, 503);
+    let attempts = refused["attempts"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = worker.status().await?;
+    let same = again["connections"].as_array().unwrap().iter().find(|c| c["clientId"] == refused["clientId"]).unwrap().clone();
+    assert_eq!(same["attempts"].as_u64().unwrap(), attempts, "retried within 3 s of a refusal: {again}");
     Ok(())
 }

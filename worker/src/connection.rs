@@ -13,10 +13,10 @@ use std::{
 
 use fe2o3_amqp::{
     Connection, Receiver, Session,
-    connection::{ConnectionHandle, OpenError},
-    link::{CreditMode, RecvError, delivery::DeliveryInfo},
+    connection::{ConnectionHandle, ConnectionStopReason, OpenError},
+    link::{CreditMode, LinkStateError, ReceiverAttachError, RecvError, SessionStopReason, delivery::DeliveryInfo},
     sasl_profile::SaslProfile,
-    session::SessionHandle,
+    session::{BeginError, SessionHandle},
     types::{
         definitions::{self, AmqpError, ErrorCondition},
         messaging::Body,
@@ -217,7 +217,15 @@ async fn connect(index: usize, shared: &Shared) -> Result<(ConnectionHandle<()>,
     .await;
     let mut connection = connection?;
     let mut session = match within("session begin", ATTACH_TIMEOUT, Session::begin(&mut connection), |e| {
-        Error::Session(redacted(format!("{e:?}")))
+        let peer = match &e {
+            BeginError::ConnectionStopped(reason) => connection_peer_error(reason),
+            BeginError::RemoteEndedWithError(error) => Some(error),
+            _ => None,
+        };
+        match peer {
+            Some(error) => condition_error(error, &redacted, Error::Session),
+            None => Error::Session(redacted(e.to_string())),
+        }
     })
     .await
     {
@@ -236,7 +244,17 @@ async fn connect(index: usize, shared: &Shared) -> Result<(ConnectionHandle<()>,
             .credit_mode(CreditMode::Manual)
             .auto_accept(false)
             .attach(&mut session),
-        |e| Error::Attach(redacted(format!("{e:?}"))),
+        |e| {
+            let peer = match &e {
+                ReceiverAttachError::SessionStopped(reason) => session_peer_error(reason),
+                ReceiverAttachError::RemoteClosedWithError(error) => Some(error),
+                _ => None,
+            };
+            match peer {
+                Some(error) => condition_error(error, &redacted, Error::Attach),
+                None => Error::Attach(redacted(e.to_string())),
+            }
+        },
     )
     .await;
     match attached {
@@ -260,54 +278,64 @@ fn open_error(e: OpenError, redacted: &dyn Fn(String) -> String) -> Error {
                  the sign method, the instance id, the consumer group, and the clock"
             )))
         }
-        OpenError::RemoteClosedWithError(error) => condition_error(&error, redacted),
+        OpenError::RemoteClosedWithError(error) => condition_error(&error, redacted, Error::Open),
         other => Error::Open(redacted(other.to_string())),
     }
 }
 
-/// An AMQP error from the peer, sorted by what it means for the next attempt.
-fn condition_error(error: &definitions::Error, redacted: &dyn Fn(String) -> String) -> Error {
-    let text = redacted(format!(
-        "{}: {}",
-        condition_name(&error.condition),
-        error.description.as_deref().unwrap_or("(no description)")
-    ));
+/// An AMQP error from the peer, sorted by what it means for the next attempt: refused credentials
+/// and limits wait the long backoff; anything else is reported as a failure of `phase`.
+fn condition_error(error: &definitions::Error, redacted: &dyn Fn(String) -> String, phase: fn(String) -> Error) -> Error {
+    let text = redacted(describe(error));
     match &error.condition {
         ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess) => Error::LoginRefused(text),
         ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded) => Error::Throttled(text),
-        _ => Error::Open(text),
+        _ => phase(text),
+    }
+}
+
+/// The error the peer closed the connection with, if it gave one.
+fn connection_peer_error(reason: &ConnectionStopReason) -> Option<&definitions::Error> {
+    match reason {
+        ConnectionStopReason::RemoteClosedWithError(error) => Some(error),
+        _ => None,
+    }
+}
+
+/// The error the peer ended the session (or closed the connection) with, if it gave one.
+fn session_peer_error(reason: &SessionStopReason) -> Option<&definitions::Error> {
+    match reason {
+        SessionStopReason::RemoteEndedWithError(error) => Some(error),
+        SessionStopReason::ConnectionStopped(reason) => connection_peer_error(reason),
+        _ => None,
     }
 }
 
 fn condition_name(condition: &ErrorCondition) -> String {
     match condition {
         ErrorCondition::AmqpError(e) => Symbol::from(e).0,
+        ErrorCondition::ConnectionError(e) => Symbol::from(e).0,
+        ErrorCondition::SessionError(e) => Symbol::from(e).0,
+        ErrorCondition::LinkError(e) => Symbol::from(e).0,
         ErrorCondition::Custom(s) => s.0.clone(),
+        // Reachable only when a crate in the build enables fe2o3-amqp's `transaction` feature.
+        #[allow(unreachable_patterns)]
         other => format!("{other:?}"),
     }
 }
 
 fn recv_error(e: RecvError, redacted: &dyn Fn(String) -> String) -> Error {
-    use fe2o3_amqp::{
-        connection::ConnectionStopReason as C,
-        link::{LinkStateError as L, SessionStopReason as S},
-    };
-    let text = match &e {
-        RecvError::LinkStateError(L::RemoteDetachedWithError(err) | L::RemoteClosedWithError(err)) => {
-            format!("the peer closed the link: {}", describe(err))
+    let peer = match &e {
+        RecvError::LinkStateError(LinkStateError::RemoteDetachedWithError(error) | LinkStateError::RemoteClosedWithError(error)) => {
+            Some(error)
         }
-        RecvError::LinkStateError(L::RemoteDetached | L::RemoteClosed) => "the peer closed the link".to_owned(),
-        RecvError::LinkStateError(L::SessionStopped(reason)) => match reason {
-            S::RemoteEndedWithError(err) => format!("the peer ended the session: {}", describe(err)),
-            S::RemoteEnded => "the peer ended the session".to_owned(),
-            S::ConnectionStopped(C::RemoteClosedWithError(err)) => format!("the peer closed the connection: {}", describe(err)),
-            S::ConnectionStopped(C::RemoteClosed) => "the peer closed the connection".to_owned(),
-            S::ConnectionStopped(C::ClosedWithError(err)) => format!("the connection failed: {}", describe(err)),
-            other => format!("the session stopped: {other:?}"),
-        },
-        other => other.to_string(),
+        RecvError::LinkStateError(LinkStateError::SessionStopped(reason)) => session_peer_error(reason),
+        _ => None,
     };
-    Error::Receive(redacted(text))
+    match peer {
+        Some(error) => condition_error(error, redacted, |text| Error::Receive(format!("closed by the peer: {text}"))),
+        None => Error::Receive(redacted(e.to_string())),
+    }
 }
 
 fn describe(error: &definitions::Error) -> String {
