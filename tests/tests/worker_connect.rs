@@ -148,7 +148,9 @@ consumer_groups = ["G1"]
 "#;
     let emulator = Emulator::start(config).await?;
     let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "sts")
+    // The extra CA as PEM text in the environment (how a Secret reaches a pod), not as a file.
+    let mut options = WorkerOptions::for_emulator(&emulator, "sts")
+        .env("IOTSUB_CA_PEM", std::fs::read_to_string(&emulator.ca_pem)?)
         .env("IOTSUB_ACCESS_KEY_ID", "ram-user")
         .env("IOTSUB_ACCESS_KEY_SECRET", "ram-secret")
         .env("IOTSUB_SECURITY_TOKEN", "STS.token-1")
@@ -156,6 +158,7 @@ consumer_groups = ["G1"]
         .env("IOTSUB_INSTANCE_ID", "iot-cn-test")
         .env("IOTSUB_AUTH_MODE", "ststoken")
         .env("IOTSUB_SIGN_METHOD", "hmacmd5");
+    options.ca_file = None;
     let worker = Worker::start(dir.path(), &options).await?;
     worker.wait_ready(Duration::from_secs(20)).await?;
     let published = emulator

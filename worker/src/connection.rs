@@ -550,3 +550,40 @@ async fn settle(shared: &Shared, receiver: &Receiver, done: Completion) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use fe2o3_amqp::types::{definitions::ConnectionError, sasl::SaslCode};
+
+    use super::*;
+
+    fn keep(text: String) -> String {
+        text
+    }
+
+    #[test]
+    fn refusals_are_sorted_by_condition() {
+        let unauthorized = definitions::Error::new(AmqpError::UnauthorizedAccess, Some("bad signature".to_string()), None);
+        let limit = definitions::Error::new(AmqpError::ResourceLimitExceeded, Some("64 clients".to_string()), None);
+        let forced = definitions::Error::new(ConnectionError::ConnectionForced, Some("dropped".to_string()), None);
+        let e = condition_error(&unauthorized, &keep, Error::Open);
+        assert!(matches!(&e, Error::LoginRefused(t) if t == "amqp:unauthorized-access: bad signature"), "{e}");
+        assert!(matches!(condition_error(&limit, &keep, Error::Attach), Error::Throttled(_)));
+        let e = condition_error(&forced, &keep, Error::Receive);
+        assert!(matches!(&e, Error::Receive(t) if t == "amqp:connection:forced: dropped"), "{e}");
+        assert!(!e.wants_long_backoff());
+    }
+
+    #[test]
+    fn a_failed_sasl_outcome_is_a_refused_login_without_the_password() {
+        let password = "c2VjcmV0LXNpZ25hdHVyZQ==".to_string();
+        let redacted = |text: String| redact(&text, &[password.as_str()]);
+        let e = open_error(
+            OpenError::SaslError { code: SaslCode::Auth, additional_data: Some(password.clone().into_bytes().into()) },
+            &redacted,
+        );
+        assert!(e.wants_long_backoff());
+        let text = e.to_string();
+        assert!(text.contains("outcome `auth`") && !text.contains(&password), "{text}");
+    }
+}
