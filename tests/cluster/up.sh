@@ -82,6 +82,17 @@ start kube-scheduler "$LK_BIN/localkube" kube-scheduler \
 
 images="iotsub-worker=$IOTSUB_BIN_DIR/iotsub-worker,iotsub-operator=$IOTSUB_BIN_DIR/iotsub-operator"
 images+=",iotsub-emulator=$IOTSUB_BIN_DIR/iotsub-emulator,lk-testapp=$LK_BIN/lk-testapp"
+# The image map is fixed when the agent starts: if it changed (another IOTSUB_BIN_DIR or
+# LOCALKUBE_IMAGES), restart the agent; its pods' processes restart with it.
+images+=${LOCALKUBE_IMAGES:+,$LOCALKUBE_IMAGES}
+if lk_alive lk-agent && [[ $(cat "$LK_RUN/lk-agent.images" 2>/dev/null) != "$images" ]]; then
+  echo "localkube: image map changed, restarting lk-agent" >&2
+  pid=$(<"$LK_RUN/lk-agent.pid")
+  kill -TERM "$pid"
+  for (( i = 0; i < 200; i++ )); do [[ -d /proc/$pid ]] || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+fi
+echo "$images" >"$LK_RUN/lk-agent.images"
 start lk-agent "$LK_BIN/lk-agent" \
   --kubeconfig="$LK_PKI/node.kubeconfig" --node-name="$LK_NODE" \
   --root-dir="$LK/agent" --log-dir="$LK_LOGS" --ca-file="$LK_PKI/ca.crt" \
