@@ -1,0 +1,287 @@
+//! Desired state, pure: the worker Deployment a subscription should have. No client, no clock.
+
+use std::collections::BTreeMap;
+
+use iotsub_crds::{AuthMode, ConsumerGroupSubscription, SinkKind};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::{LabelSelector, ObjectMeta}, util::intstr::IntOrString},
+};
+use kube::{Resource, ResourceExt};
+
+use crate::observe::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN};
+
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const WORKER_NAME: &str = "iotsub-worker";
+/// Changes when a credential the workers use changes, so the Deployment rolls its pods.
+pub const CREDENTIALS_HASH_ANNOTATION: &str = "iotsub.dev/credentials-hash";
+pub const WORKER_PORT: i32 = 9090;
+/// Longer than the platform's 30 s acknowledgement window, so in-flight messages finish on SIGTERM.
+pub const TERMINATION_GRACE_SECONDS: i64 = 45;
+/// The user of distroless `nonroot` images.
+pub const RUN_AS_USER: i64 = 65532;
+
+/// The label selector of a subscription's pods, as a string (status.selector, pod lists).
+pub fn selector(name: &str) -> String {
+    format!("{INSTANCE_LABEL}={name},{NAME_LABEL}={WORKER_NAME}")
+}
+
+fn selector_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(INSTANCE_LABEL.into(), name.into()), (NAME_LABEL.into(), WORKER_NAME.into())])
+}
+
+fn labels(name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(name);
+    labels.insert(MANAGED_BY_LABEL.into(), crate::context::MANAGER.into());
+    labels
+}
+
+/// Replicas: `spec.replicas` when autoscaling is off; with autoscaling on (the autoscaler is a
+/// later stage) the same, kept within min/max and the client cap.
+pub fn replicas(cgs: &ConsumerGroupSubscription) -> i32 {
+    let spec = &cgs.spec;
+    let wanted = spec.replicas.max(0);
+    match spec.autoscaling.as_ref().filter(|a| a.enabled) {
+        None => wanted,
+        Some(a) => {
+            let cap = a.client_cap / spec.connection.connections_per_pod.max(1);
+            wanted.clamp(a.min_replicas.min(a.max_replicas), a.max_replicas).min(cap)
+        }
+    }
+}
+
+/// The worker Deployment: named after the subscription, owned by it.
+pub fn deployment(cgs: &ConsumerGroupSubscription, credentials_hash: &str, default_image: &str) -> Deployment {
+    let name = cgs.name_any();
+    let spec = &cgs.spec;
+    let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
+    let mut annotations = spec.worker.pod_annotations.clone();
+    annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash.into());
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: cgs.namespace(),
+            labels: Some(labels(&name)),
+            owner_references: cgs.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas(cgs)),
+            selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
+            // Never a surge pod: the group's client count must not pass the platform's cap.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(0)),
+                    max_unavailable: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels(&name)), annotations: Some(annotations), ..Default::default() }),
+                spec: Some(PodSpec {
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_USER),
+                        run_as_group: Some(RUN_AS_USER),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                        ..Default::default()
+                    }),
+                    node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
+                    tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
+                    containers: vec![Container {
+                        name: "worker".into(),
+                        image: Some(image.into()),
+                        env: Some(env(cgs)),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("http".into()),
+                            container_port: WORKER_PORT,
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
+                        readiness_probe: Some(probe("/readyz", 5, 3)),
+                        liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe("/healthz", 10, 3) }),
+                        resources: spec.worker.resources.clone(),
+                        security_context: Some(SecurityContext {
+                            allow_privilege_escalation: Some(false),
+                            read_only_root_filesystem: Some(true),
+                            run_as_non_root: Some(true),
+                            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The worker's configuration as environment (worker/src/config.rs): secrets by reference only.
+fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
+    let spec = &cgs.spec;
+    let value = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), value_from: None };
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            ..Default::default()
+        }),
+    };
+    let secret = |name: &str, secret: &str, key: &str| EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
+            ..Default::default()
+        }),
+    };
+    let credentials = &spec.credentials.secret_name;
+    let mut env = vec![
+        field("POD_NAME", "metadata.name"),
+        field("POD_IP", "status.podIP"),
+        value("IOTSUB_CLIENT_ID", "$(POD_NAME)".into()),
+        value("IOTSUB_HTTP_ADDR", format!("$(POD_IP):{WORKER_PORT}")),
+        value("IOTSUB_HOST", spec.endpoint.host.clone()),
+        value("IOTSUB_PORT", spec.endpoint.port.to_string()),
+        value("IOTSUB_INSTANCE_ID", spec.iot_instance_id.clone().unwrap_or_default()),
+        value("IOTSUB_CONSUMER_GROUP_ID", spec.consumer_group_id.clone()),
+        value("IOTSUB_AUTH_MODE", spec.credentials.auth_mode.as_str().into()),
+        value("IOTSUB_SIGN_METHOD", spec.credentials.sign_method.as_str().into()),
+        secret("IOTSUB_ACCESS_KEY_ID", credentials, ACCESS_KEY_ID),
+        secret("IOTSUB_ACCESS_KEY_SECRET", credentials, ACCESS_KEY_SECRET),
+    ];
+    if spec.credentials.auth_mode == AuthMode::Ststoken {
+        env.push(secret("IOTSUB_SECURITY_TOKEN", credentials, SECURITY_TOKEN));
+    }
+    if let Some(ca) = &spec.endpoint.ca_secret_ref {
+        env.push(secret("IOTSUB_CA_PEM", &ca.name, &ca.key));
+    }
+    env.extend([
+        value("IOTSUB_CONNECTIONS", spec.connection.connections_per_pod.to_string()),
+        value("IOTSUB_IDLE_TIMEOUT_MS", spec.connection.idle_timeout_ms.to_string()),
+        value("IOTSUB_CREDIT", spec.connection.credit.to_string()),
+    ]);
+    match spec.sink.kind {
+        SinkKind::Log => env.push(value("IOTSUB_SINK", "log".into())),
+        SinkKind::Http => {
+            env.push(value("IOTSUB_SINK", "http".into()));
+            if let Some(http) = &spec.sink.http {
+                env.push(value("IOTSUB_SINK_URL", http.url.clone()));
+                env.push(value("IOTSUB_SINK_TIMEOUT_MS", (i64::from(http.timeout_seconds) * 1000).to_string()));
+            }
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn env_of(d: &Deployment) -> BTreeMap<String, EnvVar> {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.containers[0].env.clone().unwrap().into_iter().map(|e| (e.name.clone(), e)).collect()
+    }
+
+    #[test]
+    fn deployment_follows_the_design() {
+        let cgs = fixtures::subscription();
+        let d = deployment(&cgs, "abc123", "iotsub-worker");
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(d.metadata.name.as_deref(), Some("orders"));
+        assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
+        assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].controller, Some(true));
+        assert_eq!(spec.replicas, Some(2));
+        let rolling = spec.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(0)));
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
+        let template = &spec.template;
+        assert_eq!(template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CREDENTIALS_HASH_ANNOTATION], "abc123");
+        let pod = template.spec.as_ref().unwrap();
+        assert!(pod.termination_grace_period_seconds.unwrap() > 30);
+        assert_eq!(pod.security_context.as_ref().unwrap().run_as_user, Some(65532));
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some("iotsub-worker"));
+        assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 9090);
+        assert_eq!(container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+        assert_eq!(container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+        let sc = container.security_context.as_ref().unwrap();
+        assert_eq!((sc.allow_privilege_escalation, sc.read_only_root_filesystem), (Some(false), Some(true)));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        let selector = spec.selector.match_labels.as_ref().unwrap();
+        assert!(template.metadata.as_ref().unwrap().labels.as_ref().unwrap().iter().all(|(k, v)| selector.get(k).is_none_or(|s| s == v)));
+    }
+
+    #[test]
+    fn env_carries_config_and_secret_references_only() {
+        let cgs = fixtures::subscription();
+        let env = env_of(&deployment(&cgs, "h", "iotsub-worker"));
+        assert_eq!(env["IOTSUB_CLIENT_ID"].value.as_deref(), Some("$(POD_NAME)"));
+        assert_eq!(env["IOTSUB_HTTP_ADDR"].value.as_deref(), Some("$(POD_IP):9090"));
+        assert_eq!(env["POD_IP"].value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
+        assert_eq!(env["IOTSUB_HOST"].value.as_deref(), Some("127.0.0.1"));
+        assert_eq!(env["IOTSUB_PORT"].value.as_deref(), Some("5671"));
+        assert_eq!(env["IOTSUB_CONSUMER_GROUP_ID"].value.as_deref(), Some("DEFAULT_GROUP"));
+        assert_eq!(env["IOTSUB_IDLE_TIMEOUT_MS"].value.as_deref(), Some("60000"));
+        let secret_ref = |name: &str| env[name].value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
+        assert_eq!((secret_ref("IOTSUB_ACCESS_KEY_SECRET").name, secret_ref("IOTSUB_ACCESS_KEY_SECRET").key), ("creds".into(), "accessKeySecret".into()));
+        assert_eq!(secret_ref("IOTSUB_CA_PEM").name, "emulator-ca");
+        assert!(!env.contains_key("IOTSUB_SECURITY_TOKEN"), "aksign needs no token");
+        assert!(env.values().all(|e| e.value.as_deref() != Some("demo-secret")));
+    }
+
+    #[test]
+    fn ststoken_adds_the_token_and_http_sink_its_url() {
+        let mut cgs = fixtures::subscription();
+        cgs.spec.credentials.auth_mode = AuthMode::Ststoken;
+        cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
+        let env = env_of(&deployment(&cgs, "h", "img"));
+        assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
+        assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
+        assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
+        assert_eq!(env["IOTSUB_SINK_TIMEOUT_MS"].value.as_deref(), Some("5000"));
+    }
+
+    #[test]
+    fn spec_image_overrides_the_default() {
+        let mut cgs = fixtures::subscription();
+        cgs.spec.worker.image = "registry.example/iotsub-worker:1".into();
+        let d = deployment(&cgs, "h", "iotsub-worker");
+        assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/iotsub-worker:1"));
+    }
+
+    #[test]
+    fn replicas_follow_spec_or_stay_within_autoscaling_bounds() {
+        let mut cgs = fixtures::subscription();
+        assert_eq!(replicas(&cgs), 2);
+        cgs.spec.autoscaling = Some(serde_json::from_value(serde_json::json!({"enabled": true, "minReplicas": 3, "maxReplicas": 5})).unwrap());
+        assert_eq!(replicas(&cgs), 3);
+        cgs.spec.replicas = 9;
+        assert_eq!(replicas(&cgs), 5);
+        cgs.spec.connection.connections_per_pod = 32;
+        assert_eq!(replicas(&cgs), 2, "never past the client cap");
+    }
+}

@@ -1,0 +1,41 @@
+//! The operator: observe → desired (pure) → apply → status (pure) → Events.
+
+pub mod apply;
+pub mod cli;
+pub mod context;
+pub mod controller;
+pub mod desired;
+pub mod events;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod platform;
+pub mod status;
+pub mod telemetry;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::sync::Arc;
+
+use tracing::info;
+
+/// Serves `/metrics` and `/healthz`, waits for the Lease (unless `--leader-election false`), then
+/// runs the controller until a signal or a lost Lease.
+pub async fn run(args: cli::Args) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let http = http::serve(args.http_addr, metrics.clone()).await?;
+    info!(addr = %http.local_addr, watch_namespace = ?args.watch_namespace, worker_image = %args.worker_image, "operator starting");
+    let identity = leader::identity();
+    let ctx = Arc::new(context::Context::new(client.clone(), &args, &identity, metrics.clone())?);
+    if args.leader_election {
+        let namespace = args.lease_namespace();
+        leader::run_while_leader(client, &namespace, &identity, args.lease_seconds, metrics, controller::run(ctx)).await
+    } else {
+        metrics.leader.set(1);
+        controller::run(ctx).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! Observe: read what the subscription depends on (its Secrets, its Deployment and pods, the
+//! platform's view) into plain data for the pure stages.
+
+use std::collections::BTreeMap;
+
+use iotsub_aliyun::amqp::AccessKey;
+use iotsub_crds::{AuthMode, ConsumerGroupSubscription};
+use k8s_openapi::{
+    ByteString,
+    api::{apps::v1::Deployment, core::v1::{Pod, Secret}},
+};
+use kube::{Api, ResourceExt, api::ListParams};
+use sha2::{Digest, Sha256};
+
+use crate::{context::Context, desired, platform::{self, PlatformObservation}};
+
+pub const ACCESS_KEY_ID: &str = "accessKeyId";
+pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";
+pub const SECURITY_TOKEN: &str = "securityToken";
+
+#[derive(Debug)]
+pub struct Observed {
+    pub credentials: Credentials,
+    pub deployment: Option<Deployment>,
+    pub pods: Vec<Pod>,
+    /// `None` when the credentials are not usable, so the platform was not asked.
+    pub platform: Option<PlatformObservation>,
+}
+
+/// What the Secrets hold, checked. The secret values stay in `access_key` (whose `Debug` redacts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    Valid { access_key: AccessKey, hash: String },
+    SecretNotFound { secret: String },
+    KeyMissing { secret: String, key: String },
+}
+
+impl Credentials {
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Credentials::Valid { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading {what}: {source}")]
+pub struct ObserveError {
+    pub what: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, now_rfc3339: &str) -> Result<Observed, ObserveError> {
+    let namespace = cgs.namespace().unwrap_or_default();
+    let name = cgs.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let wrap = |what: String| move |source| ObserveError { what, source };
+    let credentials_secret = secrets
+        .get_opt(&cgs.spec.credentials.secret_name)
+        .await
+        .map_err(wrap(format!("Secret {}", cgs.spec.credentials.secret_name)))?;
+    let ca_secret = match &cgs.spec.endpoint.ca_secret_ref {
+        Some(ca) => Some((ca, secrets.get_opt(&ca.name).await.map_err(wrap(format!("Secret {}", ca.name)))?)),
+        None => None,
+    };
+    let credentials = check_credentials(cgs, credentials_secret.as_ref(), ca_secret.as_ref().map(|(r, s)| (r.name.as_str(), r.key.as_str(), s.as_ref())));
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deployment = deployments.get_opt(&name).await.map_err(wrap(format!("Deployment {name}")))?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods = pods
+        .list(&ListParams::default().labels(&desired::selector(&name)))
+        .await
+        .map_err(wrap("pods".into()))?
+        .items;
+    let platform = match &credentials {
+        Credentials::Valid { access_key, .. } => Some(platform::observe(ctx, cgs, access_key, now_rfc3339).await),
+        _ => None,
+    };
+    Ok(Observed { credentials, deployment, pods, platform })
+}
+
+/// Pure: which keys the auth mode needs, whether they are there, and the hash that rolls the pods
+/// when any of them (or the CA) changes.
+pub fn check_credentials(
+    cgs: &ConsumerGroupSubscription,
+    secret: Option<&Secret>,
+    ca: Option<(&str, &str, Option<&Secret>)>,
+) -> Credentials {
+    let secret_name = cgs.spec.credentials.secret_name.clone();
+    let Some(secret) = secret else {
+        return Credentials::SecretNotFound { secret: secret_name };
+    };
+    let data = secret_data(secret);
+    let mut needed = vec![ACCESS_KEY_ID, ACCESS_KEY_SECRET];
+    if cgs.spec.credentials.auth_mode == AuthMode::Ststoken {
+        needed.push(SECURITY_TOKEN);
+    }
+    let mut hasher = Sha256::new();
+    for key in &needed {
+        match data.get(*key).filter(|v| !v.is_empty()) {
+            Some(value) => hash_entry(&mut hasher, key, value),
+            None => return Credentials::KeyMissing { secret: secret_name, key: (*key).into() },
+        }
+    }
+    if let Some((ca_name, ca_key, ca_secret)) = ca {
+        let Some(ca_secret) = ca_secret else {
+            return Credentials::SecretNotFound { secret: ca_name.into() };
+        };
+        match secret_data(ca_secret).get(ca_key).filter(|v| !v.is_empty()) {
+            Some(value) => hash_entry(&mut hasher, "ca", value),
+            None => return Credentials::KeyMissing { secret: ca_name.into(), key: ca_key.into() },
+        }
+    }
+    let text = |key: &str| String::from_utf8_lossy(&data[key]).trim().to_owned();
+    let access_key = AccessKey {
+        id: text(ACCESS_KEY_ID),
+        secret: text(ACCESS_KEY_SECRET),
+        security_token: (cgs.spec.credentials.auth_mode == AuthMode::Ststoken).then(|| text(SECURITY_TOKEN)),
+    };
+    let digest = hasher.finalize();
+    let hash = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Credentials::Valid { access_key, hash }
+}
+
+fn hash_entry(hasher: &mut Sha256, key: &str, value: &[u8]) {
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update((value.len() as u64).to_be_bytes());
+    hasher.update(value);
+}
+
+/// `data`, with `stringData` over it (as the API server would merge them).
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> =
+        secret.data.iter().flatten().map(|(k, ByteString(v))| (k.clone(), v.clone())).collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    data
+}
