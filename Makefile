@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps unit component interop test demo bench-emulator clean
+.PHONY: all build build-release deps unit component interop e2e test demo bench-emulator clean
 
 all: build
 
@@ -29,7 +29,11 @@ component: build
 interop: build deps
 	$(PYTHON) -m pytest -q tests/interop
 
-test: deps build unit component interop
+## Tier 3: the operator and workers on the local control plane (tests/cluster).
+e2e: build cluster-up
+	$(CARGO) test -p iotsub-e2e -- --test-threads 1
+
+test: deps build unit component interop cluster-test
 
 bench-emulator: build-release
 	$(CARGO) run --release -p iotsub-tests --bin bench-emulator
