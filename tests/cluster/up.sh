@@ -98,7 +98,8 @@ start lk-agent "$LK_BIN/lk-agent" \
   --root-dir="$LK/agent" --log-dir="$LK_LOGS" --ca-file="$LK_PKI/ca.crt" \
   --kubelet-port="$LK_KUBELET_PORT" \
   --tls-cert-file="$LK_PKI/node-serving.crt" --tls-private-key-file="$LK_PKI/node-serving.key" \
-  --client-ca-file="$LK_PKI/ca.crt" --image="$images"
+  --client-ca-file="$LK_PKI/ca.crt" --image="$images" \
+  --pod-ip-prefix="${LOCALKUBE_POD_IP_PREFIX:-127.1}"
 
 wait_for kube-controller-manager 120 curl -fsSk --max-time 2 "https://127.0.0.1:$LK_KCM_PORT/healthz"
 wait_for kube-scheduler 120 curl -fsSk --max-time 2 "https://127.0.0.1:$LK_SCHEDULER_PORT/healthz"
