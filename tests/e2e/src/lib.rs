@@ -1,0 +1,14 @@
+//! Harness of the cluster tests: the local control plane's client, per-test namespaces, the
+//! operator as a local process, and subscriptions pointing at a local emulator.
+
+pub mod cluster;
+pub mod operator;
+pub mod subscription;
+
+pub use cluster::{Cluster, TestNamespace};
+pub use operator::Operator;
+
+/// The workspace root (tests run from `tests/e2e`).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
