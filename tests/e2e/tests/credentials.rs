@@ -1,0 +1,59 @@
+//! What only the operator can see becomes a condition with a reason and an Event, not a crash:
+//! a missing Secret, a missing key, credentials the platform refuses.
+
+use std::time::Duration;
+
+use iotsub_e2e::{Cluster, Operator, subscription::{self, all_connected, wait_status}};
+use iotsub_tests::{Emulator, wait_until};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
+use kube::{Api, api::ListParams};
+
+fn condition_is(type_: &'static str, reason: &'static str) -> impl Fn(&iotsub_crds::ConsumerGroupSubscriptionStatus) -> bool {
+    move |s| s.condition(type_).is_some_and(|c| c.reason == reason)
+}
+
+#[tokio::test]
+async fn missing_secret_or_key_is_a_condition_not_a_crash() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let emulator = Emulator::start("").await?;
+    let ns = cluster.namespace("e2e-creds").await?;
+    let ca = std::fs::read_to_string(&emulator.ca_pem)?;
+    ns.put_secret(subscription::CA_SECRET, &[("ca.pem", &ca)]).await?;
+    let mut operator = Operator::start(&cluster.kubeconfig, &["--watch-namespace", &ns.name, "--leader-election", "false"]).await?;
+    subscription::apply(&ns, &subscription::manifest("orders", &emulator, 1)).await?;
+
+    // No Secret: CredentialsValid=False/SecretNotFound, Ready=False, a Warning Event, no Deployment.
+    let status = wait_status(&ns, "orders", "SecretNotFound", Duration::from_secs(30), condition_is("CredentialsValid", "SecretNotFound")).await?;
+    let credentials = status.condition("CredentialsValid").unwrap();
+    assert_eq!(credentials.status, "False");
+    assert!(credentials.message.contains(subscription::CREDENTIALS), "{}", credentials.message);
+    assert_eq!(status.condition("Ready").unwrap().reason, "CredentialsInvalid");
+    let events: Api<Event> = ns.api();
+    wait_until("a Warning Event SecretNotFound", Duration::from_secs(20), || async {
+        let list = events.list(&ListParams::default()).await.ok()?.items;
+        list.iter().any(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("SecretNotFound")).then_some(())
+    })
+    .await?;
+    let deployments: Api<Deployment> = ns.api();
+    assert!(deployments.get_opt("orders").await?.is_none(), "no Deployment whose pods could only fail");
+
+    // A Secret without the access key secret: SecretKeyMissing, naming the key and not a value.
+    ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo")]).await?;
+    let status = wait_status(&ns, "orders", "SecretKeyMissing", Duration::from_secs(30), condition_is("CredentialsValid", "SecretKeyMissing")).await?;
+    assert!(status.condition("CredentialsValid").unwrap().message.contains("accessKeySecret"));
+
+    // Credentials the platform refuses: RefusedByPlatform, and the secret appears nowhere.
+    ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo"), ("accessKeySecret", "wrong-secret-value")]).await?;
+    let status = wait_status(&ns, "orders", "RefusedByPlatform", Duration::from_secs(30), condition_is("CredentialsValid", "RefusedByPlatform")).await?;
+    let shown = serde_json::to_string(&status)?;
+    let all_events = serde_json::to_string(&events.list(&ListParams::default()).await?.items)?;
+    for text in [&shown, &all_events, &operator.log_text()] {
+        assert!(!text.contains("wrong-secret-value") && !text.contains("demo-secret"), "a secret leaked: {text}");
+    }
+
+    // The operator never crashed; fixing the Secret brings the worker up.
+    assert!(operator.process.child.try_wait()?.is_none(), "the operator is still running");
+    ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]).await?;
+    wait_status(&ns, "orders", "the worker connected", Duration::from_secs(90), all_connected(1)).await?;
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Two operator replicas with leader election: one reconciles; kill it and the other takes over
+//! within the Lease duration. Also `/healthz` and `/metrics`.
+
+use std::time::{Duration, Instant};
+
+use iotsub_e2e::{Cluster, Operator, subscription};
+use iotsub_tests::{Emulator, wait_until};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+
+const LEASE_SECONDS: u64 = 6;
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let emulator = Emulator::start("").await?;
+    let ns = cluster.namespace("e2e-leader").await?;
+    let lease = LEASE_SECONDS.to_string();
+    let args = ["--watch-namespace", &ns.name, "--lease-namespace", &ns.name, "--lease-seconds", &lease];
+    let mut first = Operator::start(&cluster.kubeconfig, &args).await?;
+    wait_until("the first replica to lead", Duration::from_secs(30), || async { (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(()) }).await?;
+    let second = Operator::start(&cluster.kubeconfig, &args).await?;
+    assert_eq!(second.get("/healthz").await?, (200, "ok".into()));
+    // The standby stays passive while the leader renews.
+    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 2)).await;
+    assert_eq!(second.metric("iotsub_operator_leader").await?, 0.0, "one active replica");
+    assert_eq!(first.metric("iotsub_operator_leader").await?, 1.0);
+
+    subscription::put_secrets(&ns, &emulator).await?;
+    subscription::apply(&ns, &subscription::manifest("orders", &emulator, 0)).await?;
+    let deployments: Api<Deployment> = ns.api();
+    wait_until("the leader to create the Deployment", Duration::from_secs(30), || async { deployments.get_opt("orders").await.ok()?.map(|_| ()) }).await?;
+    assert!(first.metric("iotsub_operator_reconciles_total").await? >= 1.0);
+    assert_eq!(second.metric("iotsub_operator_reconciles_total").await?, 0.0, "the standby reconciled nothing");
+
+    first.process.signal(nix::sys::signal::Signal::SIGKILL)?;
+    first.process.wait_exit(Duration::from_secs(10)).await?;
+    let killed = Instant::now();
+    wait_until("the standby to lead", Duration::from_secs(LEASE_SECONDS * 2 + 5), || async {
+        (second.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(())
+    })
+    .await?;
+    let takeover = killed.elapsed();
+    assert!(takeover <= Duration::from_secs(LEASE_SECONDS + 3), "took over after {takeover:?}");
+
+    // The new leader reconciles: a new subscription gets its Deployment.
+    subscription::apply(&ns, &subscription::manifest("second", &emulator, 0)).await?;
+    wait_until("the new leader to create a Deployment", Duration::from_secs(30), || async { deployments.get_opt("second").await.ok()?.map(|_| ()) }).await?;
+    Ok(())
+}

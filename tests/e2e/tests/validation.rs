@@ -1,0 +1,123 @@
+//! The API server refuses invalid subscriptions with a message that names the field (schema
+//! bounds and CEL rules of the generated CRD), and fills in the defaults of a minimal one.
+
+use iotsub_crds::ConsumerGroupSubscription;
+use iotsub_e2e::Cluster;
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, PostParams},
+};
+use serde_json::{Value, json};
+
+fn base() -> Value {
+    json!({
+        "apiVersion": "iotsub.dev/v1alpha1",
+        "kind": "ConsumerGroupSubscription",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "endpoint": {"host": "iot-cn-xxxx.amqp.iothub.aliyuncs.com"},
+            "consumerGroupId": "DEFAULT_GROUP",
+            "regionId": "cn-shanghai",
+            "credentials": {"secretName": "aliyun-credentials"},
+        }
+    })
+}
+
+/// Sets `value` at a dotted path under `spec`.
+fn with(path: &str, value: Value) -> Value {
+    let mut object = base();
+    let mut at = &mut object["spec"];
+    let parts: Vec<&str> = path.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        if at.get(*part).is_none() {
+            at[*part] = json!({});
+        }
+        at = &mut at[*part];
+    }
+    at[parts[parts.len() - 1]] = value;
+    object
+}
+
+fn with_all(changes: &[(&str, Value)]) -> Value {
+    let mut object = base();
+    for (path, value) in changes {
+        let one = with(path, value.clone());
+        merge(&mut object, &one);
+    }
+    object
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let ns = cluster.namespace("e2e-valid").await?;
+    let resource = ApiResource::erase::<ConsumerGroupSubscription>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), &ns.name, &resource);
+
+    let table: Vec<(&str, Value, &[&str])> = vec![
+        ("idle timeout below range", with("connection.idleTimeoutMs", json!(10000)), &["spec.connection.idleTimeoutMs", "30000"]),
+        ("idle timeout above range", with("connection.idleTimeoutMs", json!(400000)), &["spec.connection.idleTimeoutMs", "300000"]),
+        (
+            "maxReplicas × connectionsPerPod over the cap",
+            with_all(&[("autoscaling", json!({"enabled": true, "maxReplicas": 20})), ("connection.connectionsPerPod", json!(4))]),
+            &["spec.autoscaling.maxReplicas", "clientCap"],
+        ),
+        (
+            "replicas × connectionsPerPod over the cap",
+            with_all(&[("replicas", json!(33)), ("connection.connectionsPerPod", json!(2))]),
+            &["spec.replicas", "clientCap"],
+        ),
+        ("min > max", with("autoscaling", json!({"enabled": true, "minReplicas": 5, "maxReplicas": 2})), &["spec.autoscaling.minReplicas"]),
+        ("unknown authMode", with("credentials.authMode", json!("password")), &["spec.credentials.authMode", "aksign"]),
+        ("unknown signMethod", with("credentials.signMethod", json!("hmacsha512")), &["spec.credentials.signMethod", "hmacsha256"]),
+        ("unknown sink type", with("sink", json!({"type": "kafka"})), &["spec.sink.type"]),
+        ("http sink without url", with("sink", json!({"type": "http"})), &["spec.sink.http", "url"]),
+        ("http sink url not http", with("sink", json!({"type": "http", "http": {"url": "ftp://x"}})), &["spec.sink.http.url"]),
+        ("empty consumer group", with("consumerGroupId", json!("")), &["spec.consumerGroupId"]),
+        ("no credentials", { let mut o = base(); o["spec"].as_object_mut().unwrap().remove("credentials"); o }, &["spec.credentials"]),
+        ("port out of range", with("endpoint.port", json!(70000)), &["spec.endpoint.port"]),
+        ("negative replicas", with("replicas", json!(-1)), &["spec.replicas"]),
+        ("connectionsPerPod zero", with("connection.connectionsPerPod", json!(0)), &["spec.connection.connectionsPerPod"]),
+        ("apiEndpoint not a URL", with("autoscaling", json!({"apiEndpoint": "iot.example"})), &["spec.autoscaling.apiEndpoint"]),
+    ];
+    let mut failures = Vec::new();
+    for (case, object, expected) in &table {
+        let object: DynamicObject = serde_json::from_value(object.clone())?;
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {
+                failures.push(format!("{case}: accepted"));
+                let _ = api.delete("bad", &Default::default()).await;
+            }
+            Err(kube::Error::Api(response)) => {
+                let missing: Vec<_> = expected.iter().filter(|e| !response.message.contains(*e)).collect();
+                if response.code != 422 || !missing.is_empty() {
+                    failures.push(format!("{case}: HTTP {} without {missing:?}: {}", response.code, response.message));
+                }
+            }
+            Err(other) => failures.push(format!("{case}: {other}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A minimal subscription is accepted and gets the documented defaults.
+    let created = api.create(&PostParams::default(), &serde_json::from_value(base())?).await?;
+    let spec = &created.data["spec"];
+    assert_eq!(spec["endpoint"]["port"], 5671);
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["connection"], json!({"connectionsPerPod": 1, "idleTimeoutMs": 60000, "credit": 100}));
+    assert_eq!(spec["credentials"]["authMode"], "aksign");
+    assert_eq!(spec["credentials"]["signMethod"], "hmacsha1");
+    assert_eq!(spec["sink"]["type"], "log");
+    Ok(())
+}
