@@ -190,7 +190,7 @@ class Client:
         self.errlog.close()
 
 
-def wait_for(what, predicate, timeout, client=None):
+def wait_for(what, predicate, timeout, client=None, hint=""):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -199,8 +199,16 @@ def wait_for(what, predicate, timeout, client=None):
         if client is not None and not client.alive():
             raise RuntimeError("%s exited while waiting for %s; see %s" % (client.kind, what, client.errlog_path))
         if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %ss waiting for %s" % (timeout, what))
+            raise RuntimeError("timed out after %ss waiting for %s%s" % (timeout, what, hint))
         time.sleep(POLL_S)
+
+
+def hint(kind):
+    if kind != "java":
+        return ""
+    # Qpid JMS begins a connection-level session before the JMS session that carries the consumer.
+    return ("; Qpid JMS attaches its receiver on its second session (it begins a connection session first): "
+            "the emulator must accept a receiver link on any session of the connection")
 
 
 def attached(emulator, n):
@@ -219,7 +227,7 @@ def run_saturation(kind, connections, args, binaries, cpus):
     client = None
     try:
         client = Client(kind, emulator, connections, args.workdir, cpus[1], binaries)
-        wait_for("%d attached connection(s)" % connections, attached(emulator, connections), 60, client)
+        wait_for("%d attached connection(s)" % connections, attached(emulator, connections), 60, client, hint(kind))
         emulator.publish(args.warmup)
         wait_for("the warm-up", acked_at_least(emulator, args.warmup), 300, client)
         emulator.fault("pause-delivery")
@@ -269,7 +277,7 @@ def run_latency(kind, args, binaries, cpus):
     client = None
     try:
         client = Client(kind, emulator, 1, args.workdir, cpus[1], binaries)
-        wait_for("an attached connection", attached(emulator, 1), 60, client)
+        wait_for("an attached connection", attached(emulator, 1), 60, client, hint(kind))
         total = args.rate * args.latency_seconds
         cpu_before = cpu_seconds(client.pid)
         emulator.traffic(args.rate, args.latency_seconds)
@@ -304,6 +312,7 @@ def summarize(runs, clients):
     summary = {}
     for kind in clients:
         mine = [r for r in runs if r["client"] == kind]
+        cpu1, cpu4 = median(kind, "sat1", "cpuSPer10k"), median(kind, "sat4", "cpuSPer10k")
         summary[kind] = {
             "msgsPerS1": median(kind, "sat1", "msgsPerS"),
             "msgsPerS4": median(kind, "sat4", "msgsPerS"),
@@ -313,10 +322,13 @@ def summarize(runs, clients):
             "p50Ms": median(kind, "latency", "p50Ms"),
             "p99Ms": median(kind, "latency", "p99Ms"),
             "peakRssMiB": max((r["peakRssMiB"] for r in mine), default=None),
+            # What one fully used CPU would sustain: independent of how much of its core the client got.
+            "msgsPerCpuS1": 10_000 / cpu1 if cpu1 else None,
+            "msgsPerCpuS4": 10_000 / cpu4 if cpu4 else None,
         }
     # worker / sample for every figure; "leads" says whether that ratio favours the worker
     # (higher is better for messages/s, lower for CPU, latency and memory).
-    higher_is_better = {"msgsPerS1", "msgsPerS4"}
+    higher_is_better = {"msgsPerS1", "msgsPerS4", "msgsPerCpuS1", "msgsPerCpuS4"}
     ratios = {}
     if "worker" in summary:
         for kind in clients:
@@ -341,6 +353,8 @@ LABELS = [
     ("p50Ms", "p50 latency at 1 000 msg/s, ms (push to accept)", "%.2f"),
     ("p99Ms", "p99 latency at 1 000 msg/s, ms (push to accept)", "%.2f"),
     ("peakRssMiB", "peak RSS, MiB", "%.1f"),
+    ("msgsPerCpuS1", "messages per CPU second (derived, 1 connection)", "%.0f"),
+    ("msgsPerCpuS4", "messages per CPU second (derived, 4 connections)", "%.0f"),
 ]
 
 
@@ -398,10 +412,10 @@ def main():
     p.add_argument("--out", default=str(ROOT / "docs" / "samples-comparison.json"), help="the recorded JSON")
     p.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated: worker,java,python")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: sat1,sat4,latency")
-    p.add_argument("--rounds", type=int, default=2, help="rounds; figures are medians over them (default 2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians over them (default 3)")
     p.add_argument("--warmup", type=int, default=10_000, help="messages acknowledged before each saturation run")
     p.add_argument("--messages-1", type=int, default=60_000, help="backlog of the 1-connection saturation run")
-    p.add_argument("--messages-4", type=int, default=100_000, help="backlog of the 4-connection saturation run")
+    p.add_argument("--messages-4", type=int, default=120_000, help="backlog of the 4-connection saturation run")
     p.add_argument("--rate", type=int, default=1000, help="msg/s of the latency run")
     p.add_argument("--latency-seconds", type=int, default=20, help="length of the latency run (the window is the last 10 000)")
     p.add_argument("--timeout", type=int, default=300, help="seconds a saturation run may take")
@@ -411,8 +425,18 @@ def main():
     p.add_argument("--java-arg", action="append", default=[], help="extra JVM flag, e.g. --java-arg=-Xmx64m")
     p.add_argument("--build", action="store_true", help="cargo build --release the emulator and the worker first")
     p.add_argument("--no-pin", action="store_true", help="don't pin the emulator and the client to separate CPUs")
+    p.add_argument("--note", default="", help="free text recorded with the figures (e.g. which emulator build)")
     p.add_argument("--workdir", default=None, help="logs and emulator state (default: a temporary directory)")
+    p.add_argument("--summarize", metavar="JSON", help="print the table of an earlier record and update its summary; run nothing")
     args = p.parse_args()
+
+    if args.summarize:
+        record = json.loads(Path(args.summarize).read_text())
+        clients = [c for c in CLIENTS if any(r["client"] == c for r in record["runs"])]
+        record["summary"], record["ratios"] = summarize(record["runs"], clients)
+        Path(args.summarize).write_text(json.dumps(record, indent=2) + "\n")
+        print(markdown(record["summary"], record["ratios"], clients))
+        return
 
     clients = [c for c in args.clients.split(",") if c]
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -431,6 +455,9 @@ def main():
     cpus = (None, None) if args.no_pin or n_cpus < 2 else (min(os.sched_getaffinity(0)), max(os.sched_getaffinity(0)))
     binaries = {"emulator": args.emulator, "worker": args.worker, "worker_args": args.worker_arg, "java_args": args.java_arg}
 
+    emulator_shown = str(Path(args.emulator).resolve())
+    if emulator_shown.startswith(str(ROOT) + "/"):
+        emulator_shown = emulator_shown[len(str(ROOT)) + 1:]
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = loadavg()
     log("load average before: %s; clients %s; scenarios %s; %d round(s); logs in %s" % (load_before, clients, scenarios, args.rounds, args.workdir))
@@ -465,7 +492,8 @@ def main():
         "settings": {"rounds": args.rounds, "warmup": args.warmup, "messages1": args.messages_1, "messages4": args.messages_4,
                      "rate": args.rate, "latencySeconds": args.latency_seconds, "payloadBytes": len(PAYLOAD),
                      "emulatorConfig": EMULATOR_CONFIG, "workerArgs": args.worker_arg, "javaArgs": args.java_arg,
-                     "emulator": os.path.relpath(args.emulator, ROOT)},
+                     "emulator": emulator_shown},
+        "note": args.note,
         "runs": runs,
         "summary": summary,
         "ratios": ratios,
