@@ -3,14 +3,24 @@
 use std::{collections::HashMap, sync::{Arc, Mutex}};
 
 use iotsub_aliyun::client::OpenApiClient;
-use kube::runtime::events::{Recorder, Reporter};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::{Pod, Secret}};
+use kube::runtime::{events::{Recorder, Reporter}, reflector::Store};
 
 use crate::{cli::Args, metrics::Metrics, platform::PlatformObservation};
 
 pub const MANAGER: &str = "iotsub-operator";
 
+/// Watch caches of what reconciles read, so a reconcile costs no API read.
+#[derive(Clone)]
+pub struct Stores {
+    pub deployments: Store<Deployment>,
+    pub pods: Store<Pod>,
+    pub secrets: Store<Secret>,
+}
+
 pub struct Context {
     pub client: kube::Client,
+    pub stores: Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub openapi: OpenApiClient,
@@ -22,10 +32,11 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, args: &Args, identity: &str, metrics: Arc<Metrics>) -> anyhow::Result<Context> {
+    pub fn new(client: kube::Client, args: &Args, identity: &str, metrics: Arc<Metrics>, stores: Stores) -> anyhow::Result<Context> {
         let reporter = Reporter { controller: MANAGER.into(), instance: Some(identity.into()) };
         Ok(Context {
             recorder: Recorder::new(client.clone(), reporter),
+            stores,
             client,
             metrics,
             openapi: OpenApiClient::with_defaults()?,

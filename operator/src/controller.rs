@@ -5,19 +5,24 @@ use std::{sync::Arc, time::{Duration, Instant}};
 use futures::StreamExt;
 use iotsub_crds::{ConsumerGroupSubscription, SecretKeyRef};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, ResourceExt,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        predicates,
+        reflector::{self, ObjectRef, store::Writer},
+        watcher::{self, watcher},
+    },
 };
 use tracing::{info, warn};
 
-use crate::{apply, context::Context, desired, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
+use crate::{apply, context::{Context, Stores}, desired, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
 
 /// What failed, by stage. Messages name the object, never a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("observe: {0}")]
-    Observe(#[from] observe::ObserveError),
     #[error("applying the Deployment: {0}")]
     ApplyDeployment(#[source] kube::Error),
     #[error("writing status: {0}")]
@@ -28,23 +33,57 @@ impl Error {
     /// The `error` label of `iotsub_operator_reconcile_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Observe(_) => "observe",
             Error::ApplyDeployment(_) => "apply_deployment",
             Error::WriteStatus(_) => "write_status",
         }
     }
 }
 
+/// The writers behind [`Stores`], fed by [`run`]'s watches.
+pub struct Writers {
+    deployments: Writer<Deployment>,
+    pods: Writer<Pod>,
+    secrets: Writer<Secret>,
+}
+
+pub fn stores() -> (Stores, Writers) {
+    let (deployments, deployments_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
+    let (secrets, secrets_writer) = reflector::store();
+    (Stores { deployments, pods, secrets }, Writers { deployments: deployments_writer, pods: pods_writer, secrets: secrets_writer })
+}
+
 /// Runs until SIGTERM/SIGINT.
-pub async fn run(ctx: Arc<Context>) {
+pub async fn run(ctx: Arc<Context>, writers: Writers) {
     let client = ctx.client.clone();
-    let (subscriptions, deployments, secrets): (Api<ConsumerGroupSubscription>, Api<Deployment>, Api<Secret>) =
-        match &ctx.watch_namespace {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
-        };
-    let controller = Controller::new(subscriptions, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    let ns = ctx.watch_namespace.clone();
+    fn api<K>(client: &kube::Client, ns: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ours = watcher::Config::default().labels(&format!("{}={}", desired::MANAGED_BY_LABEL, crate::context::MANAGER));
+    // Status-only changes of a subscription (our own writes) don't trigger a reconcile.
+    let (subscriptions, subscriptions_writer) = reflector::store::<ConsumerGroupSubscription>();
+    let subscription_stream = watcher(api(&client, &ns), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(subscriptions_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let deployment_stream =
+        watcher(api::<Deployment>(&client, &ns), ours.clone()).default_backoff().reflect(writers.deployments).applied_objects();
+    let secret_stream =
+        watcher(api::<Secret>(&client, &ns), watcher::Config::default()).default_backoff().reflect(writers.secrets).applied_objects();
+    let pod_cache = watcher(api::<Pod>(&client, &ns), ours).default_backoff().reflect(writers.pods).for_each(|_| async {});
+    let pods_task = tokio::spawn(pod_cache);
+    let store = subscriptions.clone();
     // A Secret change reconciles every subscription that reads it (credentials or CA).
     let secret_mapper = move |secret: Secret| {
         let ns = secret.namespace();
@@ -57,13 +96,26 @@ pub async fn run(ctx: Arc<Context>) {
             .collect::<Vec<_>>()
     };
     info!("controller running");
-    controller
-        .owns(deployments, watcher::Config::default().labels(&format!("{}={}", desired::MANAGED_BY_LABEL, crate::context::MANAGER)))
-        .watches(secrets, watcher::Config::default(), secret_mapper)
+    let stores = ctx.stores.clone();
+    Controller::for_stream(subscription_stream, subscriptions)
+        .owns_stream(deployment_stream)
+        .watches_stream(secret_stream, secret_mapper)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |cgs, ctx| {
+                let stores = stores.clone();
+                async move {
+                    // The first reconciles must not see empty caches (and create what exists).
+                    let _ = tokio::join!(stores.deployments.wait_until_ready(), stores.pods.wait_until_ready(), stores.secrets.wait_until_ready());
+                    reconcile(cgs, ctx).await
+                }
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
+    pods_task.abort();
     info!("controller stopped");
 }
 
@@ -90,7 +142,7 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         return Ok(Action::await_change());
     }
     let now = status::rfc3339(time::OffsetDateTime::now_utc());
-    let mut observed = observe::observe(ctx, cgs, &now).await?;
+    let mut observed = observe::observe(ctx, cgs, &now).await;
     let desired_replicas = desired::replicas(cgs);
     let mut created = false;
     let mut rotated = false;
@@ -116,12 +168,20 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
     Ok(Action::requeue(requeue_after(cgs, &observed)))
 }
 
-/// Soon while throttled; else the poll interval, so status.clients follows the platform.
+/// The poll interval, so status.clients follows the platform; a throttled call retries at a random
+/// point within it, so subscriptions sharing an AccessKey spread their calls instead of retrying
+/// in step.
 fn requeue_after(cgs: &ConsumerGroupSubscription, observed: &observe::Observed) -> Duration {
+    let interval = platform::poll_interval(cgs).min(Duration::from_secs(60));
     let throttled = observed.platform.as_ref().is_some_and(|p| {
         matches!(p.answer, platform::PlatformAnswer::Failed(iotsub_aliyun::client::CallError::Throttled))
     });
-    if throttled { Duration::from_secs(2) } else { platform::poll_interval(cgs).min(Duration::from_secs(60)) }
+    if throttled {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        Duration::from_millis(500) + interval.mul_f64(f64::from(nanos % 1000) / 1000.0)
+    } else {
+        interval
+    }
 }
 
 fn template_hash(deployment: &Deployment) -> Option<&String> {

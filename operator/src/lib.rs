@@ -29,13 +29,14 @@ pub async fn run(args: cli::Args) -> anyhow::Result<()> {
     let http = http::serve(args.http_addr, metrics.clone()).await?;
     info!(addr = %http.local_addr, watch_namespace = ?args.watch_namespace, worker_image = %args.worker_image, "operator starting");
     let identity = leader::identity();
-    let ctx = Arc::new(context::Context::new(client.clone(), &args, &identity, metrics.clone())?);
+    let (stores, writers) = controller::stores();
+    let ctx = Arc::new(context::Context::new(client.clone(), &args, &identity, metrics.clone(), stores)?);
     if args.leader_election {
         let namespace = args.lease_namespace();
-        leader::run_while_leader(client, &namespace, &identity, args.lease_seconds, metrics, controller::run(ctx)).await
+        leader::run_while_leader(client, &namespace, &identity, args.lease_seconds, metrics, controller::run(ctx, writers)).await
     } else {
         metrics.leader.set(1);
-        controller::run(ctx).await;
+        controller::run(ctx, writers).await;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::{
     ByteString,
     api::{apps::v1::Deployment, core::v1::{Pod, Secret}},
 };
-use kube::{Api, ResourceExt, api::ListParams};
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use sha2::{Digest, Sha256};
 
 use crate::{context::Context, desired, platform::{self, PlatformObservation}};
@@ -41,41 +41,35 @@ impl Credentials {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("reading {what}: {source}")]
-pub struct ObserveError {
-    pub what: String,
-    #[source]
-    pub source: kube::Error,
-}
-
-pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, now_rfc3339: &str) -> Result<Observed, ObserveError> {
+/// Reads the watch caches (no API call) and, with usable credentials, the platform.
+pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, now_rfc3339: &str) -> Observed {
     let namespace = cgs.namespace().unwrap_or_default();
     let name = cgs.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let wrap = |what: String| move |source| ObserveError { what, source };
-    let credentials_secret = secrets
-        .get_opt(&cgs.spec.credentials.secret_name)
-        .await
-        .map_err(wrap(format!("Secret {}", cgs.spec.credentials.secret_name)))?;
-    let ca_secret = match &cgs.spec.endpoint.ca_secret_ref {
-        Some(ca) => Some((ca, secrets.get_opt(&ca.name).await.map_err(wrap(format!("Secret {}", ca.name)))?)),
-        None => None,
-    };
-    let credentials = check_credentials(cgs, credentials_secret.as_ref(), ca_secret.as_ref().map(|(r, s)| (r.name.as_str(), r.key.as_str(), s.as_ref())));
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let deployment = deployments.get_opt(&name).await.map_err(wrap(format!("Deployment {name}")))?;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pods = pods
-        .list(&ListParams::default().labels(&desired::selector(&name)))
-        .await
-        .map_err(wrap("pods".into()))?
-        .items;
+    let secret = |secret_name: &str| ctx.stores.secrets.get(&ObjectRef::new(secret_name).within(&namespace));
+    let credentials_secret = secret(&cgs.spec.credentials.secret_name);
+    let ca_secret = cgs.spec.endpoint.ca_secret_ref.as_ref().map(|ca| (ca, secret(&ca.name)));
+    let credentials = check_credentials(
+        cgs,
+        credentials_secret.as_deref(),
+        ca_secret.as_ref().map(|(r, s)| (r.name.as_str(), r.key.as_str(), s.as_deref())),
+    );
+    let deployment = ctx.stores.deployments.get(&ObjectRef::new(&name).within(&namespace)).map(|d| (*d).clone());
+    let pods = ctx
+        .stores
+        .pods
+        .state_filter(|pod| {
+            pod.namespace().as_deref() == Some(namespace.as_str())
+                && pod.labels().get(desired::INSTANCE_LABEL) == Some(&name)
+                && pod.labels().get(desired::NAME_LABEL).map(String::as_str) == Some(desired::WORKER_NAME)
+        })
+        .into_iter()
+        .map(|p| (*p).clone())
+        .collect();
     let platform = match &credentials {
         Credentials::Valid { access_key, .. } => Some(platform::observe(ctx, cgs, access_key, now_rfc3339).await),
         _ => None,
     };
-    Ok(Observed { credentials, deployment, pods, platform })
+    Observed { credentials, deployment, pods, platform }
 }
 
 /// Pure: which keys the auth mode needs, whether they are there, and the hash that rolls the pods

@@ -48,6 +48,8 @@ pub fn status(cgs: &ConsumerGroupSubscription, observed: &Observed, desired_repl
     let backlog_condition = match platform.map(|p| &p.answer) {
         None => (conditions::UNKNOWN, reason::NOT_QUERIED, "the credentials are not usable, so the platform was not asked".to_owned()),
         Some(PlatformAnswer::Status(_)) => (conditions::TRUE, reason::QUERIED, "QueryConsumerGroupStatus answered".to_owned()),
+        // Throttled by our own limiter is "not asked yet", not a failure of the platform.
+        Some(PlatformAnswer::Failed(CallError::Throttled)) => (conditions::UNKNOWN, reason::THROTTLED, CallError::Throttled.to_string()),
         Some(PlatformAnswer::Failed(error)) => (conditions::FALSE, failure_reason(error), error.to_string()),
     };
     let rolled_out = replicas == desired_replicas && ready == desired_replicas && updated == desired_replicas;
