@@ -150,8 +150,11 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         let wanted = desired::deployment(cgs, hash, &ctx.worker_image);
         created = observed.deployment.is_none();
         rotated = observed.deployment.as_ref().is_some_and(|d| template_hash(d).is_some_and(|old| old != hash));
-        let applied = apply::deployment(&ctx.client, &wanted).await.map_err(Error::ApplyDeployment)?;
-        observed.deployment = Some(applied);
+        let unchanged = observed.deployment.as_ref().is_some_and(|d| desired::applied_hash(d) == desired::applied_hash(&wanted));
+        if !unchanged {
+            let applied = apply::deployment(&ctx.client, &wanted).await.map_err(Error::ApplyDeployment)?;
+            observed.deployment = Some(applied);
+        }
     }
     // With unusable credentials an existing Deployment is left as it is: its pods keep working
     // until the Secret is fixed, and no new pod is started that could only fail.

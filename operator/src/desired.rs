@@ -23,6 +23,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const WORKER_NAME: &str = "iotsub-worker";
 /// Changes when a credential the workers use changes, so the Deployment rolls its pods.
 pub const CREDENTIALS_HASH_ANNOTATION: &str = "iotsub.dev/credentials-hash";
+/// A hash of the Deployment as last applied: an unchanged one is not applied again, so a
+/// reconcile of a settled subscription makes no API call.
+pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";
 pub const WORKER_PORT: i32 = 9090;
 /// Longer than the platform's 30 s acknowledgement window, so in-flight messages finish on SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 45;
@@ -58,8 +61,21 @@ pub fn replicas(cgs: &ConsumerGroupSubscription) -> i32 {
     }
 }
 
-/// The worker Deployment: named after the subscription, owned by it.
+/// The worker Deployment: named after the subscription, owned by it, stamped with its own hash.
 pub fn deployment(cgs: &ConsumerGroupSubscription, credentials_hash: &str, default_image: &str) -> Deployment {
+    let mut deployment = unstamped_deployment(cgs, credentials_hash, default_image);
+    let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&text);
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
+    deployment
+}
+
+pub fn applied_hash(deployment: &Deployment) -> Option<&String> {
+    deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
+}
+
+fn unstamped_deployment(cgs: &ConsumerGroupSubscription, credentials_hash: &str, default_image: &str) -> Deployment {
     let name = cgs.name_any();
     let spec = &cgs.spec;
     let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
@@ -263,6 +279,17 @@ mod tests {
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
         assert_eq!(env["IOTSUB_SINK_TIMEOUT_MS"].value.as_deref(), Some("5000"));
+    }
+
+    #[test]
+    fn the_applied_hash_changes_with_the_deployment_only() {
+        let cgs = fixtures::subscription();
+        let a = deployment(&cgs, "h", "img");
+        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, "h", "img")));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, "rotated", "img")));
+        let mut scaled = cgs.clone();
+        scaled.spec.replicas = 3;
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&scaled, "h", "img")));
     }
 
     #[test]

@@ -45,7 +45,9 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..total {
         let name = format!("cgs-{i:04}");
         created.insert(name.clone(), Instant::now());
-        subscription::apply(&ns, &subscription::manifest(&name, &emulator, 0)).await?;
+        let mut manifest = subscription::manifest(&name, &emulator, 0);
+        manifest["spec"]["autoscaling"]["pollIntervalSeconds"] = 15.into(); // the default
+        subscription::apply(&ns, &manifest).await?;
         if i < spaced {
             tokio::time::sleep(Duration::from_millis(200)).await; // one at a time: latency unloaded
         }
@@ -76,8 +78,18 @@ async fn main() -> anyhow::Result<()> {
     let rss = rss_kib(operator.process.child.id());
     println!("operator RSS: {:.1} MiB idle, {:.1} MiB with {total} subscriptions (after 45 s of polling)", idle_rss as f64 / 1024.0, rss as f64 / 1024.0);
     let reconciles = operator.metric("iotsub_operator_reconciles_total").await.unwrap_or(0.0);
-    println!("reconciles: {reconciles:.0}");
+    let cpu = cpu_seconds(operator.process.child.id());
+    println!("reconciles: {reconciles:.0}; operator CPU time {cpu:.1} s over {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// utime + stime from /proc/<pid>/stat, in seconds (100 ticks/s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn rss_kib(pid: u32) -> u64 {
