@@ -142,7 +142,7 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         return Ok(Action::await_change());
     }
     let now = status::rfc3339(time::OffsetDateTime::now_utc());
-    let mut observed = observe::observe(ctx, cgs, &now).await;
+    let mut observed = observe::observe(ctx, cgs);
     let desired_replicas = desired::replicas(cgs);
     let mut created = false;
     let mut rotated = false;
@@ -158,6 +158,7 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
     }
     // With unusable credentials an existing Deployment is left as it is: its pods keep working
     // until the Secret is fixed, and no new pod is started that could only fail.
+    observe::observe_platform(ctx, cgs, &mut observed, &now).await;
     let new_status = status::status(cgs, &observed, desired_replicas, &now);
     let before = cgs.status.as_ref();
     if before != Some(&new_status) {

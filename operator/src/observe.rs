@@ -41,8 +41,9 @@ impl Credentials {
     }
 }
 
-/// Reads the watch caches (no API call) and, with usable credentials, the platform.
-pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, now_rfc3339: &str) -> Observed {
+/// Reads the watch caches (no API call); `platform` is left for [`observe_platform`], which runs
+/// after the Deployment is applied so a slow OpenAPI never delays the workers.
+pub fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Observed {
     let namespace = cgs.namespace().unwrap_or_default();
     let name = cgs.name_any();
     let secret = |secret_name: &str| ctx.stores.secrets.get(&ObjectRef::new(secret_name).within(&namespace));
@@ -65,11 +66,14 @@ pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, now_rfc3339
         .into_iter()
         .map(|p| (*p).clone())
         .collect();
-    let platform = match &credentials {
-        Credentials::Valid { access_key, .. } => Some(platform::observe(ctx, cgs, access_key, now_rfc3339).await),
-        _ => None,
-    };
-    Observed { credentials, deployment, pods, platform }
+    Observed { credentials, deployment, pods, platform: None }
+}
+
+/// With usable credentials, what the platform says (cached per poll interval).
+pub async fn observe_platform(ctx: &Context, cgs: &ConsumerGroupSubscription, observed: &mut Observed, now_rfc3339: &str) {
+    if let Credentials::Valid { access_key, .. } = &observed.credentials {
+        observed.platform = Some(platform::observe(ctx, cgs, access_key, now_rfc3339).await);
+    }
 }
 
 /// Pure: which keys the auth mode needs, whether they are there, and the hash that rolls the pods

@@ -41,10 +41,13 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     })
     .await?;
     let takeover = killed.elapsed();
+    println!("the standby took over {takeover:?} after the leader was killed (Lease {LEASE_SECONDS} s)");
     assert!(takeover <= Duration::from_secs(LEASE_SECONDS + 3), "took over after {takeover:?}");
 
     // The new leader reconciles: a new subscription gets its Deployment.
     subscription::apply(&ns, &subscription::manifest("second", &emulator, 0)).await?;
-    wait_until("the new leader to create a Deployment", Duration::from_secs(30), || async { deployments.get_opt("second").await.ok()?.map(|_| ()) }).await?;
+    wait_until("the new leader to create a Deployment", Duration::from_secs(30), || async { deployments.get_opt("second").await.ok()?.map(|_| ()) })
+        .await
+        .map_err(|e| e.context(second.log_text()))?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, time::Duration};
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_e2e::{Cluster, Operator, cluster::kubectl, subscription::{self, all_connected, emulator_clients, wait_status}, workspace_root};
 use iotsub_tests::{Emulator, wait_until};
-use k8s_openapi::api::{apps::v1::{Deployment, ReplicaSet}, core::v1::Pod};
+use k8s_openapi::api::{apps::v1::{Deployment, ReplicaSet}, core::v1::{Event, Pod}};
 use kube::{Api, ResourceExt, api::{DeleteParams, ListParams}};
 
 const EMULATOR: &str = r#"
@@ -70,6 +70,11 @@ async fn subscription_lifecycle_with_real_workers() -> anyhow::Result<()> {
     let status = wait_status(&ns, "orders", "3 workers connected", Duration::from_secs(60), all_connected(3)).await?;
     assert_eq!((status.desired_replicas, status.replicas), (3, 3));
     assert!(status.last_scale_time.is_some());
+    let events: Api<Event> = ns.api();
+    let reasons: Vec<String> = events.list(&ListParams::default()).await?.items.into_iter().filter_map(|e| e.reason).collect();
+    for reason in ["Created", "Scaled", "AllClientsConnected"] {
+        assert!(reasons.iter().any(|r| r == reason), "an Event {reason} among {reasons:?}");
+    }
 
     // Rotating the Secret rolls the pods; the new ones log in with the new key.
     let before_rotation = pod_names(&pods).await;
@@ -87,6 +92,8 @@ async fn subscription_lifecycle_with_real_workers() -> anyhow::Result<()> {
     .await?;
     let connected: Vec<String> = status.clients.iter().map(|c| c.client_id.clone()).collect();
     assert_eq!(emulator_clients(&emulator).await?, connected, "only the rolled pods are clients");
+    let reasons: Vec<String> = events.list(&ListParams::default()).await?.items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "CredentialsRotated"), "{reasons:?}");
 
     // Restarting the operator mid-way converges without duplicate children.
     operator.process.signal(nix::sys::signal::Signal::SIGKILL)?;
