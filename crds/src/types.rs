@@ -32,7 +32,10 @@ pub const DEFAULT_CLIENT_CAP: i32 = 64;
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Backlog", type_ = "integer", json_path = ".status.backlog.messages"),
     printcolumn(name = "Clients", type_ = "integer", json_path = ".status.connectedClients"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // Pod names (the clientIds) add 17 characters to this name, and `-<i>` with several
+    // connections; the platform allows 64.
+    validation = Rule::new("size(self.metadata.name) <= 44").message("metadata.name must be at most 44 characters: pod names become clientIds, which the platform limits to 64")
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.autoscaling) || !self.autoscaling.enabled || self.autoscaling.maxReplicas * self.connection.connectionsPerPod <= self.autoscaling.clientCap"

@@ -89,6 +89,7 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
         ("port out of range", with("endpoint.port", json!(70000)), &["spec.endpoint.port"]),
         ("negative replicas", with("replicas", json!(-1)), &["spec.replicas"]),
         ("connectionsPerPod zero", with("connection.connectionsPerPod", json!(0)), &["spec.connection.connectionsPerPod"]),
+        ("name too long for a clientId", { let mut o = base(); o["metadata"]["name"] = json!("x".repeat(45)); o }, &["metadata.name", "44"]),
         ("apiEndpoint not a URL", with("autoscaling", json!({"apiEndpoint": "iot.example"})), &["spec.autoscaling.apiEndpoint"]),
     ];
     let mut failures = Vec::new();
