@@ -71,7 +71,7 @@ def draw(data):
             y += BAR_H + GAP
     y += 16
     settings = data.get("settings", {})
-    note = "Medians of %s rounds; backlogs %s / %s messages of %s bytes; latency: %s msg/s for %s s; drawn by bench/chart.py from docs/samples-comparison.json" % (
+    note = "Medians of %s rounds; backlogs %s / %s messages of %s bytes; latency run %s msg/s for %s s; data: docs/samples-comparison.json" % (
         settings.get("rounds", "?"), settings.get("messages1", "?"), settings.get("messages4", "?"), settings.get("payloadBytes", "?"),
         settings.get("rate", "?"), settings.get("latencySeconds", "?"))
     out.append('<text x="20" y="%d" font-size="11" fill="#555">%s</text>' % (y, escape(note)))
