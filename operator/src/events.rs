@@ -57,3 +57,37 @@ pub async fn error(ctx: &Context, cgs: &ConsumerGroupSubscription, stage: &str, 
     let event = Event { type_: EventType::Warning, reason: "ReconcileError".into(), note: Some(message), action: stage.into(), secondary: None };
     publish(ctx, cgs, vec![event]).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotsub_crds::Condition;
+
+    fn status(desired: i32, conditions: &[(&str, &str, &str)]) -> ConsumerGroupSubscriptionStatus {
+        ConsumerGroupSubscriptionStatus {
+            desired_replicas: desired,
+            conditions: conditions
+                .iter()
+                .map(|(t, s, r)| Condition { type_: (*t).into(), status: (*s).into(), reason: (*r).into(), message: format!("{r} happened"), ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn reasons(events: &[Event]) -> Vec<(&str, bool)> {
+        events.iter().map(|e| (e.reason.as_str(), e.type_ == EventType::Warning)).collect()
+    }
+
+    #[test]
+    fn create_scale_rotation_and_credential_problems_make_events() {
+        let first = status(2, &[("Ready", "False", "Progressing"), ("CredentialsValid", "True", "SecretFound")]);
+        assert_eq!(reasons(&changes(None, &first, true, false)), [("Created", false), ("SecretFound", false)]);
+        let ready = status(2, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
+        assert_eq!(reasons(&changes(Some(&first), &ready, false, false)), [("AllClientsConnected", false)]);
+        let scaled = status(3, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
+        assert_eq!(reasons(&changes(Some(&ready), &scaled, false, true)), [("Scaled", false), ("CredentialsRotated", false)]);
+        let broken = status(3, &[("Ready", "False", "CredentialsInvalid"), ("CredentialsValid", "False", "SecretNotFound")]);
+        assert_eq!(reasons(&changes(Some(&scaled), &broken, false, false)), [("SecretNotFound", true), ("CredentialsInvalid", false)]);
+        assert!(changes(Some(&broken), &broken, false, false).is_empty(), "no change, no Event");
+    }
+}
