@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps unit component interop e2e test demo bench-emulator clean
+.PHONY: all build build-release deps unit component interop e2e test demo demo-smoke bench-emulator clean
 
 all: build
 
@@ -33,7 +33,15 @@ interop: build deps
 e2e: build cluster-up
 	$(CARGO) test -p iotsub-e2e -- --test-threads 1
 
-test: deps build unit component interop cluster-test
+test: deps build unit component interop cluster-test e2e demo-smoke
+
+## The system on this machine: emulator, device traffic, a worker; live until Ctrl-C.
+demo:
+	scripts/demo-local.sh
+
+## The demo for a few seconds, failing if nothing was acknowledged (part of `make test`).
+demo-smoke:
+	DEMO_SECONDS=6 scripts/demo-local.sh
 
 bench-emulator: build-release
 	$(CARGO) run --release -p iotsub-tests --bin bench-emulator
