@@ -18,7 +18,7 @@ PANELS = [
     ("msgsPerS1", "messages/s at saturation, 1 connection", "higher is better", "{:,.0f}"),
     ("msgsPerS4", "messages/s at saturation, 4 connections", "higher is better", "{:,.0f}"),
     ("cpuSPer10k1", "CPU seconds per 10 000 messages (saturation, 1 connection)", "lower is better", "{:.2f} s"),
-    ("p99Ms", "p99 latency at 1 000 msg/s, push to accept", "lower is better", "{:.1f} ms"),
+    ("p99Ms", "p99 latency at 1 000 msg/s, push to accept", "lower is better", "{:.2f} ms"),
     ("peakRssMiB", "peak RSS", "lower is better", "{:.0f} MiB"),
 ]
 
@@ -66,7 +66,8 @@ def draw(data):
                 label = fmt.format(v)
                 r = ratios.get(c, {}).get(key)
                 if r:
-                    label += "   (worker/%s = %.2f×%s)" % (c, r["ratio"], "" if r["workerLeads"] else ", sample leads")
+                    verdict = "" if r["workerLeads"] else (", a tie" if abs(r["ratio"] - 1) < 0.05 else ", sample leads")
+                    label += "   (worker/%s = %.2f×%s)" % (c, r["ratio"], verdict)
                 out.append('<text x="%.1f" y="%d" font-size="12">%s</text>' % (LEFT + w + 6, y + BAR_H - 5, escape(label)))
             y += BAR_H + GAP
     y += 16

@@ -366,7 +366,8 @@ def markdown(summary, ratios, clients):
         cells = [(fmt % summary[k][key]) if summary[k].get(key) is not None else "–" for k in clients]
         for k in others:
             r = ratios.get(k, {}).get(key)
-            cells.append("%.2f×%s" % (r["ratio"], "" if r["workerLeads"] else " (sample leads)") if r else "–")
+            verdict = "" if not r or r["workerLeads"] else (" (a tie)" if abs(r["ratio"] - 1) < 0.05 else " (sample leads)")
+            cells.append("%.2f×%s" % (r["ratio"], verdict) if r else "–")
         lines.append("| %s | %s |" % (label, " | ".join(cells)))
     return "\n".join(lines)
 
