@@ -192,26 +192,63 @@ async fn run_client(
         reason: format!("no receiver link attached within {deadline_ms} ms of connecting"),
     };
     let link_acceptor = LinkAcceptor::new();
-    let mut session = match timeout_at(deadline, SessionAcceptor::new().accept(connection)).await {
-        Ok(Ok(session)) => session,
-        Ok(Err(e)) => return ClientEnd::Gone(format!("session not begun: {e}")),
-        Err(_) => return no_link(),
+    // A client may begin several sessions before it attaches its receiver: Qpid JMS (the platform's
+    // Java sample) begins a connection-level session first and attaches the consumer in a second one.
+    // Every session is watched for the first receiver link; the others refuse links from then on.
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::unbounded_channel::<(ListenerSessionHandle, Option<Attach>)>();
+    let watch = |mut session: ListenerSessionHandle, tx: tokio::sync::mpsc::UnboundedSender<(ListenerSessionHandle, Option<Attach>)>| {
+        tokio::spawn(async move {
+            let attach = session.next_incoming_attach().await;
+            let _ = tx.send((session, attach));
+        });
     };
-    let mut sender = loop {
-        let attach = match timeout_at(deadline, session.next_incoming_attach()).await {
-            Ok(Some(attach)) => attach,
-            Ok(None) => return ClientEnd::Gone("session ended before a link attached".into()),
-            Err(_) => return no_link(),
-        };
-        if attach.role == Role::Receiver {
-            match link_acceptor.accept_incoming_attach(attach, &mut session).await {
-                Ok(LinkEndpoint::Sender(sender)) => break sender,
-                Ok(LinkEndpoint::Receiver(_)) => unreachable!("a remote receiver attaches our sender"),
-                Err(e) => return ClientEnd::Gone(format!("link attach failed: {e}")),
-            }
+    let mut sessions = 0usize;
+    let (mut session, mut sender) = loop {
+        tokio::select! {
+            incoming = connection.next_incoming_session() => match incoming {
+                Some(incoming) => match timeout_at(deadline, SessionAcceptor::new().accept_incoming_session(incoming, connection)).await {
+                    Ok(Ok(session)) => {
+                        sessions += 1;
+                        watch(session, found_tx.clone());
+                    }
+                    Ok(Err(e)) => return ClientEnd::Gone(format!("session not begun: {e}")),
+                    Err(_) => return no_link(),
+                },
+                None => return ClientEnd::Gone("connection closed before a link attached".into()),
+            },
+            Some((mut session, attach)) = found_rx.recv() => match attach {
+                None => {
+                    sessions -= 1;
+                    if sessions == 0 {
+                        return ClientEnd::Gone("session ended before a link attached".into());
+                    }
+                }
+                Some(attach) if attach.role == Role::Receiver => match link_acceptor.accept_incoming_attach(attach, &mut session).await {
+                    Ok(LinkEndpoint::Sender(sender)) => break (session, sender),
+                    Ok(LinkEndpoint::Receiver(_)) => unreachable!("a remote receiver attaches our sender"),
+                    Err(e) => return ClientEnd::Gone(format!("link attach failed: {e}")),
+                },
+                Some(attach) => {
+                    refuse_link(&link_acceptor, attach, &mut session, platform, username, remote).await;
+                    watch(session, found_tx.clone());
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => return no_link(),
         }
-        refuse_link(&link_acceptor, attach, &mut session, platform, username, remote).await;
     };
+    drop(found_tx);
+    {
+        let (platform, username) = (platform.clone(), username.clone());
+        tokio::spawn(async move {
+            let acceptor = LinkAcceptor::new();
+            while let Some((mut other, attach)) = found_rx.recv().await {
+                if let Some(attach) = attach {
+                    refuse_link(&acceptor, attach, &mut other, &platform, &username, remote).await;
+                    tokio::spawn(refuse_all_links(other, platform.clone(), username.clone(), remote));
+                }
+            }
+        });
+    }
 
     let group = &registration.group;
     group.attach(registration.conn);

@@ -110,13 +110,19 @@ async fn a_groups_messages_spread_over_its_clients() -> anyhow::Result<()> {
     })
     .await?;
     let published: HashSet<String> = emulator.publish("DEFAULT_GROUP", TOPIC, "x", 400).await?.into_iter().collect();
+    // Each client receives until all 400 were acknowledged by someone (or a generous deadline).
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for (client, mut receiver) in clients {
+        let total = total.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Ok(Ok(delivery)) = timeout(Duration::from_millis(1500), receiver.recv::<Body<Value>>()).await {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while total.load(std::sync::atomic::Ordering::SeqCst) < 400 && tokio::time::Instant::now() < deadline {
+                let Ok(Ok(delivery)) = timeout(Duration::from_millis(200), receiver.recv::<Body<Value>>()).await else { continue };
                 got.push(properties(&delivery).unwrap().message_id);
                 receiver.accept(&delivery).await.unwrap();
+                total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             drop(client);
             got
@@ -125,7 +131,8 @@ async fn a_groups_messages_spread_over_its_clients() -> anyhow::Result<()> {
     let mut union = HashSet::new();
     for task in tasks {
         let got = task.await?;
-        assert!(got.len() >= 40, "a client got only {} of 400: not spread at random", got.len());
+        // 100 each on average; a client with hardly any means the group is not spread.
+        assert!(got.len() >= 20, "a client got only {} of 400: not spread over the clients", got.len());
         union.extend(got);
     }
     assert_eq!(union, published);
@@ -265,5 +272,19 @@ async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyho
     let reset: ActionResult = http.get(call("ResetConsumerGroupPosition", &[("IotInstanceId", "iot-1"), ("GroupId", "orders")])).send().await?.json().await?;
     assert!(reset.success);
     assert_eq!(backlog(&emulator).await?, Some(0));
+    Ok(())
+}
+
+/// Qpid JMS (the platform's Java sample) begins a session of its own first and attaches its
+/// consumer in a second one.
+#[tokio::test]
+async fn the_receiver_link_may_come_on_a_later_session() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let mut client = iotsub_tests::amqp_client::open(&emulator, &ClientOptions::demo("jms-like")).await?;
+    let mut second = fe2o3_amqp::Session::begin(&mut client.connection).await?;
+    let mut receiver = Receiver::attach(&mut second, "consumer", "default").await?;
+    let ids = emulator.publish("DEFAULT_GROUP", TOPIC, "x", 3).await?;
+    let seen = receive_distinct(&mut receiver, 3).await?;
+    assert_eq!(seen, ids.into_iter().collect());
     Ok(())
 }
