@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps unit component interop e2e test demo demo-smoke bench-emulator clean
+.PHONY: all build build-release deps unit component interop e2e test demo demo-smoke bench-emulator bench-samples clean
 
 all: build
 
@@ -42,6 +42,10 @@ demo:
 ## The demo for a few seconds, failing if nothing was acknowledged (part of `make test`).
 demo-smoke:
 	DEMO_SECONDS=6 scripts/demo-local.sh
+
+## The worker beside the platform's official sample consumers (Qpid JMS, Qpid Proton); ~8 minutes.
+bench-samples: build-release deps
+	$(PYTHON) bench/compare.py --out docs/samples-comparison.json && $(PYTHON) bench/chart.py
 
 bench-emulator: build-release
 	$(CARGO) run --release -p iotsub-tests --bin bench-emulator
