@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build -q -p iotsub-emulator -p iotsub-worker
+# The whole workspace, as `make build` does: building two packages alone would unify features
+# differently and recompile shared dependencies.
+cargo build -q --workspace --bins
 dir=target/demo
 rm -rf "$dir" && mkdir -p "$dir"
 pids=()
