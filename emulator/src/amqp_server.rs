@@ -117,12 +117,13 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     };
     let registration = Registration { group: group.clone(), conn };
 
-    let outcome = run_client(&mut connection, &platform, &registration, username, remote, deadline, dropped).await;
+    let outcome = run_client(&mut connection, &platform, &registration, username, remote, deadline, dropped, &cut).await;
     match &outcome {
         ClientEnd::Refused { condition, reason } => {
             platform.refuse(refusal(remote, Some(username), "link", condition, reason.clone()));
         }
         ClientEnd::Gone(why) => tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, why = %why, "client disconnected"),
+        ClientEnd::Closed => {}
     }
     match outcome {
         ClientEnd::Refused { condition, reason } => {
@@ -137,6 +138,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
             let _ = timeout(CLOSE_GRACE, connection.close()).await;
             cut.cancel();
         }
+        ClientEnd::Closed => {}
     }
     drop(registration);
 }
@@ -166,6 +168,8 @@ impl Drop for Registration {
 enum ClientEnd {
     Refused { condition: &'static str, reason: String },
     Gone(String),
+    /// Already closed, with the reason recorded.
+    Closed,
 }
 
 /// The idle-time-out rule, or `None` when the Open frame obeys it.
@@ -185,6 +189,7 @@ async fn run_client(
     remote: SocketAddr,
     deadline: Instant,
     dropped: CancellationToken,
+    cut: &CancellationToken,
 ) -> ClientEnd {
     let deadline_ms = platform.limits.link_deadline_ms;
     let no_link = || ClientEnd::Refused {
@@ -272,10 +277,15 @@ async fn run_client(
                 },
                 None => return ClientEnd::Gone("connection closed by the client".into()),
             },
-            _ = dropped.cancelled() => return ClientEnd::Refused {
-                condition: "amqp:connection:forced",
-                reason: "connection dropped by the emulator (drop-connections fault)".into(),
-            },
+            _ = dropped.cancelled() => {
+                // Close while the link and session still exist: dropping them first would detach the
+                // link (closed) ahead of the Close, and a client such as Proton would then reconnect
+                // without its receiver.
+                let reason = "connection dropped by the emulator (drop-connections fault)";
+                platform.refuse(refusal(remote, Some(username), "link", "amqp:connection:forced", reason.into()));
+                close_and_cut(connection, amqp_error(ConnectionError::ConnectionForced, reason), cut).await;
+                return ClientEnd::Closed;
+            }
         }
     }
 }

@@ -390,9 +390,6 @@ def test_emulator_drops_the_transport_after_a_forced_close(start_emulator):
         lazy.stop()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "race under investigation: now and then (under load) Proton's reconnect after the forced Close comes back "
-    "with its receiver link closed, and the emulator closes it for having no link within the deadline"))
 def test_reconnecting_client_resumes_after_the_drop_connections_fault(start_emulator):
     emulator = start_emulator(config())
     c = attached(client(emulator, "proton-reconnecting", reconnect=True))
