@@ -57,8 +57,10 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A connection attached at least this long counts as healthy: the next failure starts the backoff over.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// While draining: once nothing is in flight, wait this long for deliveries already on the wire.
-const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// While draining: once nothing is in flight, wait this long for deliveries already on the wire
+/// (transfers the peer sent before our credit stop reached it; a busy machine delays them by far
+/// more than a round trip, and one that arrives after we detach goes back to the platform).
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// What every connection of the process shares.
 pub struct Shared {
