@@ -4,7 +4,8 @@
 pub const READY: &str = "Ready";
 /// The Secret holds every key the auth mode needs, and the platform did not refuse it.
 pub const CREDENTIALS_VALID: &str = "CredentialsValid";
-/// Reserved for the autoscaler.
+/// The autoscaler reads the backlog and sets the replicas (True), or does not (False: disabled,
+/// or the backlog can't be read and the count is held).
 pub const AUTOSCALING: &str = "Autoscaling";
 /// The backlog could be read from the platform's OpenAPI.
 pub const BACKLOG_AVAILABLE: &str = "BacklogAvailable";
@@ -34,4 +35,12 @@ pub mod reason {
     pub const PLATFORM_ERROR: &str = "PlatformError";
     pub const THROTTLED: &str = "Throttled";
     pub const NOT_QUERIED: &str = "NotQueried";
+    // Autoscaling
+    pub const SCALED_UP: &str = "ScaledUp";
+    pub const SCALED_DOWN: &str = "ScaledDown";
+    pub const CAPPED_BY_CLIENT_LIMIT: &str = "CappedByClientLimit";
+    pub const STABILIZING_SCALE_DOWN: &str = "StabilizingScaleDown";
+    pub const STEADY: &str = "Steady";
+    pub const BACKLOG_UNAVAILABLE: &str = "BacklogUnavailable";
+    pub const DISABLED: &str = "Disabled";
 }

@@ -70,6 +70,10 @@ pub struct ConsumerGroupSubscriptionSpec {
     pub worker: WorkerTemplate,
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn one() -> i32 {
     1
 }
@@ -185,7 +189,8 @@ impl Default for Connection {
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas").field_path(".minReplicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct Autoscaling {
-    #[serde(default)]
+    /// Writing an `autoscaling` block turns it on; `false` keeps the block and uses `spec.replicas`.
+    #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default = "one")]
     #[schemars(range(min = 0, max = 128))]
@@ -232,7 +237,7 @@ fn stabilization() -> i32 {
 impl Default for Autoscaling {
     fn default() -> Self {
         Autoscaling {
-            enabled: false,
+            enabled: true,
             min_replicas: 1,
             max_replicas: max_replicas(),
             client_cap: client_cap(),

@@ -6,7 +6,7 @@ use iotsub_aliyun::client::OpenApiClient;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::{Pod, Secret}};
 use kube::runtime::{events::{Recorder, Reporter}, reflector::Store};
 
-use crate::{cli::Args, metrics::Metrics, platform::PlatformObservation};
+use crate::{autoscale::Recent, cli::Args, metrics::Metrics, platform::PlatformObservation};
 
 pub const MANAGER: &str = "iotsub-operator";
 
@@ -29,6 +29,9 @@ pub struct Context {
     /// The last platform answer per subscription (`namespace/name`), so the OpenAPI is asked once
     /// per poll interval however often the subscription is reconciled.
     pub platform_cache: Mutex<HashMap<String, PlatformObservation>>,
+    /// The autoscaler's recent recommendations per subscription (`namespace/name`). Not persisted:
+    /// a new leader waits a whole stabilization window before it scales anything down.
+    pub recent_recommendations: Mutex<HashMap<String, Recent>>,
 }
 
 impl Context {
@@ -43,6 +46,7 @@ impl Context {
             worker_image: args.worker_image.clone(),
             watch_namespace: args.watch_namespace.clone(),
             platform_cache: Mutex::new(HashMap::new()),
+            recent_recommendations: Mutex::new(HashMap::new()),
         })
     }
 }

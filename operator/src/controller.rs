@@ -18,7 +18,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::{apply, context::{Context, Stores}, desired, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
+use crate::{apply, autoscale, context::{Context, Stores}, desired, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
 
 /// What failed, by stage. Messages name the object, never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -139,17 +139,31 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
     if cgs.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the Deployment.
         platform::forget(ctx, cgs);
+        ctx.recent_recommendations.lock().expect("lock").remove(&platform::cache_key(cgs));
         return Ok(Action::await_change());
     }
-    let now = status::rfc3339(time::OffsetDateTime::now_utc());
+    let now_at = time::OffsetDateTime::now_utc();
+    let now = status::rfc3339(now_at);
     let mut observed = observe::observe(ctx, cgs);
-    let desired_replicas = desired::replicas(cgs);
+    let hash = match &observed.credentials {
+        Credentials::Valid { hash, .. } => Some(hash.clone()),
+        _ => None,
+    };
+    let rotated = hash.as_ref().is_some_and(|hash| observed.deployment.as_ref().and_then(template_hash).is_some_and(|old| old != hash));
+    let autoscaling = cgs.spec.autoscaling.as_ref().filter(|a| a.enabled);
+    let (desired_replicas, autoscaling_condition) = match autoscaling {
+        None => (desired::static_replicas(cgs), None),
+        Some(autoscaling) => {
+            // The backlog decides the count, so the platform is asked before anything is applied.
+            observe::observe_platform(ctx, cgs, &mut observed, &now).await;
+            let (replicas, condition) = autoscale(ctx, cgs, autoscaling, &observed, rotated, now_at);
+            (replicas, Some(condition))
+        }
+    };
     let mut created = false;
-    let mut rotated = false;
-    if let Credentials::Valid { hash, .. } = &observed.credentials {
-        let wanted = desired::deployment(cgs, hash, &ctx.worker_image);
+    if let Some(hash) = &hash {
+        let wanted = desired::deployment(cgs, desired_replicas, hash, &ctx.worker_image);
         created = observed.deployment.is_none();
-        rotated = observed.deployment.as_ref().is_some_and(|d| template_hash(d).is_some_and(|old| old != hash));
         let unchanged = observed.deployment.as_ref().is_some_and(|d| desired::applied_hash(d) == desired::applied_hash(&wanted));
         if !unchanged {
             let applied = apply::deployment(&ctx.client, &wanted).await.map_err(Error::ApplyDeployment)?;
@@ -158,8 +172,12 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
     }
     // With unusable credentials an existing Deployment is left as it is: its pods keep working
     // until the Secret is fixed, and no new pod is started that could only fail.
-    observe::observe_platform(ctx, cgs, &mut observed, &now).await;
-    let new_status = status::status(cgs, &observed, desired_replicas, &now);
+    if autoscaling.is_none() {
+        // Asked after the apply, so a slow OpenAPI never delays the workers.
+        observe::observe_platform(ctx, cgs, &mut observed, &now).await;
+    }
+    let new_status = status::status(cgs, &observed, desired_replicas, autoscaling_condition, &now);
+    ctx.metrics.observe_subscription(cgs, &new_status);
     let before = cgs.status.as_ref();
     if before != Some(&new_status) {
         apply::status(&ctx.client, cgs, &new_status).await.map_err(Error::WriteStatus)?;
@@ -170,6 +188,42 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         events::publish(ctx, cgs, to_publish).await;
     }
     Ok(Action::requeue(requeue_after(cgs, &observed)))
+}
+
+/// The autoscaler's decision for this reconcile, remembered for the scale-down window.
+fn autoscale(
+    ctx: &Context,
+    cgs: &ConsumerGroupSubscription,
+    autoscaling: &iotsub_crds::Autoscaling,
+    observed: &observe::Observed,
+    rotated: bool,
+    now: time::OffsetDateTime,
+) -> (i32, status::AutoscalingCondition) {
+    let policy = autoscale::Policy::from_spec(&cgs.spec, autoscaling);
+    let deployment_spec = observed.deployment.as_ref().and_then(|d| d.spec.as_ref());
+    let current = deployment_spec.and_then(|s| s.replicas).unwrap_or(policy.min);
+    let rollout_status = observed.deployment.as_ref().and_then(|d| d.status.as_ref());
+    let replacing = rollout_status.is_some_and(|s| s.updated_replicas.unwrap_or(0) < s.replicas.unwrap_or(0));
+    let last_scale = cgs
+        .status
+        .as_ref()
+        .and_then(|s| s.last_scale_time.as_deref())
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+    let input = autoscale::Input {
+        policy: &policy,
+        current,
+        reading: observe::reading(observed, policy.connections_per_pod),
+        rolling_out: rotated || replacing,
+        last_scale,
+        now,
+    };
+    let mut recent = ctx.recent_recommendations.lock().expect("lock");
+    let recent = recent.entry(platform::cache_key(cgs)).or_default();
+    let decision = autoscale::decide(&input, recent);
+    if let Some(recommendation) = decision.recommendation {
+        recent.record(now, recommendation, policy.stabilization);
+    }
+    (decision.replicas, autoscale::condition(&input, &decision))
 }
 
 /// The poll interval, so status.clients follows the platform; a throttled call retries at a random

@@ -47,23 +47,24 @@ fn labels(name: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// Replicas: `spec.replicas` when autoscaling is off; with autoscaling on (the autoscaler is a
-/// later stage) the same, kept within min/max and the client cap.
-pub fn replicas(cgs: &ConsumerGroupSubscription) -> i32 {
-    let spec = &cgs.spec;
-    let wanted = spec.replicas.max(0);
-    match spec.autoscaling.as_ref().filter(|a| a.enabled) {
-        None => wanted,
-        Some(a) => {
-            let cap = a.client_cap / spec.connection.connections_per_pod.max(1);
-            wanted.clamp(a.min_replicas.min(a.max_replicas), a.max_replicas).min(cap)
-        }
+/// The clientIds a pod opens: its name, or `<pod>-<i>` with several connections (the worker's rule).
+pub fn client_ids(pod_name: &str, connections_per_pod: i32) -> Vec<String> {
+    if connections_per_pod <= 1 {
+        vec![pod_name.to_owned()]
+    } else {
+        (0..connections_per_pod).map(|i| format!("{pod_name}-{i}")).collect()
     }
 }
 
+/// Replicas when autoscaling is off: `spec.replicas` (the CRD's rules keep it under the cap).
+/// With autoscaling on, [`crate::autoscale`] decides.
+pub fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
+    cgs.spec.replicas.max(0)
+}
+
 /// The worker Deployment: named after the subscription, owned by it, stamped with its own hash.
-pub fn deployment(cgs: &ConsumerGroupSubscription, credentials_hash: &str, default_image: &str) -> Deployment {
-    let mut deployment = unstamped_deployment(cgs, credentials_hash, default_image);
+pub fn deployment(cgs: &ConsumerGroupSubscription, replicas: i32, credentials_hash: &str, default_image: &str) -> Deployment {
+    let mut deployment = unstamped_deployment(cgs, replicas, credentials_hash, default_image);
     let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
     let digest = <sha2::Sha256 as sha2::Digest>::digest(&text);
     let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -75,7 +76,7 @@ pub fn applied_hash(deployment: &Deployment) -> Option<&String> {
     deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
 }
 
-fn unstamped_deployment(cgs: &ConsumerGroupSubscription, credentials_hash: &str, default_image: &str) -> Deployment {
+fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, credentials_hash: &str, default_image: &str) -> Deployment {
     let name = cgs.name_any();
     let spec = &cgs.spec;
     let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
@@ -97,7 +98,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, credentials_hash: &str,
             ..Default::default()
         },
         spec: Some(DeploymentSpec {
-            replicas: Some(replicas(cgs)),
+            replicas: Some(replicas),
             selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
             // Never a surge pod: the group's client count must not pass the platform's cap.
             strategy: Some(DeploymentStrategy {
@@ -225,7 +226,7 @@ mod tests {
     #[test]
     fn deployment_follows_the_design() {
         let cgs = fixtures::subscription();
-        let d = deployment(&cgs, "abc123", "iotsub-worker");
+        let d = deployment(&cgs, 2, "abc123", "iotsub-worker");
         let spec = d.spec.as_ref().unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("orders"));
         assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
@@ -254,7 +255,7 @@ mod tests {
     #[test]
     fn env_carries_config_and_secret_references_only() {
         let cgs = fixtures::subscription();
-        let env = env_of(&deployment(&cgs, "h", "iotsub-worker"));
+        let env = env_of(&deployment(&cgs, 2, "h", "iotsub-worker"));
         assert_eq!(env["IOTSUB_CLIENT_ID"].value.as_deref(), Some("$(POD_NAME)"));
         assert_eq!(env["IOTSUB_HTTP_ADDR"].value.as_deref(), Some("$(POD_IP):9090"));
         assert_eq!(env["POD_IP"].value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
@@ -274,7 +275,7 @@ mod tests {
         let mut cgs = fixtures::subscription();
         cgs.spec.credentials.auth_mode = AuthMode::Ststoken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
-        let env = env_of(&deployment(&cgs, "h", "img"));
+        let env = env_of(&deployment(&cgs, 2, "h", "img"));
         assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
@@ -284,31 +285,17 @@ mod tests {
     #[test]
     fn the_applied_hash_changes_with_the_deployment_only() {
         let cgs = fixtures::subscription();
-        let a = deployment(&cgs, "h", "img");
-        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, "h", "img")));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, "rotated", "img")));
-        let mut scaled = cgs.clone();
-        scaled.spec.replicas = 3;
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&scaled, "h", "img")));
+        let a = deployment(&cgs, 2, "h", "img");
+        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, "h", "img")));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, "rotated", "img")));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, "h", "img")));
     }
 
     #[test]
     fn spec_image_overrides_the_default() {
         let mut cgs = fixtures::subscription();
         cgs.spec.worker.image = "registry.example/iotsub-worker:1".into();
-        let d = deployment(&cgs, "h", "iotsub-worker");
+        let d = deployment(&cgs, 2, "h", "iotsub-worker");
         assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/iotsub-worker:1"));
-    }
-
-    #[test]
-    fn replicas_follow_spec_or_stay_within_autoscaling_bounds() {
-        let mut cgs = fixtures::subscription();
-        assert_eq!(replicas(&cgs), 2);
-        cgs.spec.autoscaling = Some(serde_json::from_value(serde_json::json!({"enabled": true, "minReplicas": 3, "maxReplicas": 5})).unwrap());
-        assert_eq!(replicas(&cgs), 3);
-        cgs.spec.replicas = 9;
-        assert_eq!(replicas(&cgs), 5);
-        cgs.spec.connection.connections_per_pod = 32;
-        assert_eq!(replicas(&cgs), 2, "never past the client cap");
     }
 }

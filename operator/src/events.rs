@@ -1,6 +1,6 @@
 //! Events: what changed between the previous status and the new one, and reconcile errors.
 
-use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus, conditions};
+use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus, conditions::{self, reason}};
 use kube::{Resource, runtime::events::{Event, EventType}};
 
 use crate::context::Context;
@@ -25,7 +25,19 @@ pub fn changes(
     } else if let Some(before) = before
         && before.desired_replicas != after.desired_replicas
     {
-        events.push(event(EventType::Normal, "Scaled", "Scale", format!("scaled from {} to {} replicas", before.desired_replicas, after.desired_replicas)));
+        // The autoscaler's explanation (backlog, cap) when it made the change.
+        let why = after
+            .condition(conditions::AUTOSCALING)
+            .filter(|c| c.status == conditions::TRUE)
+            .map_or_else(String::new, |c| format!(" ({}: {})", c.reason, c.message));
+        events.push(event(EventType::Normal, "Scaled", "Scale", format!("scaled from {} to {} replicas{why}", before.desired_replicas, after.desired_replicas)));
+    }
+    // The autoscaler being held back deserves a Warning once, when it starts.
+    if let Some(now) = after.condition(conditions::AUTOSCALING)
+        && (now.reason == reason::CAPPED_BY_CLIENT_LIMIT || now.reason == reason::BACKLOG_UNAVAILABLE)
+        && before.and_then(|b| b.condition(conditions::AUTOSCALING)).is_none_or(|was| was.reason != now.reason)
+    {
+        events.push(event(EventType::Warning, &now.reason, conditions::AUTOSCALING, now.message.clone()));
     }
     if credentials_rotated {
         events.push(event(EventType::Normal, "CredentialsRotated", "RollPods", "the credentials changed: rolling the worker pods".into()));
@@ -89,5 +101,19 @@ mod tests {
         let broken = status(3, &[("Ready", "False", "CredentialsInvalid"), ("CredentialsValid", "False", "SecretNotFound")]);
         assert_eq!(reasons(&changes(Some(&scaled), &broken, false, false)), [("SecretNotFound", true), ("CredentialsInvalid", false)]);
         assert!(changes(Some(&broken), &broken, false, false).is_empty(), "no change, no Event");
+    }
+
+    #[test]
+    fn autoscaling_explains_scaling_and_warns_once_when_held_back() {
+        let steady = status(2, &[("Autoscaling", "True", "Steady")]);
+        let up = status(8, &[("Autoscaling", "True", "ScaledUp")]);
+        let events = changes(Some(&steady), &up, false, false);
+        assert_eq!(reasons(&events), [("Scaled", false)]);
+        assert_eq!(events[0].note.as_deref(), Some("scaled from 2 to 8 replicas (ScaledUp: ScaledUp happened)"));
+        let capped = status(5, &[("Autoscaling", "True", "CappedByClientLimit")]);
+        assert_eq!(reasons(&changes(Some(&up), &capped, false, false)), [("Scaled", false), ("CappedByClientLimit", true)]);
+        assert!(changes(Some(&capped), &capped, false, false).is_empty(), "still capped: no second Warning");
+        let unavailable = status(5, &[("Autoscaling", "False", "BacklogUnavailable")]);
+        assert_eq!(reasons(&changes(Some(&capped), &unavailable, false, false)), [("BacklogUnavailable", true)]);
     }
 }

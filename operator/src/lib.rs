@@ -1,6 +1,7 @@
 //! The operator: observe → desired (pure) → apply → status (pure) → Events.
 
 pub mod apply;
+pub mod autoscale;
 pub mod cli;
 pub mod context;
 pub mod controller;

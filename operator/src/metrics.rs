@@ -1,5 +1,7 @@
 //! Prometheus metrics of the operator.
 
+use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
+use kube::ResourceExt;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -16,6 +18,13 @@ pub struct PlatformLabels {
     pub outcome: String,
 }
 
+/// One subscription.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Counter,
@@ -24,6 +33,9 @@ pub struct Metrics {
     pub platform_calls: Family<PlatformLabels, Counter>,
     /// 1 while this process holds the Lease (or runs without leader election).
     pub leader: Gauge,
+    pub backlog: Family<SubscriptionLabels, Gauge>,
+    pub desired_replicas: Family<SubscriptionLabels, Gauge>,
+    pub connected_clients: Family<SubscriptionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -39,14 +51,41 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time of one reconcile", reconcile_seconds.clone());
         registry.register("platform_calls", "QueryConsumerGroupStatus calls by outcome", platform_calls.clone());
         registry.register("leader", "1 while this replica is the active one", leader.clone());
-        Metrics { registry, reconciles, reconcile_errors, reconcile_seconds, platform_calls, leader }
+        let backlog = Family::<SubscriptionLabels, Gauge>::default();
+        let desired_replicas = Family::<SubscriptionLabels, Gauge>::default();
+        let connected_clients = Family::<SubscriptionLabels, Gauge>::default();
+        registry.register("backlog_messages", "The consumer group's stacked messages, as last read from the platform", backlog.clone());
+        registry.register("desired_replicas", "Worker replicas the operator wants", desired_replicas.clone());
+        registry.register("connected_clients", "This subscription's clients the platform lists as connected", connected_clients.clone());
+        Metrics { registry, reconciles, reconcile_errors, reconcile_seconds, platform_calls, leader, backlog, desired_replicas, connected_clients }
     }
 }
 
 impl Metrics {
+    pub fn observe_subscription(&self, cgs: &ConsumerGroupSubscription, status: &ConsumerGroupSubscriptionStatus) {
+        let labels = labels(cgs);
+        if let Some(backlog) = &status.backlog {
+            self.backlog.get_or_create(&labels).set(backlog.messages);
+        }
+        self.desired_replicas.get_or_create(&labels).set(i64::from(status.desired_replicas));
+        self.connected_clients.get_or_create(&labels).set(i64::from(status.connected_clients));
+    }
+
+    /// A deleted subscription's series go with it.
+    pub fn forget_subscription(&self, cgs: &ConsumerGroupSubscription) {
+        let labels = labels(cgs);
+        self.backlog.remove(&labels);
+        self.desired_replicas.remove(&labels);
+        self.connected_clients.remove(&labels);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("metrics encode to a String");
         text
     }
+}
+
+fn labels(cgs: &ConsumerGroupSubscription) -> SubscriptionLabels {
+    SubscriptionLabels { namespace: cgs.namespace().unwrap_or_default(), name: cgs.name_any() }
 }

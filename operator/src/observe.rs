@@ -12,7 +12,7 @@ use k8s_openapi::{
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use sha2::{Digest, Sha256};
 
-use crate::{context::Context, desired, platform::{self, PlatformObservation}};
+use crate::{autoscale, context::Context, desired, platform::{self, PlatformAnswer, PlatformObservation}};
 
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";
@@ -76,6 +76,23 @@ pub async fn observe_platform(ctx: &Context, cgs: &ConsumerGroupSubscription, ob
     }
 }
 
+/// Pure: the autoscaler's view of the platform's answer — the backlog, and how many of the group's
+/// connected clients are not one of this subscription's running pods (other consumers, and our
+/// pods that are shutting down and still hold their connection). `None` without an answer.
+pub fn reading(observed: &Observed, connections_per_pod: i32) -> Option<autoscale::Reading> {
+    let PlatformAnswer::Status(answer) = &observed.platform.as_ref()?.answer else {
+        return None;
+    };
+    let running: std::collections::HashSet<String> = observed
+        .pods
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .flat_map(|pod| desired::client_ids(&pod.name_any(), connections_per_pod))
+        .collect();
+    let occupied = answer.client_connection_status_list.clients.iter().filter(|c| !running.contains(&c.client_id)).count();
+    Some(autoscale::Reading { backlog: answer.accumulation_count, occupied: i32::try_from(occupied).unwrap_or(i32::MAX) })
+}
+
 /// Pure: which keys the auth mode needs, whether they are there, and the hash that rolls the pods
 /// when any of them (or the CA) changes.
 pub fn check_credentials(
@@ -134,4 +151,38 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         data.insert(k.clone(), v.clone().into_bytes());
     }
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use iotsub_aliyun::consumer_group::{ClientConnectionInfo, ClientConnectionStatusList, ConsumerGroupStatus};
+
+    #[test]
+    fn reading_counts_every_client_but_our_running_pods_as_occupied() {
+        let mut draining = fixtures::pod("orders-abc-3");
+        draining.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        let clients = ["orders-abc-1-0", "orders-abc-1-1", "orders-abc-3-0", "someone-else", "orders-gone-0"]
+            .iter()
+            .map(|id| ClientConnectionInfo { client_id: (*id).into(), ..Default::default() })
+            .collect();
+        let observed = Observed {
+            credentials: Credentials::SecretNotFound { secret: "s".into() },
+            deployment: None,
+            pods: vec![fixtures::pod("orders-abc-1"), fixtures::pod("orders-abc-2"), draining],
+            platform: Some(PlatformObservation {
+                answer: PlatformAnswer::Status(ConsumerGroupStatus {
+                    accumulation_count: 1234,
+                    client_connection_status_list: ClientConnectionStatusList { clients },
+                    ..Default::default()
+                }),
+                observed_at: String::new(),
+                at: std::time::Instant::now(),
+            }),
+        };
+        assert_eq!(reading(&observed, 2), Some(autoscale::Reading { backlog: 1234, occupied: 3 }));
+        let failed = Observed { platform: None, ..observed };
+        assert_eq!(reading(&failed, 2), None);
+    }
 }

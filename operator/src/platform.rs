@@ -39,9 +39,14 @@ pub fn api_endpoint(cgs: &ConsumerGroupSubscription) -> String {
     }
 }
 
+/// `namespace/name`: the key of per-subscription memory.
+pub fn cache_key(cgs: &ConsumerGroupSubscription) -> String {
+    format!("{}/{}", cgs.namespace().unwrap_or_default(), cgs.name_any())
+}
+
 /// The cached answer when it is fresh, else a new call. A throttled call keeps the last answer.
 pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, key: &AccessKey, now_rfc3339: &str) -> PlatformObservation {
-    let cache_key = format!("{}/{}", cgs.namespace().unwrap_or_default(), cgs.name_any());
+    let cache_key = cache_key(cgs);
     let cached = ctx.platform_cache.lock().expect("cache lock").get(&cache_key).cloned();
     if let Some(cached) = &cached
         && cached.at.elapsed() < poll_interval(cgs)
@@ -83,6 +88,6 @@ pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, key: &Acces
 }
 
 pub fn forget(ctx: &Context, cgs: &ConsumerGroupSubscription) {
-    let cache_key = format!("{}/{}", cgs.namespace().unwrap_or_default(), cgs.name_any());
-    ctx.platform_cache.lock().expect("cache lock").remove(&cache_key);
+    ctx.platform_cache.lock().expect("cache lock").remove(&cache_key(cgs));
+    ctx.metrics.forget_subscription(cgs);
 }

@@ -17,8 +17,17 @@ use crate::{
     platform::PlatformAnswer,
 };
 
-/// The status for `observed`; `now` is RFC 3339.
-pub fn status(cgs: &ConsumerGroupSubscription, observed: &Observed, desired_replicas: i32, now: &str) -> ConsumerGroupSubscriptionStatus {
+/// The Autoscaling condition as the autoscaler explained its decision: (status, reason, message).
+pub type AutoscalingCondition = (&'static str, &'static str, String);
+
+/// The status for `observed`; `autoscaling` is `None` when it is disabled; `now` is RFC 3339.
+pub fn status(
+    cgs: &ConsumerGroupSubscription,
+    observed: &Observed,
+    desired_replicas: i32,
+    autoscaling: Option<AutoscalingCondition>,
+    now: &str,
+) -> ConsumerGroupSubscriptionStatus {
     let previous = cgs.status.clone().unwrap_or_default();
     let generation = cgs.metadata.generation;
     let deployment_status = observed.deployment.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
@@ -67,6 +76,17 @@ pub fn status(cgs: &ConsumerGroupSubscription, observed: &Observed, desired_repl
         (conditions::FALSE, reason::CLIENTS_NOT_CONNECTED, format!("{connected_ours} of {} clients connected", ours.len()))
     };
 
+    let autoscaling_condition = match autoscaling {
+        None => (conditions::FALSE, reason::DISABLED, format!("autoscaling is not enabled: spec.replicas ({desired_replicas}) is used")),
+        // A steady count keeps the reason of the last change, which says why it is what it is.
+        Some((_, reason::STEADY, _))
+            if previous.condition(conditions::AUTOSCALING).is_some_and(|c| c.reason == reason::SCALED_UP || c.reason == reason::SCALED_DOWN) =>
+        {
+            let last = previous.condition(conditions::AUTOSCALING).expect("checked");
+            (conditions::TRUE, if last.reason == reason::SCALED_UP { reason::SCALED_UP } else { reason::SCALED_DOWN }, last.message.clone())
+        }
+        Some(explained) => explained,
+    };
     let condition = |type_: &str, (status, reason, message): (&str, &str, String)| {
         let since = previous
             .condition(type_)
@@ -99,6 +119,7 @@ pub fn status(cgs: &ConsumerGroupSubscription, observed: &Observed, desired_repl
         conditions: vec![
             condition(conditions::READY, ready_condition),
             condition(conditions::CREDENTIALS_VALID, credentials),
+            condition(conditions::AUTOSCALING, autoscaling_condition),
             condition(conditions::BACKLOG_AVAILABLE, backlog_condition),
         ],
     }
@@ -138,12 +159,7 @@ pub fn clients(
     let mut out: BTreeMap<String, ClientStatus> = BTreeMap::new();
     for pod in pods {
         let pod_name = pod.name_any();
-        let ids: Vec<String> = if connections <= 1 {
-            vec![pod_name.clone()]
-        } else {
-            (0..connections).map(|i| format!("{pod_name}-{i}")).collect()
-        };
-        for id in ids {
+        for id in desired::client_ids(&pod_name, connections as i32) {
             let info = connected.get(id.as_str());
             out.insert(
                 id.clone(),
@@ -227,7 +243,7 @@ mod tests {
     #[test]
     fn all_connected_is_ready_with_clients_joined() {
         let cgs = fixtures::subscription();
-        let s = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2", "someone-else"])), 2), 2, NOW);
+        let s = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2", "someone-else"])), 2), 2, None, NOW);
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!((s.replicas, s.ready_replicas, s.desired_replicas, s.connected_clients), (2, 2, 2, 2));
         assert_eq!(s.selector, "app.kubernetes.io/instance=orders,app.kubernetes.io/name=iotsub-worker");
@@ -251,7 +267,7 @@ mod tests {
     #[test]
     fn a_missing_client_is_not_ready() {
         let cgs = fixtures::subscription();
-        let s = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1"])), 2), 2, NOW);
+        let s = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1"])), 2), 2, None, NOW);
         assert_eq!((cond(&s, "Ready").status.as_str(), cond(&s, "Ready").reason.as_str()), ("False", "ClientsNotConnected"));
         assert!(!s.clients.iter().find(|c| c.client_id == "orders-abc-2").unwrap().connected);
     }
@@ -266,11 +282,11 @@ mod tests {
     #[test]
     fn missing_secret_and_key_name_the_reason_without_secrets() {
         let cgs = fixtures::subscription();
-        let s = status(&cgs, &observed(Credentials::SecretNotFound { secret: "creds".into() }, None, 0), 2, NOW);
+        let s = status(&cgs, &observed(Credentials::SecretNotFound { secret: "creds".into() }, None, 0), 2, None, NOW);
         assert_eq!((cond(&s, "CredentialsValid").status.as_str(), cond(&s, "CredentialsValid").reason.as_str()), ("False", "SecretNotFound"));
         assert_eq!(cond(&s, "Ready").reason, "CredentialsInvalid");
         assert_eq!(cond(&s, "BacklogAvailable").status, "Unknown");
-        let s = status(&cgs, &observed(Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() }, None, 0), 2, NOW);
+        let s = status(&cgs, &observed(Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() }, None, 0), 2, None, NOW);
         assert_eq!(cond(&s, "CredentialsValid").message, "Secret creds has no key accessKeySecret");
     }
 
@@ -279,12 +295,12 @@ mod tests {
         let cgs = fixtures::subscription();
         let mut refused = answer(&[]);
         refused.answer = PlatformAnswer::Failed(CallError::Refused { code: "SignatureDoesNotMatch".into(), message: "m".into() });
-        let s = status(&cgs, &observed(valid(), Some(refused), 2), 2, NOW);
+        let s = status(&cgs, &observed(valid(), Some(refused), 2), 2, None, NOW);
         assert_eq!(cond(&s, "CredentialsValid").reason, "RefusedByPlatform");
         assert_eq!(cond(&s, "Ready").status, "False");
         let mut down = answer(&[]);
         down.answer = PlatformAnswer::Failed(CallError::Unreachable("connection failed (iot.cn-shanghai.aliyuncs.com:443)".into()));
-        let s = status(&cgs, &observed(valid(), Some(down), 2), 2, NOW);
+        let s = status(&cgs, &observed(valid(), Some(down), 2), 2, None, NOW);
         assert_eq!(cond(&s, "BacklogAvailable").reason, "PlatformUnreachable");
         assert_eq!((cond(&s, "Ready").status.as_str(), cond(&s, "Ready").reason.as_str()), ("True", "ReplicasReady"));
         assert_eq!(cond(&s, "CredentialsValid").reason, "SecretFound");
@@ -294,18 +310,31 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_the_status_changes() {
         let mut cgs = fixtures::subscription();
-        let first = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2"])), 1), 2, "2026-01-01T00:00:00Z");
+        let first = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2"])), 1), 2, None, "2026-01-01T00:00:00Z");
         assert_eq!(cond(&first, "Ready").reason, "Progressing");
         cgs.status = Some(first);
-        let again = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1"])), 1), 2, NOW);
+        let again = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1"])), 1), 2, None, NOW);
         assert_eq!(cond(&again, "Ready").last_transition_time, "2026-01-01T00:00:00Z", "still False");
         assert_eq!(cond(&again, "CredentialsValid").last_transition_time, "2026-01-01T00:00:00Z");
         cgs.status = Some(again);
-        let ready = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2"])), 2), 2, NOW);
+        let ready = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2"])), 2), 2, None, NOW);
         assert_eq!(cond(&ready, "Ready").last_transition_time, NOW);
         assert_eq!(ready.last_scale_time, None, "desired did not change");
         cgs.status = Some(ready);
-        let scaled = status(&cgs, &observed(valid(), None, 2), 3, NOW);
+        let scaled = status(&cgs, &observed(valid(), None, 2), 3, None, NOW);
         assert_eq!(scaled.last_scale_time.as_deref(), Some(NOW));
+    }
+
+    #[test]
+    fn autoscaling_condition_is_disabled_or_keeps_the_reason_of_the_last_change() {
+        let mut cgs = fixtures::subscription();
+        let off = status(&cgs, &observed(valid(), Some(answer(&[])), 2), 2, None, NOW);
+        assert_eq!((cond(&off, "Autoscaling").status.as_str(), cond(&off, "Autoscaling").reason.as_str()), ("False", "Disabled"));
+        let up = status(&cgs, &observed(valid(), Some(answer(&[])), 2), 8, Some(("True", "ScaledUp", "scaled up from 2 to 8".into())), NOW);
+        cgs.status = Some(up);
+        let steady = status(&cgs, &observed(valid(), Some(answer(&[])), 8), 8, Some(("True", "Steady", "8 replicas".into())), NOW);
+        assert_eq!((cond(&steady, "Autoscaling").reason.as_str(), cond(&steady, "Autoscaling").message.as_str()), ("ScaledUp", "scaled up from 2 to 8"));
+        let held = status(&cgs, &observed(valid(), None, 8), 8, Some(("False", "BacklogUnavailable", "holding 8".into())), NOW);
+        assert_eq!(cond(&held, "Autoscaling").reason, "BacklogUnavailable");
     }
 }
