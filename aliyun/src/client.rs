@@ -73,10 +73,38 @@ impl RateLimiter {
     }
 }
 
+/// Which failures are tried again, and how: transient ones (unreachable, a 5xx, the gateway's
+/// own throttling) with exponential backoff and jitter. Every attempt takes a call from the
+/// AccessKey's budget, so retries never push past 5 calls/s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(250) }
+    }
+}
+
+/// Whether trying the same call again may give an answer.
+pub fn is_transient(error: &CallError) -> bool {
+    match error {
+        CallError::Unreachable(_) => true,
+        CallError::Decode { status, .. } => *status >= 500,
+        CallError::Platform { code, .. } => {
+            code.starts_with("Throttling") || code.starts_with("ServiceUnavailable") || code.starts_with("InternalError")
+        }
+        CallError::Throttled | CallError::Refused { .. } => false,
+    }
+}
+
 /// Calls the IoT Platform's OpenAPI; cheap to share (`Arc`) across reconciles.
 pub struct OpenApiClient {
     http: reqwest::Client,
     limiter: RateLimiter,
+    retry: RetryPolicy,
 }
 
 /// Where and as whom to call.
@@ -93,26 +121,44 @@ pub fn regional_endpoint(region_id: &str) -> String {
 }
 
 impl OpenApiClient {
-    pub fn new(http: reqwest::Client) -> OpenApiClient {
-        OpenApiClient { http, limiter: RateLimiter::new(CALLS_PER_SECOND) }
+    pub fn new(http: reqwest::Client, retry: RetryPolicy) -> OpenApiClient {
+        OpenApiClient { http, limiter: RateLimiter::new(CALLS_PER_SECOND), retry }
     }
 
-    /// A client with rustls and a 10 s timeout.
+    /// A client with rustls, a 5 s timeout per attempt (3 s to connect) and [`RetryPolicy::default`]:
+    /// at most about 16 s for a call that never gets an answer.
     pub fn with_defaults() -> Result<OpenApiClient, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).connect_timeout(Duration::from_secs(5)).build()?;
-        Ok(OpenApiClient::new(http))
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).connect_timeout(Duration::from_secs(3)).build()?;
+        Ok(OpenApiClient::new(http, RetryPolicy::default()))
     }
 
-    /// `QueryConsumerGroupStatus`; [`CallError::Throttled`] at once when the AccessKey's budget is spent.
+    /// `QueryConsumerGroupStatus`, retried while transient; [`CallError::Throttled`] when the
+    /// AccessKey's budget is spent before the first attempt (after one, the last failure).
     pub async fn query_consumer_group_status(
         &self,
         target: &Target<'_>,
         instance_id: Option<&str>,
         group_id: &str,
     ) -> Result<ConsumerGroupStatus, CallError> {
-        if !self.limiter.try_acquire(&target.access_key.id) {
-            return Err(CallError::Throttled);
+        let mut backoff = self.retry.first_backoff;
+        let mut last = CallError::Throttled;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            if !self.limiter.try_acquire(&target.access_key.id) {
+                return Err(last);
+            }
+            match self.query_once(target, instance_id, group_id).await {
+                Err(error) if is_transient(&error) && attempt < self.retry.attempts => {
+                    last = error;
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff *= 2;
+                }
+                result => return result,
+            }
         }
+        Err(last)
+    }
+
+    async fn query_once(&self, target: &Target<'_>, instance_id: Option<&str>, group_id: &str) -> Result<ConsumerGroupStatus, CallError> {
         let mut params = openapi::common_params(
             "QueryConsumerGroupStatus",
             &target.access_key.id,
@@ -173,6 +219,12 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Between half and the whole of `backoff`, so clients that failed together retry apart.
+fn jittered(backoff: Duration) -> Duration {
+    let nanos = OffsetDateTime::now_utc().nanosecond();
+    backoff.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
+}
+
 fn nonce() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -193,6 +245,19 @@ mod tests {
         assert!(limiter.try_acquire_at("b", t0), "another key has its own budget");
         assert!(!limiter.try_acquire_at("a", t0 + Duration::from_millis(100)));
         assert!(limiter.try_acquire_at("a", t0 + Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let platform = |code: &str| CallError::Platform { code: code.into(), message: String::new() };
+        assert!(is_transient(&CallError::Unreachable("timed out".into())));
+        assert!(is_transient(&CallError::Decode { status: 503, detail: String::new() }));
+        assert!(is_transient(&platform("Throttling.User")));
+        assert!(is_transient(&platform("ServiceUnavailable")));
+        assert!(!is_transient(&CallError::Decode { status: 200, detail: String::new() }));
+        assert!(!is_transient(&platform("iot.consumergroup.NotExistedConsumerGroup")));
+        assert!(!is_transient(&CallError::Refused { code: "SignatureDoesNotMatch".into(), message: String::new() }));
+        assert!(!is_transient(&CallError::Throttled), "our own limiter: the caller tries later");
     }
 
     #[test]

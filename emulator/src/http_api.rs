@@ -31,6 +31,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/admin/consumer-groups/{id}", get(group_status))
         .route("/admin/faults", post(fault))
         .route("/admin/refusals", get(refusals))
+        .route("/admin/openapi-calls", get(openapi_calls))
         .with_state(api)
 }
 
@@ -182,6 +183,10 @@ async fn fault(State(api): State<Api>, body: Result<Json<FaultRequest>, axum::ex
     };
     tracing::info!(action = %request.action, group = %request.consumer_group_id, "fault injected");
     Json(result).into_response()
+}
+
+async fn openapi_calls(State(api): State<Api>) -> Response {
+    Json(api.openapi.calls()).into_response()
 }
 
 async fn refusals(State(api): State<Api>) -> Response {

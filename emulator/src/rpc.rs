@@ -29,7 +29,23 @@ pub struct OpenApi {
     platform: Arc<Platform>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
     nonces: Mutex<HashMap<String, Instant>>,
+    calls: Mutex<std::collections::VecDeque<Call>>,
 }
+
+/// One OpenAPI request as answered, for `/admin/openapi-calls` (tests count retries and rates).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    /// Unix time, milliseconds.
+    pub at_ms: i64,
+    pub access_key_id: String,
+    pub action: String,
+    /// `OK`, or the error code answered.
+    pub code: String,
+}
+
+/// The newest calls kept.
+const CALLS_KEPT: usize = 10_000;
 
 type Reply = (StatusCode, Value);
 
@@ -60,11 +76,33 @@ fn request_id() -> String {
 
 impl OpenApi {
     pub fn new(platform: Arc<Platform>) -> Self {
-        OpenApi { platform, buckets: Mutex::new(HashMap::new()), nonces: Mutex::new(HashMap::new()) }
+        OpenApi { platform, buckets: Mutex::new(HashMap::new()), nonces: Mutex::new(HashMap::new()), calls: Default::default() }
     }
 
-    /// One GET request's query parameters (decoded; a repeated name is refused).
+    /// The calls answered so far (the newest 10 000), oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// One GET request's query parameters (decoded; a repeated name is refused), recorded.
     pub fn handle(&self, pairs: Vec<(String, String)>) -> Reply {
+        let find = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let (access_key_id, action) = (find("AccessKeyId"), find("Action"));
+        let reply = self.answer(pairs);
+        let code = match reply.1.get("Code").and_then(Value::as_str) {
+            Some(code) => code.to_owned(),
+            None => "OK".to_owned(),
+        };
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if calls.len() == CALLS_KEPT {
+            calls.pop_front();
+        }
+        let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        calls.push_back(Call { at_ms, access_key_id, action, code });
+        reply
+    }
+
+    fn answer(&self, pairs: Vec<(String, String)>) -> Reply {
         let mut params = Params::new();
         for (name, value) in pairs {
             if params.insert(name.clone(), value).is_some() {

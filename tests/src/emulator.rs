@@ -72,6 +72,13 @@ impl Emulator {
         Ok(response.error_for_status()?.json().await?)
     }
 
+    /// `GET /admin/openapi-calls`: every OpenAPI call answered, oldest first (`atMs`,
+    /// `accessKeyId`, `action`, `code`).
+    pub async fn openapi_calls(&self) -> anyhow::Result<Vec<Value>> {
+        let response = self.http.get(self.api_url("/admin/openapi-calls")).send().await?;
+        Ok(response.error_for_status()?.json().await?)
+    }
+
     /// `POST /admin/faults`: drop-connections, refuse-logins, pause-delivery, resume.
     pub async fn fault(&self, action: &str, group: &str) -> anyhow::Result<Value> {
         self.post("/admin/faults", json!({"action": action, "consumerGroupId": group, "instanceId": ""})).await

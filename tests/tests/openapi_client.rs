@@ -1,0 +1,129 @@
+//! The operator's OpenAPI client (`iotsub_aliyun::client`) against the emulator's OpenAPI: signed
+//! calls, a refused signature, retries of transient failures, one rate limiter per AccessKey.
+
+use std::time::{Duration, Instant};
+
+use iotsub_aliyun::{
+    amqp::AccessKey,
+    client::{CallError, OpenApiClient, RetryPolicy, Target},
+};
+use iotsub_tests::{Emulator, amqp_client::{ClientOptions, consumer}};
+
+const TOPIC: &str = "/a1demo/dev1/thing/event/property/post";
+
+fn key(id: &str, secret: &str) -> AccessKey {
+    AccessKey { id: id.into(), secret: secret.into(), security_token: None }
+}
+
+fn client() -> OpenApiClient {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+    OpenApiClient::new(http, RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(300) })
+}
+
+async fn codes(emulator: &Emulator) -> anyhow::Result<Vec<String>> {
+    Ok(emulator.openapi_calls().await?.iter().map(|c| c["code"].as_str().unwrap_or_default().to_owned()).collect())
+}
+
+#[tokio::test]
+async fn a_signed_query_reads_backlog_and_clients() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, _receiver) = consumer(&emulator, &ClientOptions::demo("seen-by-the-api")).await?;
+    emulator.fault("pause-delivery", "DEFAULT_GROUP").await?;
+    emulator.publish("DEFAULT_GROUP", TOPIC, "x", 12).await?;
+    let base = emulator.api_url("");
+    let demo = key("demo", "demo-secret");
+    let status = client()
+        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo }, None, "DEFAULT_GROUP")
+        .await?;
+    assert_eq!(status.accumulation_count, 12);
+    let ids: Vec<_> = status.client_connection_status_list.clients.iter().map(|c| c.client_id.as_str()).collect();
+    assert_eq!(ids, ["seen-by-the-api"]);
+    assert_eq!(codes(&emulator).await?, ["OK"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_signature_is_reported_at_once_and_not_retried() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let base = emulator.api_url("");
+    let wrong = key("demo", "not-the-secret");
+    let error = client()
+        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &wrong }, None, "DEFAULT_GROUP")
+        .await
+        .expect_err("a wrong secret is refused");
+    assert!(matches!(&error, CallError::Refused { code, .. } if code == "SignatureDoesNotMatch"), "{error:?}");
+    assert!(!error.to_string().contains("not-the-secret"), "the secret never appears: {error}");
+    assert_eq!(codes(&emulator).await?, ["SignatureDoesNotMatch"], "one call, no retry");
+
+    let unknown = key("nobody", "x");
+    let error = client()
+        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &unknown }, None, "DEFAULT_GROUP")
+        .await
+        .expect_err("an unknown AccessKey is refused");
+    assert!(matches!(&error, CallError::Refused { code, .. } if code == "InvalidAccessKeyId.NotFound"), "{error:?}");
+    let demo = key("demo", "demo-secret");
+    let error = client()
+        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo }, None, "NO_SUCH_GROUP")
+        .await
+        .expect_err("an unknown group is an error of the platform");
+    assert!(matches!(&error, CallError::Platform { code, .. } if code.contains("NotExistedConsumerGroup")), "{error:?}");
+    assert_eq!(codes(&emulator).await?.len(), 3, "none of them retried");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_gateways_throttling_is_retried_with_backoff_until_answered() -> anyhow::Result<()> {
+    // The emulated gateway allows 1 call/s for the account: our limiter (5/s) lets the second call
+    // through at once, the gateway throttles it, and the retry after the backoff gets an answer.
+    let emulator = Emulator::start("[limits]\nopenapi_rate_per_account = 1\n").await?;
+    let base = emulator.api_url("");
+    let demo = key("demo", "demo-secret");
+    let target = Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo };
+    let client = OpenApiClient::new(reqwest::Client::new(), RetryPolicy { attempts: 4, first_backoff: Duration::from_millis(600) });
+    client.query_consumer_group_status(&target, None, "DEFAULT_GROUP").await?;
+    let started = Instant::now();
+    client.query_consumer_group_status(&target, None, "DEFAULT_GROUP").await?;
+    let codes = codes(&emulator).await?;
+    assert_eq!(codes.first().map(String::as_str), Some("OK"));
+    assert_eq!(codes.last().map(String::as_str), Some("OK"));
+    assert!(codes.iter().any(|c| c == "Throttling.User"), "the gateway throttled at least once: {codes:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "the retry waited for its backoff");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_retried_then_named_without_secrets() -> anyhow::Result<()> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // bound, then dropped: nothing listens
+    let base = format!("http://{closed}");
+    let demo = key("demo", "demo-secret");
+    let started = Instant::now();
+    let error = client()
+        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo }, None, "DEFAULT_GROUP")
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(&error, CallError::Unreachable(detail) if detail.contains(&closed.to_string())), "{error:?}");
+    let text = error.to_string();
+    assert!(!text.contains("demo-secret") && !text.contains("Signature"), "{text}");
+    // Three attempts: two backoffs of 150–300 ms and 300–600 ms.
+    assert!(started.elapsed() >= Duration::from_millis(450), "retried with backoff: {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn subscriptions_sharing_an_access_key_share_its_five_calls_per_second() -> anyhow::Result<()> {
+    let emulator = Emulator::start("[limits]\nopenapi_rate_per_account = 100\n").await?;
+    let base = emulator.api_url("");
+    let client = client();
+    let (demo, other) = (key("demo", "demo-secret"), key("ram-user", "ram-secret"));
+    let target = Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo };
+    let calls = (0..8).map(|_| client.query_consumer_group_status(&target, None, "DEFAULT_GROUP"));
+    let results = futures::future::join_all(calls).await;
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    let throttled = results.iter().filter(|r| matches!(r, Err(CallError::Throttled))).count();
+    assert_eq!((answered, throttled), (5, 3), "{results:?}");
+    assert_eq!(emulator.openapi_calls().await?.len(), 5, "throttled calls never left the process");
+    // Another AccessKey has its own budget.
+    let result = client.query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &other }, None, "DEFAULT_GROUP").await;
+    assert!(!matches!(result, Err(CallError::Throttled)), "{result:?}");
+    Ok(())
+}
