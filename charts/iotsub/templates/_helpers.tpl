@@ -1,0 +1,65 @@
+{{/* The chart's name. */}}
+{{- define "iotsub.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's full name: the release name, with the chart's name unless it contains it. */}}
+{{- define "iotsub.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels that select the operator's pods (never the workers', which are app.kubernetes.io/name=iotsub-worker). */}}
+{{- define "iotsub.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "iotsub.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "iotsub.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "iotsub.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "iotsub.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "iotsub.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The rules of the operator's (Cluster)Role: exactly the API calls it makes (operator/src).
+*/}}
+{{- define "iotsub.rules" -}}
+# Watch caches of the subscriptions (kube-runtime Controller: list + watch).
+- apiGroups: ["iotsub.dev"]
+  resources: ["consumergroupsubscriptions"]
+  verbs: ["list", "watch"]
+# Server-side apply of the status (apply::status).
+- apiGroups: ["iotsub.dev"]
+  resources: ["consumergroupsubscriptions/status"]
+  verbs: ["patch"]
+# Worker Deployments: watch cache, and server-side apply (a PATCH that creates when absent).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "patch"]
+# Worker pods' watch cache (status.clients, readiness).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# Credentials and CA Secrets' watch cache (credentials check, the hash that rolls the pods).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+# kube-runtime's events::Recorder: creates events.k8s.io/v1 Events, patches a repeated one's series.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
