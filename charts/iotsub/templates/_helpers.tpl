@@ -46,10 +46,11 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes (opera
 - apiGroups: ["iotsub.dev"]
   resources: ["consumergroupsubscriptions/status"]
   verbs: ["patch"]
-# Worker Deployments: watch cache, and server-side apply (a PATCH that creates when absent).
+# Worker Deployments: watch cache, and server-side apply (apply::deployment). An apply PATCH of an
+# absent object creates it, and the API server then checks `create` as well as `patch`.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Worker pods' watch cache (status.clients, readiness).
 - apiGroups: [""]
   resources: ["pods"]
