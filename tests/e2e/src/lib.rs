@@ -2,6 +2,7 @@
 //! operator as a local process, and subscriptions pointing at a local emulator.
 
 pub mod cluster;
+pub mod helm;
 pub mod operator;
 pub mod subscription;
 
