@@ -337,18 +337,35 @@ impl Drop for Held<'_> {
     }
 }
 
+/// How long a message waits for a client's link credit before it goes back to the group.
+const CREDIT_WAIT: Duration = Duration::from_millis(100);
+/// How long a client that granted no credit is left out before it is offered a message again.
+/// Short at first (a busy client's credit comes back soon), doubling up to a second.
+const NO_CREDIT_PAUSE: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(1));
+
 /// Pushes the group's messages to this client's link, one at a time as credit allows, and watches
 /// each outcome within the acknowledgement timeout. Returns why it stopped.
+///
+/// fe2o3 does not show a sender its link credit, so a client is offered a message and the message
+/// goes back to the group when no credit comes within [`CREDIT_WAIT`]; the client is then left out
+/// for a while. A client that grants no credit (an idle consumer, a worker draining on SIGTERM)
+/// thus never holds a message that others could take.
 async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_timeout: Duration) -> String {
+    let mut pause = NO_CREDIT_PAUSE.0;
     loop {
         let Some(delivery) = group.next_delivery(conn).await else {
             return "unregistered".into();
         };
-        let held = Held { group, delivery: Some(delivery) };
+        let mut held = Held { group, delivery: Some(delivery) };
         let message = held.delivery.as_ref().expect("just set").message.to_amqp();
-        // Waits for link credit: a client that grants none holds at most this one message.
-        let sent = sender.send_batchable(message).await;
-        let mut held = held;
+        // `send_batchable` is cancel-safe: given up while waiting for credit, nothing was sent.
+        let Ok(sent) = timeout(CREDIT_WAIT, sender.send_batchable(message)).await else {
+            drop(held); // back to the group, at the front
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(NO_CREDIT_PAUSE.1);
+            continue;
+        };
+        pause = NO_CREDIT_PAUSE.0;
         match sent {
             Ok(outcome) => {
                 let delivery = held.delivery.take().expect("still held");

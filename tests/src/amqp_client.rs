@@ -78,6 +78,20 @@ pub async fn consumer(emulator: &Emulator, options: &ClientOptions) -> anyhow::R
     Ok((client, receiver))
 }
 
+/// A consumer that holds its place in the group's client cap but takes nothing: its receiver
+/// link grants no credit (another team's idle consumer, as far as the cap is concerned).
+pub async fn idle_consumer(emulator: &Emulator, options: &ClientOptions) -> anyhow::Result<(Client, Receiver)> {
+    let mut client = open(emulator, options).await?;
+    let receiver = Receiver::builder()
+        .name(format!("{}-receiver", options.client_id))
+        .source("default")
+        .credit_mode(fe2o3_amqp::link::receiver::CreditMode::Manual)
+        .attach(&mut client.session)
+        .await
+        .map_err(|e| anyhow::anyhow!("attach: {e:?}"))?;
+    Ok((client, receiver))
+}
+
 /// A received message's platform properties.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {

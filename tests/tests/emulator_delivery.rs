@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 use fe2o3_amqp::{Receiver, types::{messaging::Body, primitives::Value}};
 use iotsub_tests::{
     Emulator,
-    amqp_client::{ClientOptions, Received, consumer, properties},
+    amqp_client::{ClientOptions, Received, consumer, idle_consumer, properties},
     wait_until,
 };
 use tokio::time::timeout;
@@ -287,4 +287,23 @@ async fn the_receiver_link_may_come_on_a_later_session() -> anyhow::Result<()> {
     let seen = receive_distinct(&mut receiver, 3).await?;
     assert_eq!(seen, ids.into_iter().collect());
     Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_grants_no_credit_holds_back_no_message() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let mut idle = Vec::new();
+    for i in 0..3 {
+        idle.push(idle_consumer(&emulator, &ClientOptions::demo(&format!("idle-{i}"))).await?);
+    }
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("busy")).await?;
+    let ids: HashSet<String> = emulator.publish("DEFAULT_GROUP", TOPIC, "x", 50).await?.into_iter().collect();
+    // Each idle client is offered messages it can't take; they must come back to the busy one.
+    let seen = timeout(Duration::from_secs(30), receive_distinct(&mut receiver, 50)).await??;
+    assert_eq!(seen, ids);
+    wait_until("50 acknowledged, nothing left", Duration::from_secs(10), || async {
+        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
+        (g["backlog"] == 0 && g["acknowledged"] == 50 && g["inFlight"] == 0).then_some(())
+    })
+    .await
 }
