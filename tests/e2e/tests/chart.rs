@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use iotsub_e2e::{
     Cluster,
+    cluster::kubectl,
     helm::{self, Release, of_kind, template, template_error},
     subscription::{self, all_connected, wait_status},
     workspace_root,
@@ -262,8 +263,11 @@ fn bad_values_fail_with_a_message_naming_them() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// (verb, API group, resource, subresource, namespace, object name); "" for none.
+type Access<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+
 /// Whether the operator's account may do something (a SubjectAccessReview with its groups).
-async fn may(client: &kube::Client, account: &str, namespace: &str, verb: &str, group: &str, resource: &str, subresource: &str, name: &str) -> anyhow::Result<bool> {
+async fn may(client: &kube::Client, account: &str, (verb, group, resource, subresource, namespace, name): Access<'_>) -> anyhow::Result<bool> {
     let (sa_namespace, _) = account.split_once(':').unwrap();
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
@@ -405,12 +409,28 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         ("list", "", "namespaces", "", "", ""),
         ("create", "rbac.authorization.k8s.io", "roles", "", here, ""),
     ];
-    for (verb, group, resource, subresource, namespace, object) in allowed {
-        assert!(may(&cluster.client, &account, namespace, verb, group, resource, subresource, object).await?, "may {verb} {group}/{resource}/{subresource} {namespace}/{object}");
+    for access in allowed {
+        assert!(may(&cluster.client, &account, access).await?, "may {access:?}");
     }
-    for (verb, group, resource, subresource, namespace, object) in denied {
-        assert!(!may(&cluster.client, &account, namespace, verb, group, resource, subresource, object).await?, "may NOT {verb} {group}/{resource}/{subresource} in {namespace:?}/{object}");
+    for access in denied {
+        assert!(!may(&cluster.client, &account, access).await?, "may NOT {access:?}");
     }
+
+    // The all-namespaces rendering (ClusterRole, ClusterRoleBinding) is valid for the API server too
+    // (server-side dry run: nothing cluster-wide is created on this shared cluster).
+    let cluster_wide = helm::render(&name, &ns.name, &[])?;
+    let mut dry_run = std::process::Command::new(kubectl())
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(&mut dry_run.stdin.take().unwrap(), cluster_wide.as_bytes())?;
+    let dry_run = dry_run.wait_with_output()?;
+    let dry_run_out = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(dry_run.status.success(), "kubectl apply --dry-run=server: {}", String::from_utf8_lossy(&dry_run.stderr));
+    assert!(dry_run_out.contains(&format!("clusterrole.rbac.authorization.k8s.io/{}-{name} created (server dry run)", ns.name)), "{dry_run_out}");
 
     // `helm uninstall` removes the operator and its grants; the subscription's workers are not the
     // chart's and stay.
