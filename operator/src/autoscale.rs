@@ -130,15 +130,18 @@ pub fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
     }
     // Lower: only when the whole window agrees, one step, and a step interval after the last change.
     let window_start = input.now - policy.stabilization;
-    let until = recent.lower_since(input.current).map_or(input.now + policy.stabilization, |since| since + policy.stabilization);
     let window_agrees = recent.observed_since().is_some_and(|since| since <= window_start)
         && recent.max_since(window_start).is_none_or(|highest| highest < input.current);
-    let spaced = input.last_scale.is_none_or(|last| input.now - last >= policy.step_interval);
-    if window_agrees && spaced {
-        decision(input.current - 1, Outcome::ScaledDown { from: input.current })
-    } else {
-        decision(input.current, Outcome::StabilizingScaleDown { recommended: recommendation, until: until.max(input.now) })
+    let next_step = input.last_scale.map_or(input.now, |last| last + policy.step_interval);
+    if window_agrees && next_step <= input.now {
+        return decision(input.current - 1, Outcome::ScaledDown { from: input.current });
     }
+    let until = if window_agrees {
+        next_step
+    } else {
+        recent.lower_since(input.current).map_or(input.now + policy.stabilization, |since| since + policy.stabilization)
+    };
+    decision(input.current, Outcome::StabilizingScaleDown { recommended: recommendation, until: until.max(input.now) })
 }
 
 /// The Autoscaling condition for `decision`: (status, reason, message).
@@ -373,7 +376,8 @@ mod tests {
         recent.record(t(0), 1, p.stabilization);
         let mut i = input(&p, 5, Some((0, 0)), 400);
         i.last_scale = Some(t(395));
-        assert_eq!(decide(&i, &recent).replicas, 5, "stepped 5 s ago");
+        let d = decide(&i, &recent);
+        assert_eq!((d.replicas, d.outcome), (5, Outcome::StabilizingScaleDown { recommended: 1, until: t(410) }), "stepped 5 s ago");
         i.last_scale = Some(t(385));
         assert_eq!(decide(&i, &recent).replicas, 4);
     }

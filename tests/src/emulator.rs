@@ -75,7 +75,16 @@ impl Emulator {
     /// `GET /admin/openapi-calls`: every OpenAPI call answered, oldest first (`atMs`,
     /// `accessKeyId`, `action`, `code`).
     pub async fn openapi_calls(&self) -> anyhow::Result<Vec<Value>> {
-        let response = self.http.get(self.api_url("/admin/openapi-calls")).send().await?;
+        self.get_json("/admin/openapi-calls").await
+    }
+
+    /// `GET /admin/refusals`: every refused connection, oldest first (`stage`, `condition`, `reason`).
+    pub async fn refusals(&self) -> anyhow::Result<Vec<Value>> {
+        self.get_json("/admin/refusals").await
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.http.get(self.api_url(path)).send().await?;
         Ok(response.error_for_status()?.json().await?)
     }
 
