@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps unit component interop e2e test demo demo-smoke bench-emulator bench-samples clean
+.PHONY: all build build-release deps unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples clean
 
 all: build
 
@@ -35,13 +35,19 @@ e2e: build cluster-up
 
 test: deps build unit component interop cluster-test e2e demo-smoke
 
-## The system on this machine: emulator, device traffic, a worker; live until Ctrl-C.
+## The system on this machine as a user installs it: the local control plane, the emulator, the
+## chart (helm), examples/quickstart.yaml, device traffic with bursts, a live view until Ctrl-C;
+## then everything it started is removed.
 demo:
-	scripts/demo-local.sh
+	scripts/demo.sh
 
-## The demo for a few seconds, failing if nothing was acknowledged (part of `make test`).
+## The demo for 20 s, failing unless the workers acknowledged messages (part of `make test`).
 demo-smoke:
-	DEMO_SECONDS=6 scripts/demo-local.sh
+	DEMO_SECONDS=20 scripts/demo.sh
+
+## Without Kubernetes (no Go needed): the emulator, device traffic and one worker process.
+demo-local:
+	scripts/demo-local.sh
 
 ## The worker beside the platform's official sample consumers (Qpid JMS, Qpid Proton); ~8 minutes.
 bench-samples: build-release deps

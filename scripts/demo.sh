@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# `make demo`: the whole system on this machine, installed the way a user installs it.
+#
+#   1. builds what it needs (the workspace, kubectl and helm, the local control plane) and starts
+#      the local Kubernetes control plane (tests/cluster) unless it is already up;
+#   2. starts the platform emulator (its own state dir, target/demo/emulator);
+#   3. installs the chart charts/iotsub with helm into iotsub-system (release iotsub, watching only
+#      iotsub-demo), makes the emulator's CA a Secret and applies examples/quickstart.yaml;
+#   4. once the workers are logged in, starts device traffic (a steady rate plus bursts that build
+#      a backlog) and shows a live view until Ctrl-C;
+#   5. removes everything it started: the namespaces, the release, the emulator, and the cluster
+#      if it started it.
+#
+# DEMO_SECONDS=N: non-interactive, N seconds of live view, then exit non-zero unless the workers
+# acknowledged messages (`make demo-smoke`). DEMO_REFRESH, DEMO_RATE, DEMO_BURST, DEMO_BURST_EVERY
+# tune the view and the traffic (scripts/demo_view.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tests/cluster/env.sh # repo, LK_* paths, PATH with target/tools/bin first, lk_alive
+export KUBECONFIG=$LK_KUBECONFIG
+
+DEMO_NS=iotsub-demo
+SYSTEM_NS=iotsub-system
+RELEASE=iotsub
+SUBSCRIPTION=telemetry
+CRD=consumergroupsubscriptions.iotsub.dev
+OWNER_LABEL=iotsub.dev/demo # on the namespaces the demo made, so a leftover is recognised as ours
+dir=$repo/target/demo
+mkdir -p "$dir"
+
+t0=$(date +%s%N)
+elapsed() { local d=$(( ($(date +%s%N) - t0) / 100000000 )); echo "$(( d / 10 )).$(( d % 10 ))"; }
+say() { echo "demo [$(elapsed) s]: $*"; }
+fail() {
+  echo "demo [$(elapsed) s]: FAILED: $*" >&2
+  exit 1
+}
+
+# One demo at a time: the namespaces, the release and the default ports are shared.
+exec 9>"$dir/lock"
+flock -n 9 || fail "another demo is running (it holds $dir/lock)"
+
+# --- cleanup: only what this run started --------------------------------------------------------
+emulator_pid=""
+started_cluster=0
+created_crd=0
+cleaned=0
+cleanup() {
+  local status=$?
+  (( cleaned )) && return "$status"
+  cleaned=1
+  trap '' INT TERM # a second Ctrl-C must not leave half the demo behind
+  echo "demo: cleaning up: namespaces $DEMO_NS and $SYSTEM_NS, release $RELEASE, the emulator$( (( started_cluster )) && echo ", the control plane")"
+  if kubectl get --request-timeout=5s namespace "$DEMO_NS" -o name >/dev/null 2>&1; then
+    kubectl delete namespace "$DEMO_NS" --wait=false >/dev/null 2>&1 || true
+  fi
+  if helm status "$RELEASE" -n "$SYSTEM_NS" >/dev/null 2>&1; then
+    helm uninstall "$RELEASE" -n "$SYSTEM_NS" --wait --timeout 60s >/dev/null 2>&1 ||
+      echo "demo: helm uninstall $RELEASE failed; see: helm status $RELEASE -n $SYSTEM_NS" >&2
+  fi
+  if kubectl get --request-timeout=5s namespace "$SYSTEM_NS" -o name >/dev/null 2>&1; then
+    kubectl delete namespace "$SYSTEM_NS" --wait=false >/dev/null 2>&1 || true
+  fi
+  for ns in "$DEMO_NS" "$SYSTEM_NS"; do
+    kubectl wait --for=delete "namespace/$ns" --timeout=120s >/dev/null 2>&1 ||
+      echo "demo: namespace $ns is still terminating after 120 s: kubectl get all -n $ns" >&2
+  done
+  if (( created_crd )) && [[ -z $(kubectl get cgs -A -o name 2>/dev/null) ]]; then
+    kubectl delete crd "$CRD" --wait=true >/dev/null 2>&1 || true
+  fi
+  if [[ -n $emulator_pid ]]; then
+    kill -TERM "$emulator_pid" 2>/dev/null || true
+    wait "$emulator_pid" 2>/dev/null || true
+  fi
+  if (( started_cluster )); then
+    echo "demo: stopping the local control plane it started"
+    tests/cluster/down.sh >/dev/null 2>&1 || true
+  fi
+  echo "demo: done; logs: target/demo/emulator.log, target/demo/operator.log, the workers' in target/localkube/logs/${DEMO_NS}_*"
+  return "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- 1. build, tools, cluster --------------------------------------------------------------------
+cluster_up() {
+  local c
+  for c in "${LK_COMPONENTS[@]}"; do lk_alive "$c" || return 1; done
+}
+if cluster_up; then
+  say "the local control plane is already up; it stays up afterwards"
+else
+  started_cluster=1
+fi
+say "building (cargo build --workspace --bins; kubectl and helm; the control plane's binaries)"
+make -s --no-print-directory build >"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "cargo build failed (full log: target/demo/build.log)"; }
+make -s --no-print-directory kube-tools >>"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "installing kubectl/helm failed (target/demo/build.log)"; }
+t_built=$(elapsed)
+if (( started_cluster )); then
+  say "starting the local control plane (tests/cluster/up.sh)"
+fi
+tests/cluster/up.sh >"$dir/cluster.log" 2>&1 || { tail -n 30 "$dir/cluster.log" >&2; fail "the local control plane did not start (target/demo/cluster.log, target/localkube/logs/)"; }
+t_cluster=$(elapsed)
+
+# --- leftovers of a demo that was killed ----------------------------------------------------------
+for ns in "$DEMO_NS" "$SYSTEM_NS"; do
+  if kubectl get namespace "$ns" -o name >/dev/null 2>&1; then
+    if [[ $(kubectl get namespace "$ns" -o jsonpath="{.metadata.labels.iotsub\.dev/demo}") != true ]]; then
+      fail "namespace $ns exists and was not made by the demo; the demo will not touch it (delete it, or run the demo elsewhere)"
+    fi
+    say "removing namespace $ns left by an earlier demo"
+    [[ $ns == "$SYSTEM_NS" ]] && helm uninstall "$RELEASE" -n "$SYSTEM_NS" --wait --timeout 60s >/dev/null 2>&1 || true
+    kubectl delete namespace "$ns" --wait=true --timeout=120s >/dev/null || fail "namespace $ns left by an earlier demo did not go away"
+  fi
+done
+if [[ -f $dir/emulator.pid ]]; then
+  old=$(<"$dir/emulator.pid")
+  if [[ -d /proc/$old ]] && grep -qa -- "--state-dir" "/proc/$old/cmdline" && grep -qa -- "$dir/emulator" "/proc/$old/cmdline"; then
+    say "stopping the emulator left by an earlier demo (pid $old)"
+    kill -TERM "$old" 2>/dev/null || true
+  fi
+fi
+
+# --- 2. the emulator -------------------------------------------------------------------------------
+free_port() { # free_port PORT: PORT when nothing listens on 127.0.0.1:PORT, else 0 (the OS picks one)
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    print(sys.argv[1])
+except OSError:
+    print(0)
+PY
+}
+start_emulator() { # start_emulator AMQP_PORT API_PORT: 0 when it listens, 1 when it exited
+  rm -rf "$dir/emulator" && mkdir -p "$dir/emulator"
+  target/debug/iotsub-emulator --amqp-addr "127.0.0.1:$1" --api-addr "127.0.0.1:$2" \
+    --state-dir "$dir/emulator" 2>"$dir/emulator.log" &
+  emulator_pid=$!
+  echo "$emulator_pid" >"$dir/emulator.pid"
+  local deadline=$(( SECONDS + 20 ))
+  until [[ -s $dir/emulator/endpoints.json ]]; do
+    if [[ ! -d /proc/$emulator_pid ]]; then
+      wait "$emulator_pid" 2>/dev/null || true
+      emulator_pid=""
+      return 1
+    fi
+    (( SECONDS < deadline )) || fail "the emulator did not listen within 20 s; $(tail -n 5 "$dir/emulator.log")"
+    sleep 0.1
+  done
+}
+amqp_port=$(free_port 5671)
+api_port=$(free_port 8080)
+if ! start_emulator "$amqp_port" "$api_port"; then
+  # Someone took a port between the check and the bind: let the OS pick both.
+  start_emulator 0 0 || fail "the emulator exited: $(tail -n 5 "$dir/emulator.log")"
+fi
+amqp=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['amqp'])" "$dir/emulator/endpoints.json")
+api=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['api'])" "$dir/emulator/endpoints.json")
+[[ ${amqp##*:} == 5671 ]] || say "port 5671 is busy: the emulator's AMQP is on ${amqp##*:}"
+[[ ${api##*:} == 8080 ]] || say "port 8080 is busy: the emulator's API is on ${api##*:}"
+say "emulator: AMQP amqps://$amqp, OpenAPI and admin API http://$api (state in target/demo/emulator)"
+t_emulator=$(elapsed)
+
+# --- 3. the chart, the Secrets, the quickstart ---------------------------------------------------
+for ns in "$DEMO_NS" "$SYSTEM_NS"; do
+  kubectl create namespace "$ns" >/dev/null
+  kubectl label namespace "$ns" "$OWNER_LABEL=true" >/dev/null
+done
+crd_flags=()
+if kubectl get crd "$CRD" -o name >/dev/null 2>&1; then
+  # Helm applies a chart's CRD server-side and fails on another manager's fields: bring the
+  # cluster's CRD to this checkout's version ourselves, as charts/iotsub/README.md says.
+  kubectl apply --server-side --force-conflicts --field-manager=iotsub-demo -f charts/iotsub/crds/ >/dev/null ||
+    fail "applying charts/iotsub/crds/ to the cluster"
+  crd_flags=(--skip-crds)
+else
+  created_crd=1
+fi
+say "helm install $RELEASE charts/iotsub -n $SYSTEM_NS --set watchNamespace=$DEMO_NS ${crd_flags[*]}"
+if ! helm install "$RELEASE" charts/iotsub -n "$SYSTEM_NS" "${crd_flags[@]}" \
+  --set watchNamespace="$DEMO_NS" --set logLevel=info --wait --timeout 120s >"$dir/helm.log" 2>&1; then
+  cat "$dir/helm.log" >&2
+  kubectl -n "$SYSTEM_NS" get pods -o wide >&2 || true
+  kubectl -n "$SYSTEM_NS" logs "deployment/$RELEASE" --tail 20 >&2 || true
+  fail "helm install did not get the operator ready within 120 s"
+fi
+t_helm=$(elapsed)
+
+kubectl -n "$DEMO_NS" create secret generic emulator-ca --from-file=ca.pem="$dir/emulator/ca.pem" >/dev/null
+# The quickstart names the emulator's default ports; substitute the ones it got.
+manifest=$(sed -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" -e "s|http://127.0.0.1:8080|http://$api|" examples/quickstart.yaml)
+grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: http://$api$" <<<"$manifest" ||
+  fail "examples/quickstart.yaml no longer has 'port: 5671' and 'apiEndpoint: http://127.0.0.1:8080' to point at the emulator"
+kubectl -n "$DEMO_NS" apply -f - <<<"$manifest" >/dev/null || fail "kubectl apply of examples/quickstart.yaml was refused"
+say "applied examples/quickstart.yaml to $DEMO_NS; waiting for the workers to log in"
+
+# --- 4. live: Ready, and the platform lists the pods as clients -----------------------------------
+show_failure() {
+  echo "--- the subscription's status:" >&2
+  kubectl -n "$DEMO_NS" get cgs "$SUBSCRIPTION" >&2 || true
+  kubectl -n "$DEMO_NS" get cgs "$SUBSCRIPTION" \
+    -o jsonpath='{range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2 || true
+  echo "--- pods:" >&2
+  kubectl get pods -n "$SYSTEM_NS" -o wide >&2 || true
+  kubectl get pods -n "$DEMO_NS" -o wide >&2 || true
+  echo "--- the operator's log (last 30 lines):" >&2
+  kubectl -n "$SYSTEM_NS" logs "deployment/$RELEASE" --tail 30 >&2 || true
+  echo "--- logins the emulator refused:" >&2
+  curl -fsS "http://$api/admin/refusals" >&2 || true
+  echo >&2
+}
+live() {
+  python3 - "$api" "$DEMO_NS" "$SUBSCRIPTION" <<'PY'
+import json, subprocess, sys, urllib.request
+api, ns, name = sys.argv[1:4]
+cgs = json.loads(subprocess.run(["kubectl", "-n", ns, "get", "cgs", name, "-o", "json"], capture_output=True, text=True, check=True).stdout)
+status = cgs.get("status") or {}
+ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+pods = {c["clientId"] for c in status.get("clients", []) if c.get("pod") and c.get("connected")}
+group = json.load(urllib.request.urlopen(f"http://{api}/admin/consumer-groups/DEFAULT_GROUP?instanceId=", timeout=5))
+attached = {c["clientId"] for c in group["clients"] if c.get("attached")}
+sys.exit(0 if ready and pods and pods <= attached else 1)
+PY
+}
+deadline=$(( SECONDS + 120 ))
+until live 2>/dev/null; do
+  if (( SECONDS >= deadline )); then
+    show_failure
+    fail "the subscription $DEMO_NS/$SUBSCRIPTION was not Ready with its workers logged in within 120 s"
+  fi
+  sleep 1
+done
+t_live=$(elapsed)
+say "LIVE in $t_live s (build and tools $t_built s, control plane up at $t_cluster s, emulator at $t_emulator s, operator ready at $t_helm s, workers logged in at $t_live s)"
+echo "$t_live" >"$dir/time-to-live"
+
+# --- the live view -------------------------------------------------------------------------------
+view_status=0
+python3 scripts/demo_view.py "$api" "$DEMO_NS" "$SUBSCRIPTION" || view_status=$?
+# Keep the logs of this run beside the emulator's (the pods' go with the cluster's log dir).
+operator_pod=$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
+[[ -n $operator_pod ]] && cp "$LK_LOGS/${SYSTEM_NS}_${operator_pod}_operator.log" "$dir/operator.log" 2>/dev/null || true
+if (( view_status != 0 && view_status != 130 )); then
+  show_failure
+  exit "$view_status"
+fi
