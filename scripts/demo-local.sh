@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # The whole workspace, as `make build` does: building two packages alone would unify features
 # differently and recompile shared dependencies.
 cargo build -q --workspace --bins
-dir=target/demo
+dir=target/demo-local
 rm -rf "$dir" && mkdir -p "$dir"
 pids=()
 cleanup() {
