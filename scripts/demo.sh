@@ -76,7 +76,7 @@ cleanup() {
     echo "demo: stopping the local control plane it started"
     tests/cluster/down.sh >/dev/null 2>&1 || true
   fi
-  echo "demo: done; logs: target/demo/emulator.log, target/demo/operator.log, the workers' in target/localkube/logs/${DEMO_NS}_*"
+  echo "demo: done; logs: target/demo/emulator.log, target/demo/operator.log, the workers' in ${LK_LOGS#"$repo"/}/${DEMO_NS}_*"
   return "$status"
 }
 trap cleanup EXIT
@@ -183,7 +183,7 @@ if kubectl get crd "$CRD" -o name >/dev/null 2>&1; then
 else
   created_crd=1
 fi
-say "helm install $RELEASE charts/iotsub -n $SYSTEM_NS --set watchNamespace=$DEMO_NS ${crd_flags[*]}"
+say "helm install $RELEASE charts/iotsub -n $SYSTEM_NS --set watchNamespace=$DEMO_NS${crd_flags:+ ${crd_flags[*]}}"
 if ! helm install "$RELEASE" charts/iotsub -n "$SYSTEM_NS" "${crd_flags[@]}" \
   --set watchNamespace="$DEMO_NS" --set logLevel=info --wait --timeout 120s >"$dir/helm.log" 2>&1; then
   cat "$dir/helm.log" >&2
