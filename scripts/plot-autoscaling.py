@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH, LEFT, RIGHT, TOP = 960, 70, 30, 70
-BACKLOG_H, REPLICAS_H, GAP, BOTTOM = 200, 220, 56, 150
+BACKLOG_H, REPLICAS_H, GAP = 200, 220, 56
 COLORS = {
     "backlog": "#2563eb",
     "desired": "#dc2626",
@@ -53,14 +53,15 @@ def draw(run):
     top2 = TOP + BACKLOG_H + GAP
     y_backlog = lambda v: TOP + BACKLOG_H * (1 - v / backlog_max)
     y_rep = lambda v: top2 + REPLICAS_H * (1 - v / (cap + 1))
-    height = top2 + REPLICAS_H + BOTTOM
+    bottom = 70 + 15 * max(len(phases), 4)
+    height = top2 + REPLICAS_H + bottom
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
         '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="{LEFT}" y="22" font-size="16" font-weight="bold">iotsub autoscaler: backlog and replicas over one recorded run</text>',
         f'<text x="{LEFT}" y="38" fill="#4b5563">target {settings["targetBacklogPerReplica"]} messages per replica, replicas {settings["minReplicas"]}–{settings["maxReplicas"]}, '
         f'client cap {cap}, scale-down window {settings["scaleDownStabilizationSeconds"]} s and poll every {settings["pollIntervalSeconds"]} s (shortened for the test)</text>',
-        f'<text x="{LEFT}" y="{TOP - 2 + BACKLOG_H + GAP + REPLICAS_H + BOTTOM - 8}" fill="#6b7280">Recorded by tests/e2e/tests/autoscaling.rs (real worker pods, local control plane, emulator); drawn by scripts/plot-autoscaling.py</text>',
+        f'<text x="{LEFT}" y="{height - 10}" fill="#6b7280">Recorded by tests/e2e/tests/autoscaling.rs (real worker pods, local control plane, emulator); drawn by scripts/plot-autoscaling.py</text>',
     ]
     # Axes and grid.
     for frac in (0, 0.25, 0.5, 0.75, 1):

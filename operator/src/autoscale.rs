@@ -2,10 +2,11 @@
 //! consumer group's client cap leaves. No client, no clock: time and readings are parameters.
 //!
 //! `desired = clamp(ceil(backlog / targetBacklogPerReplica), minReplicas, capAllowed)` with
-//! `capAllowed = min(maxReplicas, floor((clientCap − occupied) / connectionsPerPod))`, where
-//! `occupied` counts the group's connected clients that are not this subscription's running pods
-//! (other consumers, and our own pods still draining). Up at once; down one step at a time, and
-//! only when every recommendation of the last stabilization window was lower.
+//! `capAllowed = min(maxReplicas, floor((clientCap − others) / connectionsPerPod))`, where `others`
+//! counts the group's connected clients that are not this subscription's. Up at once, but only
+//! into places that are free now: our own pods that are shutting down still hold theirs until
+//! their connections close (they delay a scale-up, never cause a scale-down). Down one step at a
+//! time, and only when every recommendation of the last stabilization window was lower.
 
 use std::collections::VecDeque;
 
@@ -47,8 +48,10 @@ impl Policy {
 pub struct Reading {
     /// Stacked messages (`AccumulationCount`).
     pub backlog: i64,
-    /// Connected clients of the group that are not one of our running pods' clientIds.
-    pub occupied: i32,
+    /// Connected clients of the group that are not this subscription's.
+    pub others: i32,
+    /// Connected clients of this subscription's pods that are shutting down.
+    pub draining: i32,
 }
 
 /// Everything a decision depends on.
@@ -71,8 +74,9 @@ pub struct Input<'a> {
 pub enum Outcome {
     ScaledUp { from: i32 },
     ScaledDown { from: i32 },
-    /// The backlog asks for `wanted`, but only `allowed` fit under the cap.
-    CappedByClientLimit { wanted: i32, allowed: i32 },
+    /// The backlog asks for `wanted`, but only `allowed` fit under the cap (for now: `draining`
+    /// of our clients still hold their places).
+    CappedByClientLimit { wanted: i32, allowed: i32, draining: i32 },
     /// The backlog allows `recommended`; the count holds until the window has passed.
     StabilizingScaleDown { recommended: i32, until: OffsetDateTime },
     Steady,
@@ -87,9 +91,9 @@ pub struct Decision {
     pub outcome: Outcome,
 }
 
-/// The replicas that fit under the cap with `occupied` clients not ours, within `max`.
-pub fn cap_allowed(policy: &Policy, occupied: i32, rolling_out: bool) -> i32 {
-    let room = (policy.client_cap - occupied.max(0)).max(0);
+/// The replicas that fit under the cap with `taken` places held by other clients, within `max`.
+pub fn cap_allowed(policy: &Policy, taken: i32, rolling_out: bool) -> i32 {
+    let room = (policy.client_cap - taken.max(0)).max(0);
     let pods = room / policy.connections_per_pod;
     let pods = if rolling_out { pods - 1 } else { pods };
     pods.clamp(0, policy.max.max(0))
@@ -110,23 +114,28 @@ pub fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
         let replicas = input.current.clamp(policy.min.min(static_cap), static_cap);
         return Decision { replicas, recommendation: None, outcome: Outcome::BacklogUnavailable };
     };
-    let allowed = cap_allowed(policy, reading.occupied, input.rolling_out);
+    let allowed = cap_allowed(policy, reading.others, input.rolling_out);
+    // Places free right now; our draining clients give theirs back within seconds.
+    let free_now = cap_allowed(policy, reading.others + reading.draining, input.rolling_out);
     let wanted = wanted(policy, reading.backlog);
     // The cap wins over minReplicas: a client the platform would refuse helps nobody.
     let recommendation = wanted.max(policy.min).min(allowed);
-    let capped_by_cap = wanted.max(policy.min) > allowed && allowed < policy.max;
+    let asked = wanted.max(policy.min).min(policy.max);
     let decision = |replicas, outcome| Decision { replicas, recommendation: Some(recommendation), outcome };
-    let capped = Outcome::CappedByClientLimit { wanted: wanted.max(policy.min).min(policy.max), allowed };
+    let capped = |allowed| Outcome::CappedByClientLimit { wanted: asked, allowed, draining: reading.draining };
 
     if input.current > allowed {
-        // Over the room the cap leaves (others connected, or a rollout started): down at once.
-        return decision(allowed, if capped_by_cap { capped } else { Outcome::ScaledDown { from: input.current } });
+        // Others took places (or a rollout needs one): down at once, never because of our own draining pods.
+        let outcome = if asked > allowed { capped(allowed) } else { Outcome::ScaledDown { from: input.current } };
+        return decision(allowed, outcome);
     }
     if recommendation > input.current {
-        return decision(recommendation, if capped_by_cap { capped } else { Outcome::ScaledUp { from: input.current } });
+        let to = recommendation.min(free_now).max(input.current);
+        let outcome = if to < asked { capped(to) } else { Outcome::ScaledUp { from: input.current } };
+        return decision(to, outcome);
     }
     if recommendation == input.current {
-        return decision(input.current, if capped_by_cap { capped } else { Outcome::Steady });
+        return decision(input.current, if asked > allowed { capped(allowed) } else { Outcome::Steady });
     }
     // Lower: only when the whole window agrees, one step, and a step interval after the last change.
     let window_start = input.now - policy.stabilization;
@@ -154,14 +163,15 @@ pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'sta
     match &decision.outcome {
         Outcome::ScaledUp { from } => (conditions::TRUE, reason::SCALED_UP, format!("scaled up from {from} to {to}: {backlog}")),
         Outcome::ScaledDown { from } => (conditions::TRUE, reason::SCALED_DOWN, format!("scaled down from {from} to {to}: {backlog}")),
-        Outcome::CappedByClientLimit { wanted, allowed } => {
-            let occupied = input.reading.map_or(0, |r| r.occupied);
+        Outcome::CappedByClientLimit { wanted, allowed, draining } => {
+            let others = input.reading.map_or(0, |r| r.others);
             let rollout = if input.rolling_out { ", one pod's clients kept free during the rollout" } else { "" };
+            let draining = if *draining > 0 { format!(", {draining} of ours still closing") } else { String::new() };
             (
                 conditions::TRUE,
                 reason::CAPPED_BY_CLIENT_LIMIT,
                 format!(
-                    "{backlog} asks for {wanted} replicas, {allowed} fit: {occupied} of the group's {} clients are not this subscription's ({} per pod){rollout}",
+                    "{backlog} asks for {wanted} replicas, {allowed} fit: {others} of the group's {} clients are not this subscription's ({} per pod){draining}{rollout}",
                     policy.client_cap, policy.connections_per_pod
                 ),
             )
@@ -245,7 +255,7 @@ mod tests {
         Input {
             policy,
             current,
-            reading: reading.map(|(backlog, occupied)| Reading { backlog, occupied }),
+            reading: reading.map(|(backlog, others)| Reading { backlog, others, draining: 0 }),
             rolling_out: false,
             last_scale: None,
             now: t(now),
@@ -275,9 +285,9 @@ mod tests {
             (10, 1, 5, true, 8, 4),
             (10, 1, 10, true, 8, 0),
         ];
-        for (cap, cpp, occupied, rolling, max, pods) in cases {
+        for (cap, cpp, taken, rolling, max, pods) in cases {
             let p = Policy { client_cap: cap, connections_per_pod: cpp, max, ..policy() };
-            assert_eq!(cap_allowed(&p, occupied, rolling), pods, "cap {cap} cpp {cpp} occupied {occupied} rolling {rolling}");
+            assert_eq!(cap_allowed(&p, taken, rolling), pods, "cap {cap} cpp {cpp} taken {taken} rolling {rolling}");
         }
     }
 
@@ -285,20 +295,20 @@ mod tests {
     fn decisions_table() {
         let p = policy();
         let empty = Recent::default();
-        // (current, backlog, occupied) → (replicas, outcome)
+        // (current, backlog, others) → (replicas, outcome)
         let cases: [(i32, i64, i32, i32, Outcome); 8] = [
             (1, 20_000, 0, 16, Outcome::ScaledUp { from: 1 }),
             (1, 5_500, 0, 6, Outcome::ScaledUp { from: 1 }),
             (6, 5_500, 0, 6, Outcome::Steady),
             (1, 0, 0, 1, Outcome::Steady),
-            (1, 20_000, 59, 5, Outcome::CappedByClientLimit { wanted: 16, allowed: 5 }),
-            (5, 20_000, 59, 5, Outcome::CappedByClientLimit { wanted: 16, allowed: 5 }),
-            (8, 20_000, 60, 4, Outcome::CappedByClientLimit { wanted: 16, allowed: 4 }),
-            (3, 0, 64, 0, Outcome::CappedByClientLimit { wanted: 1, allowed: 0 }),
+            (1, 20_000, 59, 5, Outcome::CappedByClientLimit { wanted: 16, allowed: 5, draining: 0 }),
+            (5, 20_000, 59, 5, Outcome::CappedByClientLimit { wanted: 16, allowed: 5, draining: 0 }),
+            (8, 20_000, 60, 4, Outcome::CappedByClientLimit { wanted: 16, allowed: 4, draining: 0 }),
+            (3, 0, 64, 0, Outcome::CappedByClientLimit { wanted: 1, allowed: 0, draining: 0 }),
         ];
-        for (current, backlog, occupied, replicas, outcome) in cases {
-            let d = decide(&input(&p, current, Some((backlog, occupied)), 0), &empty);
-            assert_eq!((d.replicas, &d.outcome), (replicas, &outcome), "current {current} backlog {backlog} occupied {occupied}");
+        for (current, backlog, others, replicas, outcome) in cases {
+            let d = decide(&input(&p, current, Some((backlog, others)), 0), &empty);
+            assert_eq!((d.replicas, &d.outcome), (replicas, &outcome), "current {current} backlog {backlog} others {others}");
         }
     }
 
@@ -386,10 +396,29 @@ mod tests {
     fn others_taking_the_cap_and_rollouts_push_the_count_down_at_once() {
         let p = Policy { client_cap: 10, max: 8, ..policy() };
         let d = decide(&input(&p, 8, Some((20_000, 4)), 0), &Recent::default());
-        assert_eq!((d.replicas, d.outcome), (6, Outcome::CappedByClientLimit { wanted: 8, allowed: 6 }));
+        assert_eq!((d.replicas, d.outcome), (6, Outcome::CappedByClientLimit { wanted: 8, allowed: 6, draining: 0 }));
         let mut rolling = input(&p, 6, Some((20_000, 4)), 0);
         rolling.rolling_out = true;
         assert_eq!(decide(&rolling, &Recent::default()).replicas, 5, "one pod's clients kept free while pods are replaced");
+    }
+
+    #[test]
+    fn our_draining_clients_delay_a_scale_up_and_never_cause_a_scale_down() {
+        let p = Policy { client_cap: 10, max: 8, ..policy() };
+        let reading = |draining| Some(Reading { backlog: 20_000, others: 5, draining });
+        // At the cap while one of ours shuts down: hold, don't shrink (no spiral down).
+        let mut i = input(&p, 4, None, 0);
+        i.reading = reading(1);
+        i.rolling_out = true;
+        let d = decide(&i, &Recent::default());
+        assert_eq!((d.replicas, d.outcome), (4, Outcome::CappedByClientLimit { wanted: 8, allowed: 4, draining: 1 }));
+        // Up only into places free now: 2 draining leave room for 3, not the 5 the others leave.
+        let mut i = input(&p, 1, None, 0);
+        i.reading = reading(2);
+        let d = decide(&i, &Recent::default());
+        assert_eq!((d.replicas, d.outcome), (3, Outcome::CappedByClientLimit { wanted: 8, allowed: 3, draining: 2 }));
+        i.reading = reading(0);
+        assert_eq!(decide(&i, &Recent::default()).replicas, 5, "once they closed");
     }
 
     #[test]

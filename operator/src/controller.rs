@@ -160,8 +160,21 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
             (replicas, Some(condition))
         }
     };
+    // New credentials roll the pods. With autoscaling, a rollout at the cap first makes room: fewer
+    // pods on the old template, and the new one only once the removed pods' connections are gone,
+    // because the Deployment controller starts a replacement while the old pod still drains.
+    let old_hash = observed.deployment.as_ref().and_then(template_hash).cloned();
+    let making_room = autoscaling.is_some() && rotated && {
+        let current = observed.deployment.as_ref().and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0);
+        let draining = observed.pods.iter().any(|pod| pod.metadata.deletion_timestamp.is_some());
+        desired_replicas < current || draining
+    };
+    let rolled = rotated && !making_room;
+    if making_room {
+        info!(subscription = %cgs.name_any(), namespace = cgs.namespace().as_deref().unwrap_or(""), replicas = desired_replicas, "new credentials: making room under the client cap before the pods roll");
+    }
     let mut created = false;
-    if let Some(hash) = &hash {
+    if let Some(hash) = if making_room { &old_hash } else { &hash } {
         let wanted = desired::deployment(cgs, desired_replicas, hash, &ctx.worker_image);
         created = observed.deployment.is_none();
         let unchanged = observed.deployment.as_ref().is_some_and(|d| desired::applied_hash(d) == desired::applied_hash(&wanted));
@@ -182,7 +195,7 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
     if before != Some(&new_status) {
         apply::status(&ctx.client, cgs, &new_status).await.map_err(Error::WriteStatus)?;
     }
-    let to_publish = events::changes(before, &new_status, created, rotated);
+    let to_publish = events::changes(before, &new_status, created, rolled);
     if !to_publish.is_empty() {
         info!(subscription = %cgs.name_any(), namespace = cgs.namespace().as_deref().unwrap_or(""), events = to_publish.len(), ready = ?new_status.condition("Ready").map(|c| &c.reason), "reconciled with changes");
         events::publish(ctx, cgs, to_publish).await;
@@ -202,8 +215,12 @@ fn autoscale(
     let policy = autoscale::Policy::from_spec(&cgs.spec, autoscaling);
     let deployment_spec = observed.deployment.as_ref().and_then(|d| d.spec.as_ref());
     let current = deployment_spec.and_then(|s| s.replicas).unwrap_or(policy.min);
-    let rollout_status = observed.deployment.as_ref().and_then(|d| d.status.as_ref());
-    let replacing = rollout_status.is_some_and(|s| s.updated_replicas.unwrap_or(0) < s.replicas.unwrap_or(0));
+    // Pods of an older template still exist: the Deployment is replacing them. (Its status lags
+    // behind an apply; the pods' own annotation does not.)
+    let template = observed.deployment.as_ref().and_then(template_hash);
+    let replacing = template.is_some_and(|current| {
+        observed.pods.iter().any(|pod| pod.annotations().get(desired::CREDENTIALS_HASH_ANNOTATION) != Some(current))
+    });
     let last_scale = cgs
         .status
         .as_ref()
@@ -212,7 +229,7 @@ fn autoscale(
     let input = autoscale::Input {
         policy: &policy,
         current,
-        reading: observe::reading(observed, policy.connections_per_pod),
+        reading: observe::reading(observed, &cgs.name_any(), policy.connections_per_pod),
         rolling_out: rotated || replacing,
         last_scale,
         now,
@@ -222,6 +239,14 @@ fn autoscale(
     let decision = autoscale::decide(&input, recent);
     if let Some(recommendation) = decision.recommendation {
         recent.record(now, recommendation, policy.stabilization);
+    }
+    if decision.replicas != current {
+        let reading = input.reading.unwrap_or(autoscale::Reading { backlog: -1, others: -1, draining: -1 });
+        info!(
+            subscription = %cgs.name_any(), namespace = cgs.namespace().as_deref().unwrap_or(""), from = current, to = decision.replicas,
+            backlog = reading.backlog, others = reading.others, draining = reading.draining, rolling_out = input.rolling_out, pods = observed.pods.len(),
+            outcome = ?decision.outcome, "autoscaler changes the replicas"
+        );
     }
     (decision.replicas, autoscale::condition(&input, &decision))
 }

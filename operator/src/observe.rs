@@ -76,10 +76,11 @@ pub async fn observe_platform(ctx: &Context, cgs: &ConsumerGroupSubscription, ob
     }
 }
 
-/// Pure: the autoscaler's view of the platform's answer — the backlog, and how many of the group's
-/// connected clients are not one of this subscription's running pods (other consumers, and our
-/// pods that are shutting down and still hold their connection). `None` without an answer.
-pub fn reading(observed: &Observed, connections_per_pod: i32) -> Option<autoscale::Reading> {
+/// Pure: the autoscaler's view of the platform's answer — the backlog, and the group's connected
+/// clients that are not this subscription's running pods: our pods shutting down (or already gone,
+/// whose connection the platform still lists: a clientId `<subscription>-…` that no running pod
+/// has), and everyone else's. `None` without an answer.
+pub fn reading(observed: &Observed, subscription: &str, connections_per_pod: i32) -> Option<autoscale::Reading> {
     let PlatformAnswer::Status(answer) = &observed.platform.as_ref()?.answer else {
         return None;
     };
@@ -89,8 +90,16 @@ pub fn reading(observed: &Observed, connections_per_pod: i32) -> Option<autoscal
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .flat_map(|pod| desired::client_ids(&pod.name_any(), connections_per_pod))
         .collect();
-    let occupied = answer.client_connection_status_list.clients.iter().filter(|c| !running.contains(&c.client_id)).count();
-    Some(autoscale::Reading { backlog: answer.accumulation_count, occupied: i32::try_from(occupied).unwrap_or(i32::MAX) })
+    let ours_prefix = format!("{subscription}-");
+    let (mut others, mut draining) = (0, 0);
+    for client in answer.client_connection_status_list.clients.iter().filter(|c| !running.contains(&c.client_id)) {
+        if client.client_id.starts_with(&ours_prefix) {
+            draining += 1;
+        } else {
+            others += 1;
+        }
+    }
+    Some(autoscale::Reading { backlog: answer.accumulation_count, others, draining })
 }
 
 /// Pure: which keys the auth mode needs, whether they are there, and the hash that rolls the pods
@@ -160,7 +169,7 @@ mod tests {
     use iotsub_aliyun::consumer_group::{ClientConnectionInfo, ClientConnectionStatusList, ConsumerGroupStatus};
 
     #[test]
-    fn reading_counts_every_client_but_our_running_pods_as_occupied() {
+    fn reading_tells_our_draining_clients_from_everyone_elses() {
         let mut draining = fixtures::pod("orders-abc-3");
         draining.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         let clients = ["orders-abc-1-0", "orders-abc-1-1", "orders-abc-3-0", "someone-else", "orders-gone-0"]
@@ -181,8 +190,9 @@ mod tests {
                 at: std::time::Instant::now(),
             }),
         };
-        assert_eq!(reading(&observed, 2), Some(autoscale::Reading { backlog: 1234, occupied: 3 }));
+        let seen = reading(&observed, "orders", 2);
+        assert_eq!(seen, Some(autoscale::Reading { backlog: 1234, others: 1, draining: 2 }), "orders-abc-3-0 shuts down, orders-gone-0 is gone");
         let failed = Observed { platform: None, ..observed };
-        assert_eq!(reading(&failed, 2), None);
+        assert_eq!(reading(&failed, "orders", 2), None);
     }
 }

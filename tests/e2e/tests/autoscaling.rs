@@ -1,7 +1,8 @@
 //! The autoscaler end to end with real worker pods: a backlog built with no consumer → replicas
 //! rise → the backlog drains → replicas step back down after the (shortened) window, with every
 //! message in the sink; then other consumers take part of the group's client cap and the operator
-//! scales only into what is left. The run is recorded for `docs/autoscaling.svg`
+//! scales only into what is left; new credentials roll the pods at the cap without a refused
+//! client; an unreadable backlog holds the count. The run is recorded for `docs/autoscaling.svg`
 //! (`scripts/plot-autoscaling.py`).
 
 use std::{
@@ -18,8 +19,8 @@ use iotsub_tests::{
     wait_until,
     worker::SinkServer,
 };
-use k8s_openapi::api::core::v1::Event;
-use kube::{Api, api::ListParams};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 
 const CAP: usize = 10;
@@ -39,6 +40,10 @@ stacked_rate_per_group = 1000
 [[accounts]]
 access_key_id = "demo"
 access_key_secret = "demo-secret"
+
+[[accounts]]
+access_key_id = "rotated"
+access_key_secret = "rotated-secret"
 
 [[instances]]
 id = ""
@@ -128,6 +133,11 @@ impl Recorder {
         self.recording.lock().unwrap().phases.push((self.started.elapsed().as_secs_f64(), label.into()));
     }
 
+    /// Waits until a sample satisfies `check` (the recorder looks every half second).
+    async fn wait_sampled(&self, what: &str, check: impl Fn(&Sample) -> bool) -> anyhow::Result<()> {
+        wait_until(what, Duration::from_secs(10), || async { self.samples().last().is_some_and(&check).then_some(()) }).await
+    }
+
     fn samples(&self) -> Vec<Sample> {
         self.recording.lock().unwrap().samples.clone()
     }
@@ -185,6 +195,11 @@ impl SteadyTraffic {
     }
 }
 
+async fn pod_names(pods: &Api<Pod>) -> std::collections::BTreeSet<String> {
+    let list = pods.list(&ListParams::default().labels("app.kubernetes.io/instance=meters")).await.map(|l| l.items).unwrap_or_default();
+    list.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| p.name_any()).collect()
+}
+
 async fn backlog(emulator: &Emulator) -> anyhow::Result<u64> {
     Ok(emulator.group("DEFAULT_GROUP").await?["backlog"].as_u64().unwrap_or(u64::MAX))
 }
@@ -238,6 +253,7 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     wait_until("the stacked backlog drained", Duration::from_secs(180), || async { (backlog(&emulator).await.ok()? < 500).then_some(()) }).await?;
     recorder.phase("backlog drained");
     wait_status(&ns, "meters", "back to 1 replica", Duration::from_secs(150), |s| s.desired_replicas == 1 && s.ready_replicas == 1).await?;
+    recorder.wait_sampled("1 replica sampled", |s| s.desired == 1).await?;
     recorder.phase("scaled back to 1");
     published.extend(traffic.stop().await);
     wait_all_in_sink(&sink, &published, Duration::from_secs(90)).await?;
@@ -278,8 +294,56 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     assert!(over.is_empty(), "never more than the 5 places left: {over:?}");
     assert_eq!(cap_refusals(&emulator).await?, Vec::<Value>::new(), "no client refused for the cap");
 
+    // New credentials while the group is full: the pods roll without one client over the cap.
+    let mut manifest = manifest(&emulator, &sink.url);
+    manifest["spec"]["autoscaling"]["minReplicas"] = json!(5);
+    subscription::apply(&ns, &manifest).await?;
+    let pods: Api<Pod> = ns.api();
+    let old_pods = pod_names(&pods).await;
+    assert_eq!(old_pods.len(), 5, "{old_pods:?}");
+    recorder.phase("new credentials while the group is at its cap");
+    ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "rotated"), ("accessKeySecret", "rotated-secret")]).await?;
+    wait_until("5 new pods, connected with the new key", Duration::from_secs(180), || async {
+        let now = pod_names(&pods).await;
+        let status = api.get("meters").await.ok()?.status?;
+        (now.len() == 5 && now.is_disjoint(&old_pods) && status.ready_replicas == 5 && status.connected_clients == 5).then_some(())
+    })
+    .await?;
+    recorder.phase("rolled");
+    let rotated_at = recorder.recording.lock().unwrap().phases.iter().rev().nth(1).map_or(0.0, |p| p.0);
+    let lowest = recorder.samples().iter().filter(|s| s.t >= rotated_at).map(|s| s.desired).min().unwrap_or(0);
+    let log = operator.log_text();
+    let decisions: Vec<&str> = log.lines().filter(|l| l.contains("autoscaler changes")).collect();
+    assert!(lowest >= 4, "the rollout takes one pod's place at most, not {lowest}; the operator's decisions:\n{}", decisions.join("\n"));
+    assert_eq!(cap_refusals(&emulator).await?, Vec::<Value>::new(), "no client refused for the cap during the rollout");
+    let most = recorder.samples().iter().map(|s| s.ours_connected + s.others_connected).max().unwrap_or(0);
+    assert!(most <= CAP, "at most {CAP} clients at any sample, saw {most}");
+
+    // The backlog can't be read: the count holds where it is instead of following stale figures.
+    manifest["spec"]["autoscaling"]["minReplicas"] = json!(1);
+    subscription::apply(&ns, &manifest).await?;
+    wait_status(&ns, "meters", "the first step down", Duration::from_secs(60), |s| s.desired_replicas == 4).await?;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // bound, then dropped
+    manifest["spec"]["autoscaling"]["apiEndpoint"] = json!(format!("http://{dead}"));
+    subscription::apply(&ns, &manifest).await?;
+    recorder.phase("the OpenAPI unreachable");
+    let status = wait_status(&ns, "meters", "Autoscaling=False/BacklogUnavailable", Duration::from_secs(30), |s| {
+        s.condition("Autoscaling").is_some_and(|c| c.status == "False" && c.reason == "BacklogUnavailable")
+    })
+    .await?;
+    let held = status.desired_replicas;
+    let until = Instant::now() + Duration::from_secs(4 * POLL_SECONDS);
+    while Instant::now() < until {
+        let status = api.get("meters").await?.status.unwrap_or_default();
+        assert_eq!(status.desired_replicas, held, "held while the backlog can't be read");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status.condition("BacklogAvailable").map(|c| c.reason.as_str()), Some("PlatformUnreachable"));
+
     let events: Api<Event> = ns.api();
     let events = events.list(&ListParams::default()).await?.items;
+    let unavailable = events.iter().find(|e| e.reason.as_deref() == Some("BacklogUnavailable"));
+    assert_eq!(unavailable.and_then(|e| e.type_.as_deref()), Some("Warning"), "a Warning says the count is held");
     let capped = events.iter().find(|e| e.reason.as_deref() == Some("CappedByClientLimit"));
     assert_eq!(capped.and_then(|e| e.type_.as_deref()), Some("Warning"), "a Warning says the cap holds the count back");
     let scaled: HashSet<&str> = events.iter().filter(|e| e.reason.as_deref() == Some("Scaled")).filter_map(|e| e.message.as_deref()).collect();
