@@ -94,10 +94,17 @@ if cluster_up; then
 else
   started_cluster=1
 fi
-say "building (cargo build --workspace --bins; kubectl and helm; the control plane's binaries)"
+if [[ -x target/debug/iotsub-operator && -x target/debug/iotsub-worker && -x target/debug/iotsub-emulator ]]; then
+  say "building (cargo build --workspace --bins, kubectl and helm: seconds when nothing changed)"
+else
+  say "building the workspace for the first time (cargo build --workspace --bins: a few minutes; log: target/demo/build.log)"
+fi
 make -s --no-print-directory build >"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "cargo build failed (full log: target/demo/build.log)"; }
 make -s --no-print-directory kube-tools >>"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "installing kubectl/helm failed (target/demo/build.log)"; }
 t_built=$(elapsed)
+if [[ ! -x $LK_BIN/localkube || ! -x $LK_BIN/lk-etcd || ! -x $LK_BIN/lk-agent ]]; then
+  say "building the local control plane from the Kubernetes Go modules for the first time: about 10 minutes on 2 cores (log: target/demo/cluster.log)"
+fi
 if (( started_cluster )); then
   say "starting the local control plane (tests/cluster/up.sh)"
 fi
