@@ -81,7 +81,11 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
         watcher(api::<Deployment>(&client, &ns), ours.clone()).default_backoff().reflect(writers.deployments).applied_objects();
     let secret_stream =
         watcher(api::<Secret>(&client, &ns), watcher::Config::default()).default_backoff().reflect(writers.secrets).applied_objects();
-    let pod_cache = watcher(api::<Pod>(&client, &ns), ours).default_backoff().reflect(writers.pods).for_each(|_| async {});
+    let pod_cache = watcher(api::<Pod>(&client, &ns), ours).default_backoff().reflect(writers.pods).for_each(|event| async move {
+        if let Err(error) = event {
+            warn!(%error, "watching the worker pods failed; retrying");
+        }
+    });
     let pods_task = tokio::spawn(pod_cache);
     let store = subscriptions.clone();
     // A Secret change reconciles every subscription that reads it (credentials or CA).
@@ -113,7 +117,12 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
             error_policy,
             ctx,
         )
-        .for_each(|_| async {})
+        .for_each(|result| async move {
+            // Reconcile errors are logged by `error_policy`; a failing watch only shows up here.
+            if let Err(error @ kube::runtime::controller::Error::QueueError(_)) = result {
+                warn!(%error, "watching failed; retrying with backoff");
+            }
+        })
         .await;
     pods_task.abort();
     info!("controller stopped");
