@@ -9,6 +9,7 @@ DEMO_REFRESH (seconds, default 2), DEMO_BURST (messages per burst), DEMO_BURST_E
 KUBECONFIG (the local cluster's). Standard library only.
 """
 
+import calendar
 import json
 import os
 import subprocess
@@ -53,7 +54,7 @@ def subscription():
 def age(rfc3339):
     """Seconds since an RFC 3339 UTC time, for "observed 3 s ago"."""
     try:
-        t = time.mktime(time.strptime(rfc3339[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        t = calendar.timegm(time.strptime(rfc3339[:19], "%Y-%m-%dT%H:%M:%S"))
         return max(0, int(time.time() - t))
     except (ValueError, TypeError):
         return None
