@@ -29,6 +29,10 @@ pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";
 pub const WORKER_PORT: i32 = 9090;
 /// Longer than the platform's 30 s acknowledgement window, so in-flight messages finish on SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 45;
+/// A replacement pod counts as available only this long after it is ready, so the Deployment
+/// replaces the next old pod once the previous one's connection is gone (a worker drains in about
+/// a second): a rollout then holds at most one extra client, which the autoscaler keeps free.
+pub const MIN_READY_SECONDS: i32 = 5;
 /// The user of distroless `nonroot` images.
 pub const RUN_AS_USER: i64 = 65532;
 
@@ -101,6 +105,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, credenti
             replicas: Some(replicas),
             selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
             // Never a surge pod: the group's client count must not pass the platform's cap.
+            min_ready_seconds: Some(MIN_READY_SECONDS),
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!(spec.replicas, Some(2));
         let rolling = spec.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
         assert_eq!(rolling.max_surge, Some(IntOrString::Int(0)));
+        assert_eq!(spec.min_ready_seconds, Some(MIN_READY_SECONDS), "one old pod at a time gone before the next is replaced");
         assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
         let template = &spec.template;
         assert_eq!(template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CREDENTIALS_HASH_ANNOTATION], "abc123");
