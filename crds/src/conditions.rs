@@ -19,6 +19,7 @@ pub mod reason {
     pub const ALL_CLIENTS_CONNECTED: &str = "AllClientsConnected";
     pub const REPLICAS_READY: &str = "ReplicasReady";
     pub const PROGRESSING: &str = "Progressing";
+    pub const SCALING: &str = "Scaling";
     pub const CLIENTS_NOT_CONNECTED: &str = "ClientsNotConnected";
     pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";

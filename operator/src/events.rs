@@ -45,7 +45,8 @@ pub fn changes(
     for type_ in [conditions::CREDENTIALS_VALID, conditions::READY] {
         let Some(now) = after.condition(type_) else { continue };
         let was = before.and_then(|b| b.condition(type_));
-        let changed = was.is_none_or(|w| w.status != now.status || w.reason != now.reason);
+        // Ready says so when it turns (a scale step, True/Scaling, is the Scaled Event's business).
+        let changed = was.is_none_or(|w| w.status != now.status || (type_ == conditions::CREDENTIALS_VALID && w.reason != now.reason));
         if changed {
             let kind = if now.status == conditions::FALSE && type_ == conditions::CREDENTIALS_VALID { EventType::Warning } else { EventType::Normal };
             if now.status == conditions::TRUE || kind == EventType::Warning || was.is_some() {
@@ -98,6 +99,8 @@ mod tests {
         assert_eq!(reasons(&changes(Some(&first), &ready, false, false)), [("AllClientsConnected", false)]);
         let scaled = status(3, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
         assert_eq!(reasons(&changes(Some(&ready), &scaled, false, true)), [("Scaled", false), ("CredentialsRotated", false)]);
+        let scaling = status(4, &[("Ready", "True", "Scaling"), ("CredentialsValid", "True", "SecretFound")]);
+        assert_eq!(reasons(&changes(Some(&scaled), &scaling, false, false)), [("Scaled", false)], "no Ready Event for a scale step");
         let broken = status(3, &[("Ready", "False", "CredentialsInvalid"), ("CredentialsValid", "False", "SecretNotFound")]);
         assert_eq!(reasons(&changes(Some(&scaled), &broken, false, false)), [("SecretNotFound", true), ("CredentialsInvalid", false)]);
         assert!(changes(Some(&broken), &broken, false, false).is_empty(), "no change, no Event");

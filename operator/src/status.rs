@@ -62,20 +62,25 @@ pub fn status(
         Some(PlatformAnswer::Failed(error)) => (conditions::FALSE, failure_reason(error), error.to_string()),
     };
     let rolled_out = replicas == desired_replicas && ready == desired_replicas && updated == desired_replicas;
+    // Only the count changes, and it was ready: still ready (a scale step is not an outage).
+    let was_ready = previous.condition(conditions::READY).is_some_and(|c| c.status == conditions::TRUE);
+    let scaling = was_ready && ready > 0 && updated == replicas;
     let ready_condition = if !observed.credentials.is_valid() || credentials.0 == conditions::FALSE {
         (conditions::FALSE, reason::CREDENTIALS_INVALID, credentials.2.clone())
     } else if desired_replicas == 0 && replicas == 0 {
         (conditions::TRUE, reason::SCALED_TO_ZERO, "no replicas wanted".to_owned())
+    } else if !rolled_out && scaling {
+        (conditions::TRUE, reason::SCALING, format!("{} ready, scaling to {desired_replicas}", plural(ready, "replica")))
     } else if !rolled_out {
-        (conditions::FALSE, reason::PROGRESSING, format!("{ready} of {desired_replicas} replicas ready, {updated} up to date"))
+        let waiting = if updated < replicas { format!(", {updated} of {replicas} on the current template") } else { String::new() };
+        (conditions::FALSE, reason::PROGRESSING, format!("{ready} of {} ready{waiting}", plural(desired_replicas, "replica")))
     } else if answer.is_none() {
-        (conditions::TRUE, reason::REPLICAS_READY, format!("{ready} replicas ready; connected clients unknown: {}", backlog_condition.2))
+        (conditions::TRUE, reason::REPLICAS_READY, format!("{} ready; connected clients unknown: {}", plural(ready, "replica"), backlog_condition.2))
     } else if connected_ours == ours.len() {
-        (conditions::TRUE, reason::ALL_CLIENTS_CONNECTED, format!("{ready} replicas ready, {connected_ours} clients connected"))
+        (conditions::TRUE, reason::ALL_CLIENTS_CONNECTED, format!("{} ready, {} connected", plural(ready, "replica"), plural(connected_ours as i32, "client")))
     } else {
-        (conditions::FALSE, reason::CLIENTS_NOT_CONNECTED, format!("{connected_ours} of {} clients connected", ours.len()))
+        (conditions::FALSE, reason::CLIENTS_NOT_CONNECTED, format!("{connected_ours} of {} connected", plural(ours.len() as i32, "client")))
     };
-
     let autoscaling_condition = match autoscaling {
         None => (conditions::FALSE, reason::DISABLED, format!("autoscaling is not enabled: spec.replicas ({desired_replicas}) is used")),
         // A steady count keeps the reason of the last change, which says why it is what it is.
@@ -123,6 +128,11 @@ pub fn status(
             condition(conditions::BACKLOG_AVAILABLE, backlog_condition),
         ],
     }
+}
+
+/// `1 replica`, `2 replicas`.
+fn plural(n: i32, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 fn credentials_condition(credentials: &Credentials, answer: Option<&PlatformAnswer>) -> (&'static str, &'static str, String) {
@@ -336,5 +346,19 @@ mod tests {
         assert_eq!((cond(&steady, "Autoscaling").reason.as_str(), cond(&steady, "Autoscaling").message.as_str()), ("ScaledUp", "scaled up from 2 to 8"));
         let held = status(&cgs, &observed(valid(), None, 8), 8, Some(("False", "BacklogUnavailable", "holding 8".into())), NOW);
         assert_eq!(cond(&held, "Autoscaling").reason, "BacklogUnavailable");
+    }
+
+    #[test]
+    fn a_ready_subscription_stays_ready_while_it_scales() {
+        let mut cgs = fixtures::subscription();
+        let ready = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2"])), 2), 2, None, NOW);
+        assert_eq!(cond(&ready, "Ready").message, "2 replicas ready, 2 clients connected");
+        cgs.status = Some(ready);
+        let scaling = status(&cgs, &observed(valid(), Some(answer(&["orders-abc-1", "orders-abc-2"])), 2), 3, None, NOW);
+        assert_eq!((cond(&scaling, "Ready").status.as_str(), cond(&scaling, "Ready").reason.as_str()), ("True", "Scaling"));
+        assert_eq!(cond(&scaling, "Ready").message, "2 replicas ready, scaling to 3");
+        cgs.status = None;
+        let fresh = status(&cgs, &observed(valid(), None, 1), 2, None, NOW);
+        assert_eq!((cond(&fresh, "Ready").reason.as_str(), cond(&fresh, "Ready").message.as_str()), ("Progressing", "1 of 2 replicas ready"), "not ready before: progressing");
     }
 }
