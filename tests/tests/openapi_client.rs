@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use iotsub_aliyun::{
     amqp::AccessKey,
     client::{CallError, OpenApiClient, RetryPolicy, Target},
+    consumer_group::ConsumerGroupStatus,
 };
 use iotsub_tests::{Emulator, amqp_client::{ClientOptions, consumer}};
 
@@ -20,6 +21,12 @@ fn client() -> OpenApiClient {
     OpenApiClient::new(http, RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(300) })
 }
 
+/// One call with a fresh client, as `id`/`secret`, for `group`.
+async fn query(base: &str, (id, secret): (&str, &str), group: &str) -> Result<ConsumerGroupStatus, CallError> {
+    let key = key(id, secret);
+    client().query_consumer_group_status(&Target { base_url: base, region_id: "cn-shanghai", access_key: &key }, None, group).await
+}
+
 async fn codes(emulator: &Emulator) -> anyhow::Result<Vec<String>> {
     Ok(emulator.openapi_calls().await?.iter().map(|c| c["code"].as_str().unwrap_or_default().to_owned()).collect())
 }
@@ -31,10 +38,7 @@ async fn a_signed_query_reads_backlog_and_clients() -> anyhow::Result<()> {
     emulator.fault("pause-delivery", "DEFAULT_GROUP").await?;
     emulator.publish("DEFAULT_GROUP", TOPIC, "x", 12).await?;
     let base = emulator.api_url("");
-    let demo = key("demo", "demo-secret");
-    let status = client()
-        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo }, None, "DEFAULT_GROUP")
-        .await?;
+    let status = query(&base, ("demo", "demo-secret"), "DEFAULT_GROUP").await?;
     assert_eq!(status.accumulation_count, 12);
     let ids: Vec<_> = status.client_connection_status_list.clients.iter().map(|c| c.client_id.as_str()).collect();
     assert_eq!(ids, ["seen-by-the-api"]);
@@ -46,26 +50,14 @@ async fn a_signed_query_reads_backlog_and_clients() -> anyhow::Result<()> {
 async fn a_refused_signature_is_reported_at_once_and_not_retried() -> anyhow::Result<()> {
     let emulator = Emulator::start("").await?;
     let base = emulator.api_url("");
-    let wrong = key("demo", "not-the-secret");
-    let error = client()
-        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &wrong }, None, "DEFAULT_GROUP")
-        .await
-        .expect_err("a wrong secret is refused");
+    let error = query(&base, ("demo", "not-the-secret"), "DEFAULT_GROUP").await.expect_err("a wrong secret is refused");
     assert!(matches!(&error, CallError::Refused { code, .. } if code == "SignatureDoesNotMatch"), "{error:?}");
     assert!(!error.to_string().contains("not-the-secret"), "the secret never appears: {error}");
     assert_eq!(codes(&emulator).await?, ["SignatureDoesNotMatch"], "one call, no retry");
 
-    let unknown = key("nobody", "x");
-    let error = client()
-        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &unknown }, None, "DEFAULT_GROUP")
-        .await
-        .expect_err("an unknown AccessKey is refused");
+    let error = query(&base, ("nobody", "x"), "DEFAULT_GROUP").await.expect_err("an unknown AccessKey is refused");
     assert!(matches!(&error, CallError::Refused { code, .. } if code == "InvalidAccessKeyId.NotFound"), "{error:?}");
-    let demo = key("demo", "demo-secret");
-    let error = client()
-        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo }, None, "NO_SUCH_GROUP")
-        .await
-        .expect_err("an unknown group is an error of the platform");
+    let error = query(&base, ("demo", "demo-secret"), "NO_SUCH_GROUP").await.expect_err("an unknown group is an error of the platform");
     assert!(matches!(&error, CallError::Platform { code, .. } if code.contains("NotExistedConsumerGroup")), "{error:?}");
     assert_eq!(codes(&emulator).await?.len(), 3, "none of them retried");
     Ok(())
@@ -95,12 +87,8 @@ async fn the_gateways_throttling_is_retried_with_backoff_until_answered() -> any
 async fn an_unreachable_endpoint_is_retried_then_named_without_secrets() -> anyhow::Result<()> {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // bound, then dropped: nothing listens
     let base = format!("http://{closed}");
-    let demo = key("demo", "demo-secret");
     let started = Instant::now();
-    let error = client()
-        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &demo }, None, "DEFAULT_GROUP")
-        .await
-        .expect_err("nothing listens");
+    let error = query(&base, ("demo", "demo-secret"), "DEFAULT_GROUP").await.expect_err("nothing listens");
     assert!(matches!(&error, CallError::Unreachable(detail) if detail.contains(&closed.to_string())), "{error:?}");
     let text = error.to_string();
     assert!(!text.contains("demo-secret") && !text.contains("Signature"), "{text}");
