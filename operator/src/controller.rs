@@ -173,10 +173,15 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
     // pods on the old template, and the new one only once the removed pods' connections are gone,
     // because the Deployment controller starts a replacement while the old pod still drains.
     let old_hash = observed.deployment.as_ref().and_then(template_hash).cloned();
+    // Room is made when the Deployment has the smaller count, its pods are down to it (the
+    // ReplicaSet deletes asynchronously), and no client of ours is still closing.
     let making_room = autoscaling.is_some() && rotated && {
         let current = observed.deployment.as_ref().and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0);
-        let draining = observed.pods.iter().any(|pod| pod.metadata.deletion_timestamp.is_some());
-        desired_replicas < current || draining
+        let running = observed.pods.iter().filter(|pod| pod.metadata.deletion_timestamp.is_none()).count();
+        let terminating = observed.pods.len() > running;
+        let cpp = cgs.spec.connection.connections_per_pod;
+        let closing = observe::reading(&observed, &cgs.name_any(), cpp).is_some_and(|r| r.draining > 0);
+        desired_replicas < current || running > desired_replicas as usize || terminating || closing
     };
     let rolled = rotated && !making_room;
     if making_room {
