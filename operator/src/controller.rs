@@ -18,7 +18,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::{apply, autoscale, context::{Context, Stores}, desired, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
+use crate::{apply, autoscale, context::{Context, Stores}, desired, rollout, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
 
 /// What failed, by stage. Messages name the object, never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -158,38 +158,43 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         Credentials::Valid { hash, .. } => Some(hash.clone()),
         _ => None,
     };
-    let rotated = hash.as_ref().is_some_and(|hash| observed.deployment.as_ref().and_then(template_hash).is_some_and(|old| old != hash));
+    let old_hash = observed.deployment.as_ref().and_then(template_hash).cloned();
+    let rotated = hash.as_ref().is_some_and(|hash| old_hash.as_ref().is_some_and(|old| old != hash));
+    // Pods of an older template still exist: the Deployment is replacing them. (Its status lags
+    // behind an apply; the pods' own annotation does not.)
+    let replacing = old_hash.as_ref().is_some_and(|current| {
+        observed.pods.iter().any(|pod| pod.annotations().get(desired::CREDENTIALS_HASH_ANNOTATION) != Some(current))
+    });
     let autoscaling = cgs.spec.autoscaling.as_ref().filter(|a| a.enabled);
     let (desired_replicas, autoscaling_condition) = match autoscaling {
         None => (desired::static_replicas(cgs), None),
         Some(autoscaling) => {
             // The backlog decides the count, so the platform is asked before anything is applied.
             observe::observe_platform(ctx, cgs, &mut observed, &now).await;
-            let (replicas, condition) = autoscale(ctx, cgs, autoscaling, &observed, rotated, now_at);
+            let (replicas, condition) = autoscale(ctx, cgs, autoscaling, &observed, rotated || replacing, now_at);
             (replicas, Some(condition))
         }
     };
-    // New credentials roll the pods. With autoscaling, a rollout at the cap first makes room: fewer
-    // pods on the old template, and the new one only once the removed pods' connections are gone,
-    // because the Deployment controller starts a replacement while the old pod still drains.
-    let old_hash = observed.deployment.as_ref().and_then(template_hash).cloned();
-    // Room is made when the Deployment has the smaller count, its pods are down to it (the
-    // ReplicaSet deletes asynchronously), and no client of ours is still closing.
-    let making_room = autoscaling.is_some() && rotated && {
-        let current = observed.deployment.as_ref().and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0);
-        let running = observed.pods.iter().filter(|pod| pod.metadata.deletion_timestamp.is_none()).count();
-        let terminating = observed.pods.len() > running;
-        let cpp = cgs.spec.connection.connections_per_pod;
-        let closing = observe::reading(&observed, &cgs.name_any(), cpp).is_some_and(|r| r.draining > 0);
-        desired_replicas < current || running > desired_replicas as usize || terminating || closing
+    let running_pods = observed.pods.iter().filter(|pod| pod.metadata.deletion_timestamp.is_none()).count();
+    let view = rollout::View {
+        autoscaling: autoscaling.is_some(),
+        rotated,
+        replacing,
+        current: observed.deployment.as_ref().and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0),
+        desired: desired_replicas,
+        running_pods,
+        terminating_pods: observed.pods.len() - running_pods,
+        clients_closing: observe::reading(&observed, &cgs.name_any(), cgs.spec.connection.connections_per_pod).is_some_and(|r| r.draining > 0),
     };
+    let plan = rollout::plan(&view);
+    let making_room = plan.making_room(&view);
     let rolled = rotated && !making_room;
     if making_room {
         info!(subscription = %cgs.name_any(), namespace = cgs.namespace().as_deref().unwrap_or(""), replicas = desired_replicas, "new credentials: making room under the client cap before the pods roll");
     }
     let mut created = false;
     if let Some(hash) = if making_room { &old_hash } else { &hash } {
-        let wanted = desired::deployment(cgs, desired_replicas, hash, &ctx.worker_image);
+        let wanted = desired::deployment(cgs, desired_replicas, plan.paused, hash, &ctx.worker_image);
         created = observed.deployment.is_none();
         let unchanged = observed.deployment.as_ref().is_some_and(|d| desired::applied_hash(d) == desired::applied_hash(&wanted));
         if !unchanged {
@@ -223,18 +228,12 @@ fn autoscale(
     cgs: &ConsumerGroupSubscription,
     autoscaling: &iotsub_crds::Autoscaling,
     observed: &observe::Observed,
-    rotated: bool,
+    rolling_out: bool,
     now: time::OffsetDateTime,
 ) -> (i32, status::AutoscalingCondition) {
     let policy = autoscale::Policy::from_spec(&cgs.spec, autoscaling);
     let deployment_spec = observed.deployment.as_ref().and_then(|d| d.spec.as_ref());
     let current = deployment_spec.and_then(|s| s.replicas).unwrap_or(policy.min);
-    // Pods of an older template still exist: the Deployment is replacing them. (Its status lags
-    // behind an apply; the pods' own annotation does not.)
-    let template = observed.deployment.as_ref().and_then(template_hash);
-    let replacing = template.is_some_and(|current| {
-        observed.pods.iter().any(|pod| pod.annotations().get(desired::CREDENTIALS_HASH_ANNOTATION) != Some(current))
-    });
     let last_scale = cgs
         .status
         .as_ref()
@@ -244,7 +243,7 @@ fn autoscale(
         policy: &policy,
         current,
         reading: observe::reading(observed, &cgs.name_any(), policy.connections_per_pod),
-        rolling_out: rotated || replacing,
+        rolling_out,
         last_scale,
         now,
     };

@@ -29,9 +29,9 @@ pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";
 pub const WORKER_PORT: i32 = 9090;
 /// Longer than the platform's 30 s acknowledgement window, so in-flight messages finish on SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 45;
-/// A replacement pod counts as available only this long after it is ready, so the Deployment
-/// replaces the next old pod once the previous one's connection is gone (a worker drains in about
-/// a second): a rollout then holds at most one extra client, which the autoscaler keeps free.
+/// A replacement pod counts as available only this long after it is ready: time for the operator
+/// to see the pod it replaced shutting down and pause the rollout until its connection is gone
+/// (rollout.rs), so a rollout holds at most one extra client, which the autoscaler keeps free.
 pub const MIN_READY_SECONDS: i32 = 5;
 /// The user of distroless `nonroot` images.
 pub const RUN_AS_USER: i64 = 65532;
@@ -67,8 +67,8 @@ pub fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
 }
 
 /// The worker Deployment: named after the subscription, owned by it, stamped with its own hash.
-pub fn deployment(cgs: &ConsumerGroupSubscription, replicas: i32, credentials_hash: &str, default_image: &str) -> Deployment {
-    let mut deployment = unstamped_deployment(cgs, replicas, credentials_hash, default_image);
+pub fn deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, credentials_hash: &str, default_image: &str) -> Deployment {
+    let mut deployment = unstamped_deployment(cgs, replicas, paused, credentials_hash, default_image);
     let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
     let digest = <sha2::Sha256 as sha2::Digest>::digest(&text);
     let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -80,7 +80,7 @@ pub fn applied_hash(deployment: &Deployment) -> Option<&String> {
     deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
 }
 
-fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, credentials_hash: &str, default_image: &str) -> Deployment {
+fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, credentials_hash: &str, default_image: &str) -> Deployment {
     let name = cgs.name_any();
     let spec = &cgs.spec;
     let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
@@ -106,6 +106,8 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, credenti
             selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
             // Never a surge pod: the group's client count must not pass the platform's cap.
             min_ready_seconds: Some(MIN_READY_SECONDS),
+            // Held while a replaced pod still closes its connection (see rollout.rs).
+            paused: paused.then_some(true),
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -231,7 +233,7 @@ mod tests {
     #[test]
     fn deployment_follows_the_design() {
         let cgs = fixtures::subscription();
-        let d = deployment(&cgs, 2, "abc123", "iotsub-worker");
+        let d = deployment(&cgs, 2, false, "abc123", "iotsub-worker");
         let spec = d.spec.as_ref().unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("orders"));
         assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
@@ -261,7 +263,7 @@ mod tests {
     #[test]
     fn env_carries_config_and_secret_references_only() {
         let cgs = fixtures::subscription();
-        let env = env_of(&deployment(&cgs, 2, "h", "iotsub-worker"));
+        let env = env_of(&deployment(&cgs, 2, false, "h", "iotsub-worker"));
         assert_eq!(env["IOTSUB_CLIENT_ID"].value.as_deref(), Some("$(POD_NAME)"));
         assert_eq!(env["IOTSUB_HTTP_ADDR"].value.as_deref(), Some("$(POD_IP):9090"));
         assert_eq!(env["POD_IP"].value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
@@ -281,7 +283,7 @@ mod tests {
         let mut cgs = fixtures::subscription();
         cgs.spec.credentials.auth_mode = AuthMode::Ststoken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
-        let env = env_of(&deployment(&cgs, 2, "h", "img"));
+        let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
         assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
@@ -291,17 +293,21 @@ mod tests {
     #[test]
     fn the_applied_hash_changes_with_the_deployment_only() {
         let cgs = fixtures::subscription();
-        let a = deployment(&cgs, 2, "h", "img");
-        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, "h", "img")));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, "rotated", "img")));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, "h", "img")));
+        let a = deployment(&cgs, 2, false, "h", "img");
+        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "h", "img")));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "rotated", "img")));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, false, "h", "img")));
+        let paused = deployment(&cgs, 2, true, "h", "img");
+        assert_eq!(paused.spec.as_ref().unwrap().paused, Some(true));
+        assert_eq!(a.spec.as_ref().unwrap().paused, None, "unpaused: the field is left out, so apply takes it back");
+        assert_ne!(applied_hash(&a), applied_hash(&paused));
     }
 
     #[test]
     fn spec_image_overrides_the_default() {
         let mut cgs = fixtures::subscription();
         cgs.spec.worker.image = "registry.example/iotsub-worker:1".into();
-        let d = deployment(&cgs, 2, "h", "iotsub-worker");
+        let d = deployment(&cgs, 2, false, "h", "iotsub-worker");
         assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/iotsub-worker:1"));
     }
 }

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod platform;
+pub mod rollout;
 pub mod status;
 pub mod telemetry;
 

@@ -19,7 +19,7 @@ use iotsub_tests::{
     wait_until,
     worker::SinkServer,
 };
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::{Event, Pod}};
 use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 
@@ -78,6 +78,8 @@ struct Sample {
     ours_connected: usize,
     others_connected: usize,
     reason: String,
+    /// The worker Deployment is paused (a rollout waits for a replaced pod's connection to close).
+    paused: bool,
 }
 
 #[derive(Default)]
@@ -94,7 +96,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(emulator: &Emulator, api: Api<ConsumerGroupSubscription>) -> Recorder {
+    fn start(emulator: &Emulator, api: Api<ConsumerGroupSubscription>, deployments: Api<Deployment>) -> Recorder {
         let started = Instant::now();
         let recording = Arc::new(Mutex::new(Recording::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -109,6 +111,7 @@ impl Recorder {
                 };
                 let status = api.get("meters").await.ok().and_then(|c| c.status);
                 let status = status.unwrap_or_default(); // zeros before the subscription exists
+                let paused = deployments.get_opt("meters").await.ok().flatten().and_then(|d| d.spec?.paused).unwrap_or(false);
                 if let Some(group) = group {
                     let clients: Vec<&str> = group["clients"].as_array().into_iter().flatten().filter_map(|c| c["clientId"].as_str()).collect();
                     let others = clients.iter().filter(|id| id.starts_with("other-team-")).count();
@@ -121,6 +124,7 @@ impl Recorder {
                         ours_connected: clients.len() - others,
                         others_connected: others,
                         reason: status.condition("Autoscaling").map(|c| c.reason.clone()).unwrap_or_default(),
+                        paused,
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,7 +236,7 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     let api: Api<ConsumerGroupSubscription> = ns.api();
 
     // A backlog built over a few seconds while nothing consumes.
-    let recorder = Recorder::start(&emulator, api.clone());
+    let recorder = Recorder::start(&emulator, api.clone(), ns.api());
     recorder.phase("devices publish, nothing consumes");
     let mut published = Vec::new();
     for _ in 0..4 {
@@ -316,8 +320,12 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     let decisions: Vec<&str> = log.lines().filter(|l| l.contains("autoscaler changes")).collect();
     assert!(lowest >= 4, "the rollout takes one pod's place at most, not {lowest}; the operator's decisions:\n{}", decisions.join("\n"));
     assert_eq!(cap_refusals(&emulator).await?, Vec::<Value>::new(), "no client refused for the cap during the rollout");
-    let most = recorder.samples().iter().map(|s| s.ours_connected + s.others_connected).max().unwrap_or(0);
+    let rollout: Vec<Sample> = recorder.samples().into_iter().filter(|s| s.t >= rotated_at).collect();
+    let most = rollout.iter().map(|s| s.ours_connected + s.others_connected).max().unwrap_or(0);
     assert!(most <= CAP, "at most {CAP} clients at any sample, saw {most}");
+    assert!(rollout.iter().any(|s| s.paused), "the rollout paused while a replaced pod closed its connection");
+    let deployment = ns.api::<Deployment>().get("meters").await?;
+    assert_eq!(deployment.spec.and_then(|s| s.paused), None, "and is not left paused");
 
     // The backlog can't be read: the count holds where it is instead of following stale figures.
     manifest["spec"]["autoscaling"]["minReplicas"] = json!(1);
