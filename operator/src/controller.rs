@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::{Duration, Instant}};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use iotsub_crds::{ConsumerGroupSubscription, SecretKeyRef};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use k8s_openapi::api::core::v1::Pod;
@@ -27,7 +27,12 @@ pub enum Error {
     ApplyDeployment(#[source] kube::Error),
     #[error("writing status: {0}")]
     WriteStatus(#[source] kube::Error),
+    #[error("the watch caches of {0} are not filled yet")]
+    CachesNotReady(String),
 }
+
+/// How long a reconcile waits for the watch caches before it gives up and is retried.
+const CACHES_READY_WITHIN: Duration = Duration::from_secs(10);
 
 impl Error {
     /// The `error` label of `iotsub_operator_reconcile_errors_total`.
@@ -35,6 +40,7 @@ impl Error {
         match self {
             Error::ApplyDeployment(_) => "apply_deployment",
             Error::WriteStatus(_) => "write_status",
+            Error::CachesNotReady(_) => "caches_not_ready",
         }
     }
 }
@@ -110,7 +116,21 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
                 let stores = stores.clone();
                 async move {
                     // The first reconciles must not see empty caches (and create what exists).
-                    let _ = tokio::join!(stores.deployments.wait_until_ready(), stores.pods.wait_until_ready(), stores.secrets.wait_until_ready());
+                    // Bounded, so a cache that never fills shows up in the log and is retried.
+                    let ready = async {
+                        tokio::join!(stores.deployments.wait_until_ready(), stores.pods.wait_until_ready(), stores.secrets.wait_until_ready())
+                    };
+                    if tokio::time::timeout(CACHES_READY_WITHIN, ready).await.is_err() {
+                        let not_ready: Vec<&str> = [
+                            ("deployments", stores.deployments.wait_until_ready().now_or_never().is_some()),
+                            ("pods", stores.pods.wait_until_ready().now_or_never().is_some()),
+                            ("secrets", stores.secrets.wait_until_ready().now_or_never().is_some()),
+                        ]
+                            .into_iter()
+                            .filter_map(|(name, ready)| (!ready).then_some(name))
+                            .collect();
+                        return Err(Error::CachesNotReady(not_ready.join(", ")));
+                    }
                     reconcile(cgs, ctx).await
                 }
             },

@@ -15,6 +15,12 @@ impl Operator {
     /// Starts the operator with `args` (besides `--http-addr 127.0.0.1:0`) and waits for its HTTP
     /// address in its log.
     pub async fn start(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<Operator> {
+        let filter = std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info".into());
+        Self::start_logging(kubeconfig, args, &filter).await
+    }
+
+    /// [`Operator::start`] with the log filter `RUST_LOG` (e.g. `info,kube_runtime=debug`).
+    pub async fn start_logging(kubeconfig: &std::path::Path, args: &[&str], filter: &str) -> anyhow::Result<Operator> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("operator.log");
         let mut command = Command::new(binary("iotsub-operator"));
@@ -22,7 +28,7 @@ impl Operator {
             .args(["--http-addr", "127.0.0.1:0"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", filter)
             .env_remove("POD_NAME")
             .stdout(std::fs::File::create(dir.path().join("stdout.log"))?)
             .stderr(std::fs::File::create(&log)?);

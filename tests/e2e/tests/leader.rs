@@ -19,7 +19,8 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     let args = ["--watch-namespace", &ns.name, "--lease-namespace", &ns.name, "--lease-seconds", &lease];
     let mut first = Operator::start(&cluster.kubeconfig, &args).await?;
     wait_until("the first replica to lead", Duration::from_secs(30), || async { (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(()) }).await?;
-    let second = Operator::start(&cluster.kubeconfig, &args).await?;
+    // The standby logs its watches: if it ever fails to take over, its log says where it stood.
+    let second = Operator::start_logging(&cluster.kubeconfig, &args, "info,kube_runtime=debug").await?;
     assert_eq!(second.get("/healthz").await?, (200, "ok".into()));
     // The standby stays passive while the leader renews.
     tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 2)).await;
