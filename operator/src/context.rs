@@ -18,6 +18,26 @@ pub struct Stores {
     pub secrets: Store<Secret>,
 }
 
+impl Stores {
+    /// Once every cache has had its first full list.
+    pub async fn wait_until_ready(&self) {
+        let _ = tokio::join!(self.deployments.wait_until_ready(), self.pods.wait_until_ready(), self.secrets.wait_until_ready());
+    }
+
+    /// The caches still waiting for their first full list.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        use futures::FutureExt;
+        [
+            ("deployments", self.deployments.wait_until_ready().now_or_never().is_some()),
+            ("pods", self.pods.wait_until_ready().now_or_never().is_some()),
+            ("secrets", self.secrets.wait_until_ready().now_or_never().is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, ready)| (!ready).then_some(name))
+        .collect()
+    }
+}
+
 pub struct Context {
     pub client: kube::Client,
     pub stores: Stores,

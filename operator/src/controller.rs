@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::{Duration, Instant}};
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use iotsub_crds::{ConsumerGroupSubscription, SecretKeyRef};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use k8s_openapi::api::core::v1::Pod;
@@ -117,19 +117,8 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
                 async move {
                     // The first reconciles must not see empty caches (and create what exists).
                     // Bounded, so a cache that never fills shows up in the log and is retried.
-                    let ready = async {
-                        tokio::join!(stores.deployments.wait_until_ready(), stores.pods.wait_until_ready(), stores.secrets.wait_until_ready())
-                    };
-                    if tokio::time::timeout(CACHES_READY_WITHIN, ready).await.is_err() {
-                        let not_ready: Vec<&str> = [
-                            ("deployments", stores.deployments.wait_until_ready().now_or_never().is_some()),
-                            ("pods", stores.pods.wait_until_ready().now_or_never().is_some()),
-                            ("secrets", stores.secrets.wait_until_ready().now_or_never().is_some()),
-                        ]
-                            .into_iter()
-                            .filter_map(|(name, ready)| (!ready).then_some(name))
-                            .collect();
-                        return Err(Error::CachesNotReady(not_ready.join(", ")));
+                    if tokio::time::timeout(CACHES_READY_WITHIN, stores.wait_until_ready()).await.is_err() {
+                        return Err(Error::CachesNotReady(stores.not_ready().join(", ")));
                     }
                     reconcile(cgs, ctx).await
                 }
@@ -186,13 +175,15 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         observed.pods.iter().any(|pod| pod.annotations().get(desired::CREDENTIALS_HASH_ANNOTATION) != Some(current))
     });
     let autoscaling = cgs.spec.autoscaling.as_ref().filter(|a| a.enabled);
-    let (desired_replicas, autoscaling_condition) = match autoscaling {
-        None => (desired::static_replicas(cgs), None),
+    // Without autoscaling the platform is asked only after the apply, so nothing is read yet.
+    let (desired_replicas, autoscaling_condition, reading) = match autoscaling {
+        None => (desired::static_replicas(cgs), None, None),
         Some(autoscaling) => {
             // The backlog decides the count, so the platform is asked before anything is applied.
             observe::observe_platform(ctx, cgs, &mut observed, &now).await;
-            let (replicas, condition) = autoscale(ctx, cgs, autoscaling, &observed, rotated || replacing, now_at);
-            (replicas, Some(condition))
+            let reading = observe::reading(&observed, &cgs.name_any(), cgs.spec.connection.connections_per_pod);
+            let (replicas, condition) = autoscale(ctx, cgs, autoscaling, &observed, reading, rotated || replacing, now_at);
+            (replicas, Some(condition), reading)
         }
     };
     let running_pods = observed.pods.iter().filter(|pod| pod.metadata.deletion_timestamp.is_none()).count();
@@ -204,7 +195,7 @@ async fn reconcile_stages(cgs: &ConsumerGroupSubscription, ctx: &Context) -> Res
         desired: desired_replicas,
         running_pods,
         terminating_pods: observed.pods.len() - running_pods,
-        clients_closing: observe::reading(&observed, &cgs.name_any(), cgs.spec.connection.connections_per_pod).is_some_and(|r| r.draining > 0),
+        clients_closing: reading.is_some_and(|r| r.draining > 0),
     };
     let plan = rollout::plan(&view);
     let making_room = plan.making_room(&view);
@@ -248,6 +239,7 @@ fn autoscale(
     cgs: &ConsumerGroupSubscription,
     autoscaling: &iotsub_crds::Autoscaling,
     observed: &observe::Observed,
+    reading: Option<autoscale::Reading>,
     rolling_out: bool,
     now: time::OffsetDateTime,
 ) -> (i32, status::AutoscalingCondition) {
@@ -262,7 +254,7 @@ fn autoscale(
     let input = autoscale::Input {
         policy: &policy,
         current,
-        reading: observe::reading(observed, &cgs.name_any(), policy.connections_per_pod),
+        reading,
         rolling_out,
         last_scale,
         now,

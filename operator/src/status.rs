@@ -81,16 +81,14 @@ pub fn status(
     } else {
         (conditions::FALSE, reason::CLIENTS_NOT_CONNECTED, format!("{connected_ours} of {} connected", plural(ours.len() as i32, "client")))
     };
-    let autoscaling_condition = match autoscaling {
-        None => (conditions::FALSE, reason::DISABLED, format!("autoscaling is not enabled: spec.replicas ({desired_replicas}) is used")),
-        // A steady count keeps the reason of the last change, which says why it is what it is.
-        Some((_, reason::STEADY, _))
-            if previous.condition(conditions::AUTOSCALING).is_some_and(|c| c.reason == reason::SCALED_UP || c.reason == reason::SCALED_DOWN) =>
-        {
-            let last = previous.condition(conditions::AUTOSCALING).expect("checked");
-            (conditions::TRUE, if last.reason == reason::SCALED_UP { reason::SCALED_UP } else { reason::SCALED_DOWN }, last.message.clone())
-        }
-        Some(explained) => explained,
+    // A steady count keeps the reason of the last change, which says why it is what it is.
+    let last_change = previous
+        .condition(conditions::AUTOSCALING)
+        .and_then(|c| [reason::SCALED_UP, reason::SCALED_DOWN].into_iter().find(|r| *r == c.reason).map(|r| (r, c.message.clone())));
+    let autoscaling_condition = match (autoscaling, last_change) {
+        (None, _) => (conditions::FALSE, reason::DISABLED, format!("autoscaling is not enabled: spec.replicas ({desired_replicas}) is used")),
+        (Some((_, reason::STEADY, _)), Some((last, message))) => (conditions::TRUE, last, message),
+        (Some(explained), _) => explained,
     };
     let condition = |type_: &str, (status, reason, message): (&str, &str, String)| {
         let since = previous
