@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples clean
+.PHONY: all build build-release deps lint unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples clean
 
 all: build
 
@@ -16,6 +16,11 @@ build:
 
 build-release:
 	$(CARGO) build --workspace --bins --release
+
+## Gates: formatting (rustfmt.toml) and clippy with the workspace's lints, warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Tier 1: pure logic.
 unit:

@@ -146,10 +146,7 @@ pub fn sign_login(subscriber: &Subscriber, key: &AccessKey, timestamp_ms: u64) -
     };
     username.validate()?;
     let password = username.password(&key.secret);
-    Ok(SignedLogin {
-        username: username.to_string(),
-        password,
-    })
+    Ok(SignedLogin { username: username.to_string(), password })
 }
 
 /// A parsed username. The key=value pairs may come in any order.
@@ -197,12 +194,7 @@ impl Username {
 
     /// Checks `password` against `secret` in constant time.
     pub fn verify_password(&self, password: &str, secret: &str) -> Result<(), Error> {
-        let ok = hmac_sign::verify_base64(
-            self.sign_method,
-            secret.as_bytes(),
-            self.string_to_sign().as_bytes(),
-            password,
-        );
+        let ok = hmac_sign::verify_base64(self.sign_method, secret.as_bytes(), self.string_to_sign().as_bytes(), password);
         if ok { Ok(()) } else { Err(Error::SignatureMismatch) }
     }
 
@@ -255,9 +247,7 @@ impl FromStr for Username {
     fn from_str(s: &str) -> Result<Self, Error> {
         let malformed = |why: &str| Error::MalformedUsername(why.to_owned());
         let (client_id, rest) = s.split_once('|').ok_or_else(|| malformed("expected `clientId|key=value,…|`"))?;
-        let params = rest
-            .strip_suffix('|')
-            .ok_or_else(|| malformed("the parameter block must end with `|`"))?;
+        let params = rest.strip_suffix('|').ok_or_else(|| malformed("the parameter block must end with `|`"))?;
         if params.contains('|') {
             return Err(malformed("more than two `|` separators"));
         }
@@ -265,9 +255,8 @@ impl FromStr for Username {
         let mut fields = Fields::default();
         for pair in params.split(',').filter(|p| !p.is_empty()) {
             // Split at the first `=` only: STS tokens may end in base64 padding.
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| Error::MalformedUsername(format!("`{}` is not key=value", key_only(pair))))?;
+            let (key, value) =
+                pair.split_once('=').ok_or_else(|| Error::MalformedUsername(format!("`{}` is not key=value", key_only(pair))))?;
             fields.set(key, value)?;
         }
 
@@ -288,7 +277,11 @@ impl FromStr for Username {
 
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}|authMode={},signMethod={},timestamp={},authId={}", self.client_id, self.auth_mode, self.sign_method, self.timestamp, self.auth_id)?;
+        write!(
+            f,
+            "{}|authMode={},signMethod={},timestamp={},authId={}",
+            self.client_id, self.auth_mode, self.sign_method, self.timestamp, self.auth_id
+        )?;
         if let Some(instance) = &self.instance_id {
             write!(f, ",iotInstanceId={instance}")?;
         }
@@ -428,7 +421,10 @@ mod tests {
             ("c|authMode=token,signMethod=hmacsha1,timestamp=1,authId=a,consumerGroupId=G|", Error::UnknownAuthMode("token".into())),
             ("c|authMode=aksign,signMethod=hmacsha1,timestamp=soon,authId=a,consumerGroupId=G|", Error::InvalidTimestamp("soon".into())),
             ("c|authMode=ststoken,signMethod=hmacsha1,timestamp=1,authId=a,consumerGroupId=G|", Error::SecurityTokenMissing),
-            ("c|authMode=aksign,authMode=aksign,signMethod=hmacsha1,timestamp=1,authId=a,consumerGroupId=G|", Error::DuplicateField("authMode".into())),
+            (
+                "c|authMode=aksign,authMode=aksign,signMethod=hmacsha1,timestamp=1,authId=a,consumerGroupId=G|",
+                Error::DuplicateField("authMode".into()),
+            ),
             ("|authMode=aksign,signMethod=hmacsha1,timestamp=1,authId=a,consumerGroupId=G|", Error::EmptyClientId),
             ("c|authMode=aksign,garbage,timestamp=1|", Error::MalformedUsername("`garbage` is not key=value".into())),
         ];

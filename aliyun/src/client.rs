@@ -9,7 +9,11 @@ use std::{
 
 use time::OffsetDateTime;
 
-use crate::{amqp::AccessKey, consumer_group::{ConsumerGroupStatus, GatewayError}, openapi};
+use crate::{
+    amqp::AccessKey,
+    consumer_group::{ConsumerGroupStatus, GatewayError},
+    openapi,
+};
 
 /// The platform's OpenAPI rate: calls per second per AccessKey.
 pub const CALLS_PER_SECOND: f64 = 5.0;
@@ -185,21 +189,16 @@ impl OpenApiClient {
 /// Turns an HTTP answer into a status or the error it says.
 pub fn parse_answer(status: u16, body: &[u8]) -> Result<ConsumerGroupStatus, CallError> {
     if !(200..300).contains(&status) {
-        let gateway: GatewayError = serde_json::from_slice(body)
-            .map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
+        let gateway: GatewayError = serde_json::from_slice(body).map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
         return Err(if is_credential_code(&gateway.code) {
             CallError::Refused { code: gateway.code, message: gateway.message }
         } else {
             CallError::Platform { code: gateway.code, message: gateway.message }
         });
     }
-    let answer: ConsumerGroupStatus =
-        serde_json::from_slice(body).map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
+    let answer: ConsumerGroupStatus = serde_json::from_slice(body).map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
     if !answer.success {
-        return Err(CallError::Platform {
-            code: answer.code.unwrap_or_default(),
-            message: answer.error_message.unwrap_or_default(),
-        });
+        return Err(CallError::Platform { code: answer.code.unwrap_or_default(), message: answer.error_message.unwrap_or_default() });
     }
     Ok(answer)
 }

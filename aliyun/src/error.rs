@@ -34,9 +34,5 @@ pub enum Error {
     #[error("request lacks the parameter `{0}`")]
     MissingParameter(&'static str),
     #[error("parameter `{name}` is `{value}`, expected {expected}")]
-    UnsupportedParameter {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    UnsupportedParameter { name: &'static str, value: String, expected: &'static str },
 }

@@ -1,7 +1,10 @@
 //! HMAC in the three flavours the platform accepts, base64-encoded.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use hmac::{Mac, SimpleHmac, digest::{Digest, KeyInit, core_api::BlockSizeUser}};
+use hmac::{
+    Mac, SimpleHmac,
+    digest::{Digest, KeyInit, core_api::BlockSizeUser},
+};
 
 use crate::amqp::SignMethod;
 

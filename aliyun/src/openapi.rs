@@ -27,15 +27,11 @@ pub fn percent_encode(s: &str) -> String {
 
 /// `YYYY-MM-DDThh:mm:ssZ` in UTC.
 pub fn format_timestamp(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(TIMESTAMP_FORMAT)
-        .expect("a UTC date formats")
+    at.to_offset(time::UtcOffset::UTC).format(TIMESTAMP_FORMAT).expect("a UTC date formats")
 }
 
 pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
-    time::PrimitiveDateTime::parse(text, TIMESTAMP_FORMAT)
-        .ok()
-        .map(|t| t.assume_utc())
+    time::PrimitiveDateTime::parse(text, TIMESTAMP_FORMAT).ok().map(|t| t.assume_utc())
 }
 
 /// The common parameters of an RPC call; add the action's own parameters, then [`sign`].

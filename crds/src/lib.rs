@@ -35,10 +35,7 @@ mod tests {
     fn committed_crds_match_the_types() {
         let generated = crd_yaml();
         for file in [CRD_FILE, CHART_CRD_FILE] {
-            assert!(
-                workspace_file(file) == generated,
-                "{file} drifted from the Rust types: run `cargo run -p iotsub-crds --bin crdgen`"
-            );
+            assert!(workspace_file(file) == generated, "{file} drifted from the Rust types: run `cargo run -p iotsub-crds --bin crdgen`");
         }
     }
 
@@ -52,8 +49,7 @@ mod tests {
         assert_eq!(version["name"], "v1alpha1");
         assert_eq!(version["subresources"]["scale"]["specReplicasPath"], ".spec.replicas");
         assert_eq!(version["subresources"]["scale"]["labelSelectorPath"], ".status.selector");
-        let columns: Vec<_> =
-            version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let columns: Vec<_> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(columns, ["Group", "Desired", "Ready", "Backlog", "Clients", "Age"]);
         let text = crd.to_string();
         assert!(text.contains("x-kubernetes-validations"), "CEL rules are in the schema");

@@ -107,10 +107,8 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     let dropped = match group.register(NewClient { conn, client_id: username.client_id.clone(), remote, idle_time_out_ms: idle }) {
         Ok(token) => token,
         Err(_) => {
-            let reason = format!(
-                "consumer group {} already has {} clients, the limit",
-                username.consumer_group_id, limits.client_cap_per_group
-            );
+            let reason =
+                format!("consumer group {} already has {} clients, the limit", username.consumer_group_id, limits.client_cap_per_group);
             refuse_open("amqp:resource-limit-exceeded", reason.clone());
             return close_and_cut(&mut connection, amqp_error(AmqpError::ResourceLimitExceeded, &reason), &cut).await;
         }
@@ -122,16 +120,15 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
         ClientEnd::Refused { condition, reason } => {
             platform.refuse(refusal(remote, Some(username), "link", condition, reason.clone()));
         }
-        ClientEnd::Gone(why) => tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, why = %why, "client disconnected"),
+        ClientEnd::Gone(why) => {
+            tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, why = %why, "client disconnected")
+        }
         ClientEnd::Closed => {}
     }
     match outcome {
         ClientEnd::Refused { condition, reason } => {
-            let condition: definitions::ErrorCondition = if condition == "amqp:connection:forced" {
-                ConnectionError::ConnectionForced.into()
-            } else {
-                AmqpError::NotAllowed.into()
-            };
+            let condition: definitions::ErrorCondition =
+                if condition == "amqp:connection:forced" { ConnectionError::ConnectionForced.into() } else { AmqpError::NotAllowed.into() };
             close_and_cut(&mut connection, amqp_error(condition, &reason), &cut).await;
         }
         ClientEnd::Gone(_) => {
@@ -166,7 +163,10 @@ impl Drop for Registration {
 }
 
 enum ClientEnd {
-    Refused { condition: &'static str, reason: String },
+    Refused {
+        condition: &'static str,
+        reason: String,
+    },
     Gone(String),
     /// Already closed, with the reason recorded.
     Closed,
@@ -314,8 +314,12 @@ async fn refuse_link(
     let error = amqp_error(AmqpError::NotAllowed, reason);
     let closed = match acceptor.accept_incoming_attach(attach, session).await {
         // A peer that never answers the detach must not stall the connection.
-        Ok(LinkEndpoint::Sender(link)) => timeout(CLOSE_GRACE, link.close_with_error(error)).await.ok().and_then(|r| r.err()).map(|e| e.to_string()),
-        Ok(LinkEndpoint::Receiver(link)) => timeout(CLOSE_GRACE, link.close_with_error(error)).await.ok().and_then(|r| r.err()).map(|e| e.to_string()),
+        Ok(LinkEndpoint::Sender(link)) => {
+            timeout(CLOSE_GRACE, link.close_with_error(error)).await.ok().and_then(|r| r.err()).map(|e| e.to_string())
+        }
+        Ok(LinkEndpoint::Receiver(link)) => {
+            timeout(CLOSE_GRACE, link.close_with_error(error)).await.ok().and_then(|r| r.err()).map(|e| e.to_string())
+        }
         Err(e) => Some(e.to_string()),
     };
     if let Some(e) = closed {

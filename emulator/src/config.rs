@@ -126,11 +126,7 @@ impl Config {
 
     fn with_defaults(mut self) -> Config {
         if self.accounts.is_empty() {
-            self.accounts.push(Account {
-                access_key_id: "demo".into(),
-                access_key_secret: "demo-secret".into(),
-                security_token: None,
-            });
+            self.accounts.push(Account { access_key_id: "demo".into(), access_key_secret: "demo-secret".into(), security_token: None });
         }
         if self.instances.is_empty() {
             self.instances.push(Instance { id: String::new(), consumer_groups: vec!["DEFAULT_GROUP".into()] });

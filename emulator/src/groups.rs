@@ -531,9 +531,8 @@ impl GroupState {
             if !self.stacked_bucket.take(now) {
                 return Some(self.stacked_bucket.wait_time(now).max(Duration::from_millis(1)));
             }
-            let attached: Vec<usize> = (0..self.waiting.len())
-                .filter(|&i| self.clients.get(&self.waiting[i].0).is_some_and(|c| c.attached))
-                .collect();
+            let attached: Vec<usize> =
+                (0..self.waiting.len()).filter(|&i| self.clients.get(&self.waiting[i].0).is_some_and(|c| c.attached)).collect();
             if attached.is_empty() {
                 return None;
             }
@@ -615,7 +614,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_cap_counts_registered_clients() {
-        let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, Arc::new(Limits { client_cap_per_group: 2, ..Limits::default() }));
+        let group = Group::new(
+            GroupKey { instance_id: "".into(), consumer_group_id: "G".into() },
+            Arc::new(Limits { client_cap_per_group: 2, ..Limits::default() }),
+        );
         group.register(client(1)).unwrap();
         group.register(client(2)).unwrap();
         assert_eq!(group.register(client(3)).unwrap_err(), CapExceeded::Clients { cap: 2 });
@@ -625,7 +627,10 @@ mod tests {
 
     #[tokio::test]
     async fn failed_deliveries_come_back_with_the_same_message_id() {
-        let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, Arc::new(Limits { stacked_retry_after_ms: 0, ..(*limits()).clone() }));
+        let group = Group::new(
+            GroupKey { instance_id: "".into(), consumer_group_id: "G".into() },
+            Arc::new(Limits { stacked_retry_after_ms: 0, ..(*limits()).clone() }),
+        );
         tokio::spawn(group.clone().run_dispatcher());
         group.register(client(1)).unwrap();
         group.attach(1);
@@ -706,11 +711,23 @@ mod tests {
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits);
         group.publish((0..20).map(message));
         let mut state = group.lock();
-        state.clients.insert(1, Client {
-            client_id: "c".into(), remote: "127.0.0.1:1".parse().unwrap(), connected_since_ms: 0, idle_time_out_ms: None,
-            attached: true, in_flight: 0, delivered: 0, acknowledged: 0, realtime_bucket: TokenBucket::new(0, Instant::now()),
-            consumed_realtime: PerMinute::default(), consumed_stacked: PerMinute::default(), drop: CancellationToken::new(),
-        });
+        state.clients.insert(
+            1,
+            Client {
+                client_id: "c".into(),
+                remote: "127.0.0.1:1".parse().unwrap(),
+                connected_since_ms: 0,
+                idle_time_out_ms: None,
+                attached: true,
+                in_flight: 0,
+                delivered: 0,
+                acknowledged: 0,
+                realtime_bucket: TokenBucket::new(0, Instant::now()),
+                consumed_realtime: PerMinute::default(),
+                consumed_stacked: PerMinute::default(),
+                drop: CancellationToken::new(),
+            },
+        );
         let mut receivers = Vec::new();
         for _ in 0..20 {
             let (tx, rx) = oneshot::channel();

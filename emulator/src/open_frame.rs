@@ -83,10 +83,7 @@ impl OpenScanner {
                 return ScanResult::GaveUp(format!("data offset {doff} is below the header size"));
             }
             return match serde_amqp::from_slice::<Open>(&frame[doff..]) {
-                Ok(open) => ScanResult::Found(RemoteOpen {
-                    container_id: open.container_id,
-                    idle_time_out_ms: open.idle_time_out,
-                }),
+                Ok(open) => ScanResult::Found(RemoteOpen { container_id: open.container_id, idle_time_out_ms: open.idle_time_out }),
                 Err(e) => ScanResult::GaveUp(format!("first AMQP frame is not an Open: {e}")),
             };
         }
@@ -112,7 +109,8 @@ impl<S> std::fmt::Debug for OpenObserver<S> {
 impl<S> OpenObserver<S> {
     pub fn new(inner: S, cut: CancellationToken) -> (Self, Arc<OnceLock<RemoteOpen>>) {
         let seen = Arc::new(OnceLock::new());
-        let observer = OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone(), cut: Box::pin(cut.cancelled_owned()) };
+        let observer =
+            OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone(), cut: Box::pin(cut.cancelled_owned()) };
         (observer, seen)
     }
 }

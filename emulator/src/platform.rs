@@ -211,13 +211,23 @@ mod tests {
 
     fn platform() -> Arc<Platform> {
         let mut config = Config::default();
-        config.accounts.push(Account { access_key_id: "sts".into(), access_key_secret: "sts-secret".into(), security_token: Some("STS.good".into()) });
+        config.accounts.push(Account {
+            access_key_id: "sts".into(),
+            access_key_secret: "sts-secret".into(),
+            security_token: Some("STS.good".into()),
+        });
         config.instances.push(Instance { id: "iot-1".into(), consumer_groups: vec!["G1".into()] });
         Platform::new(&config)
     }
 
     fn login(instance: Option<&str>, group: &str, key: &AccessKey, mode: AuthMode) -> (String, String) {
-        let sub = Subscriber { client_id: "c".into(), instance_id: instance.map(Into::into), consumer_group_id: group.into(), auth_mode: mode, sign_method: SignMethod::HmacSha256 };
+        let sub = Subscriber {
+            client_id: "c".into(),
+            instance_id: instance.map(Into::into),
+            consumer_group_id: group.into(),
+            auth_mode: mode,
+            sign_method: SignMethod::HmacSha256,
+        };
         let signed = sign_login(&sub, key, epoch_ms() as u64).unwrap();
         (signed.username, signed.password)
     }

@@ -104,10 +104,7 @@ impl PerMinute {
     }
 
     pub fn total(&self, second: u64) -> u64 {
-        (0..60)
-            .filter(|&i| second.saturating_sub(self.stamps[i]) < 60 && self.stamps[i] <= second)
-            .map(|i| self.buckets[i])
-            .sum()
+        (0..60).filter(|&i| second.saturating_sub(self.stamps[i]) < 60 && self.stamps[i] <= second).map(|i| self.buckets[i]).sum()
     }
 }
 

@@ -61,12 +61,7 @@ fn gateway_error(status: StatusCode, code: &str, message: String) -> Reply {
 }
 
 fn business_error(code: &str, message: &str) -> Reply {
-    let body = ActionResult {
-        request_id: request_id(),
-        success: false,
-        code: Some(code.into()),
-        error_message: Some(message.into()),
-    };
+    let body = ActionResult { request_id: request_id(), success: false, code: Some(code.into()), error_message: Some(message.into()) };
     (StatusCode::OK, serde_json::to_value(body).expect("serializable"))
 }
 
@@ -127,9 +122,15 @@ impl OpenApi {
     }
 
     fn authenticate(&self, params: &Params) -> Result<(), Reply> {
-        for required in ["AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "Action", "Version", "SignatureMethod", "SignatureVersion"] {
+        for required in
+            ["AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "Action", "Version", "SignatureMethod", "SignatureVersion"]
+        {
             if !params.contains_key(required) {
-                return Err(gateway_error(StatusCode::BAD_REQUEST, "MissingParameter", format!("The input parameter {required} that is mandatory for processing this request is not supplied.")));
+                return Err(gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "MissingParameter",
+                    format!("The input parameter {required} that is mandatory for processing this request is not supplied."),
+                ));
             }
         }
         let access_key_id = &params["AccessKeyId"];
@@ -137,7 +138,11 @@ impl OpenApi {
             return Err(gateway_error(StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound", "Specified access key is not found.".into()));
         };
         if params["Version"] != openapi::IOT_API_VERSION {
-            return Err(gateway_error(StatusCode::BAD_REQUEST, "InvalidVersion", format!("Specified parameter Version {} is not valid; expected {}.", params["Version"], openapi::IOT_API_VERSION)));
+            return Err(gateway_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidVersion",
+                format!("Specified parameter Version {} is not valid; expected {}.", params["Version"], openapi::IOT_API_VERSION),
+            ));
         }
         match openapi::verify("GET", params, secret) {
             Ok(()) => {}
@@ -145,16 +150,29 @@ impl OpenApi {
                 return Err(gateway_error(
                     StatusCode::BAD_REQUEST,
                     "SignatureDoesNotMatch",
-                    format!("Specified signature is not matched with our calculation. server string to sign is:{}", openapi::string_to_sign("GET", params)),
+                    format!(
+                        "Specified signature is not matched with our calculation. server string to sign is:{}",
+                        openapi::string_to_sign("GET", params)
+                    ),
                 ));
             }
             Err(e) => return Err(gateway_error(StatusCode::BAD_REQUEST, "InvalidParameter", e.to_string())),
         }
         let now_wall = OffsetDateTime::now_utc();
         match openapi::parse_timestamp(&params["Timestamp"]) {
-            None => return Err(gateway_error(StatusCode::BAD_REQUEST, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.".into())),
+            None => {
+                return Err(gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidTimeStamp.Format",
+                    "Specified time stamp or date value is not well formatted.".into(),
+                ));
+            }
             Some(at) if (now_wall - at).unsigned_abs() > REPLAY_WINDOW => {
-                return Err(gateway_error(StatusCode::BAD_REQUEST, "InvalidTimeStamp.Expired", format!("Specified time stamp or date value is expired. Timestamp {}", params["Timestamp"])));
+                return Err(gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidTimeStamp.Expired",
+                    format!("Specified time stamp or date value is expired. Timestamp {}", params["Timestamp"]),
+                ));
             }
             Some(_) => {}
         }
@@ -163,7 +181,11 @@ impl OpenApi {
             let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
             nonces.retain(|_, seen| now.saturating_duration_since(*seen) < REPLAY_WINDOW);
             if nonces.insert(format!("{access_key_id}/{}", params["SignatureNonce"]), now).is_some() {
-                return Err(gateway_error(StatusCode::BAD_REQUEST, "SignatureNonceUsed", "Specified signature nonce was used already.".into()));
+                return Err(gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "SignatureNonceUsed",
+                    "Specified signature nonce was used already.".into(),
+                ));
             }
         }
         let rate = self.platform.limits.openapi_rate_per_account;
@@ -295,7 +317,10 @@ mod tests {
         assert!(body["RequestId"].is_string());
 
         let (_, body) = api.handle(signed("QueryConsumerGroupStatus", &[("GroupId", "NOPE")], "demo-secret", "n3"));
-        assert_eq!((body["Success"].clone(), body["Code"].clone()), (Value::Bool(false), Value::from("iot.consumergroup.NotExistedConsumerGroup")));
+        assert_eq!(
+            (body["Success"].clone(), body["Code"].clone()),
+            (Value::Bool(false), Value::from("iot.consumergroup.NotExistedConsumerGroup"))
+        );
 
         let (status, body) = api.handle(signed("QueryConsumerGroupStatus", &[("GroupId", "DEFAULT_GROUP")], "demo-secret", "n1"));
         assert_eq!((status, body["Code"].as_str()), (StatusCode::BAD_REQUEST, Some("SignatureNonceUsed")));

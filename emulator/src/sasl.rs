@@ -36,7 +36,10 @@ impl PlatformSasl {
 
     fn decide(&self, init: &SaslInit) -> SaslDecision {
         if init.mechanism.as_str() != "PLAIN" {
-            return SaslDecision::Refused { username: None, reason: format!("SASL mechanism {} is not supported; use PLAIN", init.mechanism.as_str()) };
+            return SaslDecision::Refused {
+                username: None,
+                reason: format!("SASL mechanism {} is not supported; use PLAIN", init.mechanism.as_str()),
+            };
         }
         let Some(response) = init.initial_response.as_ref() else {
             return SaslDecision::Refused { username: None, reason: "SASL PLAIN without an initial response".into() };

@@ -56,7 +56,9 @@ pub async fn run(group: Arc<Group>, platform: Arc<Platform>, rate: u32, devices:
         let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         if due > sent {
             let mut rng = rand::rng();
-            let batch: Vec<_> = (sent..due).map(|i| Arc::new(device_message(&platform.message_ids, (i % devices.max(1) as u64) as u32, &mut rng))).collect();
+            let batch: Vec<_> = (sent..due)
+                .map(|i| Arc::new(device_message(&platform.message_ids, (i % devices.max(1) as u64) as u32, &mut rng)))
+                .collect();
             group.publish(batch);
             sent = due;
         }

@@ -2,7 +2,10 @@
 
 use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::{Api, Resource, ResourceExt, api::{Patch, PatchParams}};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
 use serde_json::json;
 
 use crate::context::MANAGER;

@@ -72,13 +72,24 @@ pub struct Input<'a> {
 /// Why the replica count is what it is; the Autoscaling condition's reason.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    ScaledUp { from: i32 },
-    ScaledDown { from: i32 },
+    ScaledUp {
+        from: i32,
+    },
+    ScaledDown {
+        from: i32,
+    },
     /// The backlog asks for `wanted`, but only `allowed` fit under the cap (for now: `draining`
     /// of our clients still hold their places).
-    CappedByClientLimit { wanted: i32, allowed: i32, draining: i32 },
+    CappedByClientLimit {
+        wanted: i32,
+        allowed: i32,
+        draining: i32,
+    },
     /// The backlog allows `recommended`; the count holds until the window has passed.
-    StabilizingScaleDown { recommended: i32, until: OffsetDateTime },
+    StabilizingScaleDown {
+        recommended: i32,
+        until: OffsetDateTime,
+    },
     Steady,
     BacklogUnavailable,
 }
@@ -156,9 +167,8 @@ pub fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
 /// The Autoscaling condition for `decision`: (status, reason, message).
 pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'static str, String) {
     let policy = input.policy;
-    let backlog = input.reading.map_or_else(String::new, |r| {
-        format!("backlog {} at {} per replica", r.backlog, policy.target_backlog_per_replica)
-    });
+    let backlog =
+        input.reading.map_or_else(String::new, |r| format!("backlog {} at {} per replica", r.backlog, policy.target_backlog_per_replica));
     let to = decision.replicas;
     match &decision.outcome {
         Outcome::ScaledUp { from } => (conditions::TRUE, reason::SCALED_UP, format!("scaled up from {from} to {to}: {backlog}")),
@@ -179,12 +189,17 @@ pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'sta
         Outcome::StabilizingScaleDown { recommended, until } => (
             conditions::TRUE,
             reason::STABILIZING_SCALE_DOWN,
-            format!("{backlog} allows {recommended}; holding {to} until {} (scale-down stabilization window)", crate::status::rfc3339(*until)),
+            format!(
+                "{backlog} allows {recommended}; holding {to} until {} (scale-down stabilization window)",
+                crate::status::rfc3339(*until)
+            ),
         ),
         Outcome::Steady => (conditions::TRUE, reason::STEADY, format!("{to} replicas: {backlog}")),
-        Outcome::BacklogUnavailable => {
-            (conditions::FALSE, reason::BACKLOG_UNAVAILABLE, format!("holding {to} replicas: the backlog can't be read (see BacklogAvailable)"))
-        }
+        Outcome::BacklogUnavailable => (
+            conditions::FALSE,
+            reason::BACKLOG_UNAVAILABLE,
+            format!("holding {to} replicas: the backlog can't be read (see BacklogAvailable)"),
+        ),
     }
 }
 

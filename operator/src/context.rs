@@ -1,10 +1,19 @@
 //! What every reconcile shares.
 
-use std::{collections::HashMap, sync::{Arc, Mutex}};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use iotsub_aliyun::client::OpenApiClient;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::{Pod, Secret}};
-use kube::runtime::{events::{Recorder, Reporter}, reflector::Store};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Pod, Secret},
+};
+use kube::runtime::{
+    events::{Recorder, Reporter},
+    reflector::Store,
+};
 
 use crate::{autoscale::Recent, cli::Args, metrics::Metrics, platform::PlatformObservation};
 

@@ -1,11 +1,14 @@
 //! The reconcile loop: observe → desired → apply → status → Events.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use iotsub_crds::{ConsumerGroupSubscription, SecretKeyRef};
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use kube::{
     Api, ResourceExt,
     runtime::{
@@ -18,7 +21,14 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::{apply, autoscale, context::{Context, Stores}, desired, rollout, events, metrics::ErrorLabels, observe::{self, Credentials}, platform, status};
+use crate::{
+    apply, autoscale,
+    context::{Context, Stores},
+    desired, events,
+    metrics::ErrorLabels,
+    observe::{self, Credentials},
+    platform, rollout, status,
+};
 
 /// What failed, by stage. Messages name the object, never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -251,14 +261,7 @@ fn autoscale(
         .as_ref()
         .and_then(|s| s.last_scale_time.as_deref())
         .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
-    let input = autoscale::Input {
-        policy: &policy,
-        current,
-        reading,
-        rolling_out,
-        last_scale,
-        now,
-    };
+    let input = autoscale::Input { policy: &policy, current, reading, rolling_out, last_scale, now };
     let mut recent = ctx.recent_recommendations.lock().expect("lock");
     let recent = recent.entry(platform::cache_key(cgs)).or_default();
     let decision = autoscale::decide(&input, recent);
@@ -281,9 +284,10 @@ fn autoscale(
 /// in step.
 fn requeue_after(cgs: &ConsumerGroupSubscription, observed: &observe::Observed) -> Duration {
     let interval = platform::poll_interval(cgs).min(Duration::from_secs(60));
-    let throttled = observed.platform.as_ref().is_some_and(|p| {
-        matches!(p.answer, platform::PlatformAnswer::Failed(iotsub_aliyun::client::CallError::Throttled))
-    });
+    let throttled = observed
+        .platform
+        .as_ref()
+        .is_some_and(|p| matches!(p.answer, platform::PlatformAnswer::Failed(iotsub_aliyun::client::CallError::Throttled)));
     if throttled {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         Duration::from_millis(500) + interval.mul_f64(f64::from(nanos % 1000) / 1000.0)

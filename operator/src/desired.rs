@@ -7,11 +7,14 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
+            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
         },
     },
-    apimachinery::pkg::{apis::meta::v1::{LabelSelector, ObjectMeta}, util::intstr::IntOrString},
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
 };
 use kube::{Resource, ResourceExt};
 
@@ -53,11 +56,7 @@ fn labels(name: &str) -> BTreeMap<String, String> {
 
 /// The clientIds a pod opens: its name, or `<pod>-<i>` with several connections (the worker's rule).
 pub fn client_ids(pod_name: &str, connections_per_pod: i32) -> Vec<String> {
-    if connections_per_pod <= 1 {
-        vec![pod_name.to_owned()]
-    } else {
-        (0..connections_per_pod).map(|i| format!("{pod_name}-{i}")).collect()
-    }
+    if connections_per_pod <= 1 { vec![pod_name.to_owned()] } else { (0..connections_per_pod).map(|i| format!("{pod_name}-{i}")).collect() }
 }
 
 /// Replicas when autoscaling is off: `spec.replicas` (the CRD's rules keep it under the cap).
@@ -80,7 +79,13 @@ pub fn applied_hash(deployment: &Deployment) -> Option<&String> {
     deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
 }
 
-fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, credentials_hash: &str, default_image: &str) -> Deployment {
+fn unstamped_deployment(
+    cgs: &ConsumerGroupSubscription,
+    replicas: i32,
+    paused: bool,
+    credentials_hash: &str,
+    default_image: &str,
+) -> Deployment {
     let name = cgs.name_any();
     let spec = &cgs.spec;
     let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
@@ -272,7 +277,10 @@ mod tests {
         assert_eq!(env["IOTSUB_CONSUMER_GROUP_ID"].value.as_deref(), Some("DEFAULT_GROUP"));
         assert_eq!(env["IOTSUB_IDLE_TIMEOUT_MS"].value.as_deref(), Some("60000"));
         let secret_ref = |name: &str| env[name].value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
-        assert_eq!((secret_ref("IOTSUB_ACCESS_KEY_SECRET").name, secret_ref("IOTSUB_ACCESS_KEY_SECRET").key), ("creds".into(), "accessKeySecret".into()));
+        assert_eq!(
+            (secret_ref("IOTSUB_ACCESS_KEY_SECRET").name, secret_ref("IOTSUB_ACCESS_KEY_SECRET").key),
+            ("creds".into(), "accessKeySecret".into())
+        );
         assert_eq!(secret_ref("IOTSUB_CA_PEM").name, "emulator-ca");
         assert!(!env.contains_key("IOTSUB_SECURITY_TOKEN"), "aksign needs no token");
         assert!(env.values().all(|e| e.value.as_deref() != Some("demo-secret")));

@@ -1,7 +1,13 @@
 //! Events: what changed between the previous status and the new one, and reconcile errors.
 
-use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus, conditions::{self, reason}};
-use kube::{Resource, runtime::events::{Event, EventType}};
+use iotsub_crds::{
+    ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus,
+    conditions::{self, reason},
+};
+use kube::{
+    Resource,
+    runtime::events::{Event, EventType},
+};
 
 use crate::context::Context;
 
@@ -21,7 +27,12 @@ pub fn changes(
         secondary: None,
     };
     if deployment_created {
-        events.push(event(EventType::Normal, "Created", "CreateDeployment", format!("created the worker Deployment with {} replicas", after.desired_replicas)));
+        events.push(event(
+            EventType::Normal,
+            "Created",
+            "CreateDeployment",
+            format!("created the worker Deployment with {} replicas", after.desired_replicas),
+        ));
     } else if let Some(before) = before
         && before.desired_replicas != after.desired_replicas
     {
@@ -30,7 +41,12 @@ pub fn changes(
             .condition(conditions::AUTOSCALING)
             .filter(|c| c.status == conditions::TRUE)
             .map_or_else(String::new, |c| format!(" ({}: {})", c.reason, c.message));
-        events.push(event(EventType::Normal, "Scaled", "Scale", format!("scaled from {} to {} replicas{why}", before.desired_replicas, after.desired_replicas)));
+        events.push(event(
+            EventType::Normal,
+            "Scaled",
+            "Scale",
+            format!("scaled from {} to {} replicas{why}", before.desired_replicas, after.desired_replicas),
+        ));
     }
     // The autoscaler being held back deserves a Warning once, when it starts.
     if let Some(now) = after.condition(conditions::AUTOSCALING)
@@ -48,7 +64,11 @@ pub fn changes(
         // Ready says so when it turns (a scale step, True/Scaling, is the Scaled Event's business).
         let changed = was.is_none_or(|w| w.status != now.status || (type_ == conditions::CREDENTIALS_VALID && w.reason != now.reason));
         if changed {
-            let kind = if now.status == conditions::FALSE && type_ == conditions::CREDENTIALS_VALID { EventType::Warning } else { EventType::Normal };
+            let kind = if now.status == conditions::FALSE && type_ == conditions::CREDENTIALS_VALID {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
             if now.status == conditions::TRUE || kind == EventType::Warning || was.is_some() {
                 events.push(event(kind, &now.reason, type_, now.message.clone()));
             }
@@ -67,7 +87,8 @@ pub async fn publish(ctx: &Context, cgs: &ConsumerGroupSubscription, events: Vec
 }
 
 pub async fn error(ctx: &Context, cgs: &ConsumerGroupSubscription, stage: &str, message: String) {
-    let event = Event { type_: EventType::Warning, reason: "ReconcileError".into(), note: Some(message), action: stage.into(), secondary: None };
+    let event =
+        Event { type_: EventType::Warning, reason: "ReconcileError".into(), note: Some(message), action: stage.into(), secondary: None };
     publish(ctx, cgs, vec![event]).await;
 }
 
@@ -81,7 +102,13 @@ mod tests {
             desired_replicas: desired,
             conditions: conditions
                 .iter()
-                .map(|(t, s, r)| Condition { type_: (*t).into(), status: (*s).into(), reason: (*r).into(), message: format!("{r} happened"), ..Default::default() })
+                .map(|(t, s, r)| Condition {
+                    type_: (*t).into(),
+                    status: (*s).into(),
+                    reason: (*r).into(),
+                    message: format!("{r} happened"),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }

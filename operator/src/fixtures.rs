@@ -1,7 +1,10 @@
 //! Test fixtures: a subscription as a user writes it, and children as the cluster reports them.
 
 use iotsub_crds::ConsumerGroupSubscription;
-use k8s_openapi::api::{apps::v1::{Deployment, DeploymentStatus}, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, DeploymentStatus},
+    core::v1::Pod,
+};
 
 pub const SUBSCRIPTION_YAML: &str = r#"
 apiVersion: iotsub.dev/v1alpha1

@@ -11,10 +11,7 @@ pub struct Server {
 }
 
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics_text))
-        .with_state(metrics);
+    let app = Router::new().route("/healthz", get(|| async { "ok" })).route("/metrics", get(metrics_text)).with_state(metrics);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     tokio::spawn(async move {

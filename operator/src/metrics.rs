@@ -57,7 +57,17 @@ impl Default for Metrics {
         registry.register("backlog_messages", "The consumer group's stacked messages, as last read from the platform", backlog.clone());
         registry.register("desired_replicas", "Worker replicas the operator wants", desired_replicas.clone());
         registry.register("connected_clients", "This subscription's clients the platform lists as connected", connected_clients.clone());
-        Metrics { registry, reconciles, reconcile_errors, reconcile_seconds, platform_calls, leader, backlog, desired_replicas, connected_clients }
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            platform_calls,
+            leader,
+            backlog,
+            desired_replicas,
+            connected_clients,
+        }
     }
 }
 

@@ -7,12 +7,20 @@ use iotsub_aliyun::amqp::AccessKey;
 use iotsub_crds::{AuthMode, ConsumerGroupSubscription};
 use k8s_openapi::{
     ByteString,
-    api::{apps::v1::Deployment, core::v1::{Pod, Secret}},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Pod, Secret},
+    },
 };
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use sha2::{Digest, Sha256};
 
-use crate::{autoscale, context::Context, desired, platform::{self, PlatformAnswer, PlatformObservation}};
+use crate::{
+    autoscale,
+    context::Context,
+    desired,
+    platform::{self, PlatformAnswer, PlatformObservation},
+};
 
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";
@@ -154,8 +162,7 @@ fn hash_entry(hasher: &mut Sha256, key: &str, value: &[u8]) {
 
 /// `data`, with `stringData` over it (as the API server would merge them).
 fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut data: BTreeMap<String, Vec<u8>> =
-        secret.data.iter().flatten().map(|(k, ByteString(v))| (k.clone(), v.clone())).collect();
+    let mut data: BTreeMap<String, Vec<u8>> = secret.data.iter().flatten().map(|(k, ByteString(v))| (k.clone(), v.clone())).collect();
     for (k, v) in secret.string_data.iter().flatten() {
         data.insert(k.clone(), v.clone().into_bytes());
     }
@@ -171,7 +178,8 @@ mod tests {
     #[test]
     fn reading_tells_our_draining_clients_from_everyone_elses() {
         let mut draining = fixtures::pod("orders-abc-3");
-        draining.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        draining.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         let clients = ["orders-abc-1-0", "orders-abc-1-1", "orders-abc-3-0", "someone-else", "orders-gone-0"]
             .iter()
             .map(|id| ClientConnectionInfo { client_id: (*id).into(), ..Default::default() })
@@ -191,7 +199,11 @@ mod tests {
             }),
         };
         let seen = reading(&observed, "orders", 2);
-        assert_eq!(seen, Some(autoscale::Reading { backlog: 1234, others: 1, draining: 2 }), "orders-abc-3-0 shuts down, orders-gone-0 is gone");
+        assert_eq!(
+            seen,
+            Some(autoscale::Reading { backlog: 1234, others: 1, draining: 2 }),
+            "orders-abc-3-0 shuts down, orders-gone-0 is gone"
+        );
         let failed = Observed { platform: None, ..observed };
         assert_eq!(reading(&failed, "orders", 2), None);
     }

@@ -55,10 +55,7 @@ pub async fn observe(ctx: &Context, cgs: &ConsumerGroupSubscription, key: &Acces
     }
     let endpoint = api_endpoint(cgs);
     let target = Target { base_url: &endpoint, region_id: &cgs.spec.region_id, access_key: key };
-    let result = ctx
-        .openapi
-        .query_consumer_group_status(&target, cgs.spec.iot_instance_id.as_deref(), &cgs.spec.consumer_group_id)
-        .await;
+    let result = ctx.openapi.query_consumer_group_status(&target, cgs.spec.iot_instance_id.as_deref(), &cgs.spec.consumer_group_id).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(CallError::Throttled) => "throttled",

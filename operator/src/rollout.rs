@@ -59,7 +59,16 @@ mod tests {
     use super::*;
 
     fn view(rotated: bool, replacing: bool, current: i32, desired: i32, running: usize, terminating: usize) -> View {
-        View { autoscaling: true, rotated, replacing, current, desired, running_pods: running, terminating_pods: terminating, clients_closing: false }
+        View {
+            autoscaling: true,
+            rotated,
+            replacing,
+            current,
+            desired,
+            running_pods: running,
+            terminating_pods: terminating,
+            clients_closing: false,
+        }
     }
 
     #[test]

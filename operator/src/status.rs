@@ -45,11 +45,9 @@ pub fn status(
     let ours: Vec<&ClientStatus> = clients.iter().filter(|c| !c.pod.is_empty()).collect();
     let connected_ours = ours.iter().filter(|c| c.connected).count();
     let backlog = match (answer, platform) {
-        (Some(a), Some(p)) => Some(Backlog {
-            messages: a.accumulation_count,
-            consumed_per_minute: a.consumer_speed,
-            observed_at: p.observed_at.clone(),
-        }),
+        (Some(a), Some(p)) => {
+            Some(Backlog { messages: a.accumulation_count, consumed_per_minute: a.consumer_speed, observed_at: p.observed_at.clone() })
+        }
         _ => previous.backlog.clone(), // stale but dated by its observedAt
     };
 
@@ -75,9 +73,17 @@ pub fn status(
         let waiting = if updated < replicas { format!(", {updated} of {replicas} on the current template") } else { String::new() };
         (conditions::FALSE, reason::PROGRESSING, format!("{ready} of {} ready{waiting}", plural(desired_replicas, "replica")))
     } else if answer.is_none() {
-        (conditions::TRUE, reason::REPLICAS_READY, format!("{} ready; connected clients unknown: {}", plural(ready, "replica"), backlog_condition.2))
+        (
+            conditions::TRUE,
+            reason::REPLICAS_READY,
+            format!("{} ready; connected clients unknown: {}", plural(ready, "replica"), backlog_condition.2),
+        )
     } else if connected_ours == ours.len() {
-        (conditions::TRUE, reason::ALL_CLIENTS_CONNECTED, format!("{} ready, {} connected", plural(ready, "replica"), plural(connected_ours as i32, "client")))
+        (
+            conditions::TRUE,
+            reason::ALL_CLIENTS_CONNECTED,
+            format!("{} ready, {} connected", plural(ready, "replica"), plural(connected_ours as i32, "client")),
+        )
     } else {
         (conditions::FALSE, reason::CLIENTS_NOT_CONNECTED, format!("{connected_ours} of {} connected", plural(ours.len() as i32, "client")))
     };
@@ -86,15 +92,15 @@ pub fn status(
         .condition(conditions::AUTOSCALING)
         .and_then(|c| [reason::SCALED_UP, reason::SCALED_DOWN].into_iter().find(|r| *r == c.reason).map(|r| (r, c.message.clone())));
     let autoscaling_condition = match (autoscaling, last_change) {
-        (None, _) => (conditions::FALSE, reason::DISABLED, format!("autoscaling is not enabled: spec.replicas ({desired_replicas}) is used")),
+        (None, _) => {
+            (conditions::FALSE, reason::DISABLED, format!("autoscaling is not enabled: spec.replicas ({desired_replicas}) is used"))
+        }
         (Some((_, reason::STEADY, _)), Some((last, message))) => (conditions::TRUE, last, message),
         (Some(explained), _) => explained,
     };
     let condition = |type_: &str, (status, reason, message): (&str, &str, String)| {
-        let since = previous
-            .condition(type_)
-            .filter(|c| c.status == status)
-            .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
+        let since =
+            previous.condition(type_).filter(|c| c.status == status).map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
         Condition {
             type_: type_.into(),
             status: status.into(),
@@ -136,12 +142,16 @@ fn plural(n: i32, noun: &str) -> String {
 fn credentials_condition(credentials: &Credentials, answer: Option<&PlatformAnswer>) -> (&'static str, &'static str, String) {
     match credentials {
         Credentials::SecretNotFound { secret } => (conditions::FALSE, reason::SECRET_NOT_FOUND, format!("Secret {secret} not found")),
-        Credentials::KeyMissing { secret, key } => (conditions::FALSE, reason::SECRET_KEY_MISSING, format!("Secret {secret} has no key {key}")),
+        Credentials::KeyMissing { secret, key } => {
+            (conditions::FALSE, reason::SECRET_KEY_MISSING, format!("Secret {secret} has no key {key}"))
+        }
         Credentials::Valid { .. } => match answer {
             Some(PlatformAnswer::Failed(CallError::Refused { code, .. })) => {
                 (conditions::FALSE, reason::REFUSED_BY_PLATFORM, format!("the platform's OpenAPI refused the credentials: {code}"))
             }
-            Some(PlatformAnswer::Status(_)) => (conditions::TRUE, reason::ACCEPTED_BY_PLATFORM, "the platform's OpenAPI accepted the credentials".into()),
+            Some(PlatformAnswer::Status(_)) => {
+                (conditions::TRUE, reason::ACCEPTED_BY_PLATFORM, "the platform's OpenAPI accepted the credentials".into())
+            }
             _ => (conditions::TRUE, reason::SECRET_FOUND, "the Secret holds every key the auth mode needs".into()),
         },
     }
@@ -199,28 +209,36 @@ fn epoch_ms_rfc3339(ms: i64) -> Option<String> {
 }
 
 pub fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.replace_nanosecond(0)
-        .unwrap_or(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339 formats")
+    at.replace_nanosecond(0).unwrap_or(at).format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formats")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{fixtures, platform::PlatformObservation};
-    use iotsub_aliyun::{amqp::AccessKey, consumer_group::{ClientConnectionInfo, ConsumerGroupStatus}};
+    use iotsub_aliyun::{
+        amqp::AccessKey,
+        consumer_group::{ClientConnectionInfo, ConsumerGroupStatus},
+    };
 
     const NOW: &str = "2026-01-02T03:04:05Z";
 
     fn valid() -> Credentials {
-        Credentials::Valid { access_key: AccessKey { id: "demo".into(), secret: "demo-secret".into(), security_token: None }, hash: "h".into() }
+        Credentials::Valid {
+            access_key: AccessKey { id: "demo".into(), secret: "demo-secret".into(), security_token: None },
+            hash: "h".into(),
+        }
     }
 
     fn answer(clients: &[&str]) -> PlatformObservation {
         let clients = clients
             .iter()
-            .map(|id| ClientConnectionInfo { client_id: (*id).into(), client_ip_port: "127.1.0.2:40000".into(), online_time: 1_767_323_045_000, ..Default::default() })
+            .map(|id| ClientConnectionInfo {
+                client_id: (*id).into(),
+                client_ip_port: "127.1.0.2:40000".into(),
+                online_time: 1_767_323_045_000,
+                ..Default::default()
+            })
             .collect();
         PlatformObservation {
             answer: PlatformAnswer::Status(ConsumerGroupStatus {
@@ -259,14 +277,39 @@ mod tests {
         assert_eq!(
             s.clients,
             vec![
-                ClientStatus { client_id: "orders-abc-1".into(), pod: "orders-abc-1".into(), connected: true, online_since: Some("2026-01-02T03:04:05Z".into()), remote: Some("127.1.0.2:40000".into()) },
-                ClientStatus { client_id: "orders-abc-2".into(), pod: "orders-abc-2".into(), connected: true, online_since: Some("2026-01-02T03:04:05Z".into()), remote: Some("127.1.0.2:40000".into()) },
-                ClientStatus { client_id: "someone-else".into(), pod: "".into(), connected: true, online_since: Some("2026-01-02T03:04:05Z".into()), remote: Some("127.1.0.2:40000".into()) },
+                ClientStatus {
+                    client_id: "orders-abc-1".into(),
+                    pod: "orders-abc-1".into(),
+                    connected: true,
+                    online_since: Some("2026-01-02T03:04:05Z".into()),
+                    remote: Some("127.1.0.2:40000".into())
+                },
+                ClientStatus {
+                    client_id: "orders-abc-2".into(),
+                    pod: "orders-abc-2".into(),
+                    connected: true,
+                    online_since: Some("2026-01-02T03:04:05Z".into()),
+                    remote: Some("127.1.0.2:40000".into())
+                },
+                ClientStatus {
+                    client_id: "someone-else".into(),
+                    pod: "".into(),
+                    connected: true,
+                    online_since: Some("2026-01-02T03:04:05Z".into()),
+                    remote: Some("127.1.0.2:40000".into())
+                },
             ]
         );
         assert_eq!(
             *cond(&s, "Ready"),
-            Condition { type_: "Ready".into(), status: "True".into(), reason: "AllClientsConnected".into(), message: "2 replicas ready, 2 clients connected".into(), last_transition_time: NOW.into(), observed_generation: Some(3) }
+            Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "AllClientsConnected".into(),
+                message: "2 replicas ready, 2 clients connected".into(),
+                last_transition_time: NOW.into(),
+                observed_generation: Some(3)
+            }
         );
         assert_eq!(cond(&s, "CredentialsValid").reason, "AcceptedByPlatform");
         assert_eq!(cond(&s, "BacklogAvailable").status, "True");
@@ -291,10 +334,19 @@ mod tests {
     fn missing_secret_and_key_name_the_reason_without_secrets() {
         let cgs = fixtures::subscription();
         let s = status(&cgs, &observed(Credentials::SecretNotFound { secret: "creds".into() }, None, 0), 2, None, NOW);
-        assert_eq!((cond(&s, "CredentialsValid").status.as_str(), cond(&s, "CredentialsValid").reason.as_str()), ("False", "SecretNotFound"));
+        assert_eq!(
+            (cond(&s, "CredentialsValid").status.as_str(), cond(&s, "CredentialsValid").reason.as_str()),
+            ("False", "SecretNotFound")
+        );
         assert_eq!(cond(&s, "Ready").reason, "CredentialsInvalid");
         assert_eq!(cond(&s, "BacklogAvailable").status, "Unknown");
-        let s = status(&cgs, &observed(Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() }, None, 0), 2, None, NOW);
+        let s = status(
+            &cgs,
+            &observed(Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() }, None, 0),
+            2,
+            None,
+            NOW,
+        );
         assert_eq!(cond(&s, "CredentialsValid").message, "Secret creds has no key accessKeySecret");
     }
 
@@ -341,7 +393,10 @@ mod tests {
         let up = status(&cgs, &observed(valid(), Some(answer(&[])), 2), 8, Some(("True", "ScaledUp", "scaled up from 2 to 8".into())), NOW);
         cgs.status = Some(up);
         let steady = status(&cgs, &observed(valid(), Some(answer(&[])), 8), 8, Some(("True", "Steady", "8 replicas".into())), NOW);
-        assert_eq!((cond(&steady, "Autoscaling").reason.as_str(), cond(&steady, "Autoscaling").message.as_str()), ("ScaledUp", "scaled up from 2 to 8"));
+        assert_eq!(
+            (cond(&steady, "Autoscaling").reason.as_str(), cond(&steady, "Autoscaling").message.as_str()),
+            ("ScaledUp", "scaled up from 2 to 8")
+        );
         let held = status(&cgs, &observed(valid(), None, 8), 8, Some(("False", "BacklogUnavailable", "holding 8".into())), NOW);
         assert_eq!(cond(&held, "Autoscaling").reason, "BacklogUnavailable");
     }
@@ -357,6 +412,10 @@ mod tests {
         assert_eq!(cond(&scaling, "Ready").message, "2 replicas ready, scaling to 3");
         cgs.status = None;
         let fresh = status(&cgs, &observed(valid(), None, 1), 2, None, NOW);
-        assert_eq!((cond(&fresh, "Ready").reason.as_str(), cond(&fresh, "Ready").message.as_str()), ("Progressing", "1 of 2 replicas ready"), "not ready before: progressing");
+        assert_eq!(
+            (cond(&fresh, "Ready").reason.as_str(), cond(&fresh, "Ready").message.as_str()),
+            ("Progressing", "1 of 2 replicas ready"),
+            "not ready before: progressing"
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! A plain fe2o3-amqp consumer for the component tests: what a hand-written client does, with
 //! every knob the platform's rules are about.
 
-use fe2o3_amqp::{Connection, Receiver, Session, connection::ConnectionHandle, sasl_profile::SaslProfile, session::SessionHandle, types::primitives::SimpleValue};
+use fe2o3_amqp::{
+    Connection, Receiver, Session, connection::ConnectionHandle, sasl_profile::SaslProfile, session::SessionHandle,
+    types::primitives::SimpleValue,
+};
 use iotsub_aliyun::amqp::{AccessKey, AuthMode, SignMethod, Subscriber, sign_login};
 
 use crate::Emulator;
@@ -101,7 +104,9 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
-pub fn properties(delivery: &fe2o3_amqp::link::delivery::Delivery<fe2o3_amqp::types::messaging::Body<fe2o3_amqp::types::primitives::Value>>) -> anyhow::Result<Received> {
+pub fn properties(
+    delivery: &fe2o3_amqp::link::delivery::Delivery<fe2o3_amqp::types::messaging::Body<fe2o3_amqp::types::primitives::Value>>,
+) -> anyhow::Result<Received> {
     let message = delivery.message();
     let props = message.application_properties.as_ref().ok_or_else(|| anyhow::anyhow!("no application properties"))?;
     let string = |key: &str| match props.0.get(key) {

@@ -32,9 +32,7 @@ pub struct Process {
 impl Process {
     pub fn spawn(name: &str, mut command: Command) -> anyhow::Result<Process> {
         command.stdin(Stdio::null());
-        let child = command
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("starting {name}: {e}"))?;
+        let child = command.spawn().map_err(|e| anyhow::anyhow!("starting {name}: {e}"))?;
         Ok(Process { name: name.to_owned(), child })
     }
 

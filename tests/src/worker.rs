@@ -158,11 +158,7 @@ impl Worker {
     /// (e.g. `iotsub_worker_reconnects_total{client_id="w-0"` for every reason).
     pub async fn metric_sum(&self, prefix: &str) -> anyhow::Result<f64> {
         let text = self.get("/metrics").await?.1;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum())
+        Ok(text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok())).sum())
     }
 
     pub fn stderr(&self) -> String {
@@ -196,8 +192,7 @@ pub fn delivered_counts(dir: &Path) -> HashMap<String, usize> {
 }
 
 pub fn parse_metric(text: &str, sample: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }
 
 /// The emulator's view of the consumer group.
@@ -251,14 +246,7 @@ impl SinkServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(SinkServer {
-            url,
-            requests: state.requests,
-            status: state.status,
-            overrides: state.overrides,
-            delay_ms: state.delay_ms,
-            task,
-        })
+        Ok(SinkServer { url, requests: state.requests, status: state.status, overrides: state.overrides, delay_ms: state.delay_ms, task })
     }
 
     /// Every answer waits this long first (a slow application).
@@ -280,11 +268,7 @@ impl SinkServer {
 
     /// ce-ids answered 2xx.
     pub fn accepted_ids(&self) -> HashSet<String> {
-        self.requests()
-            .into_iter()
-            .filter(|r| (200..300).contains(&r.status))
-            .filter_map(|r| r.headers.get("ce-id").cloned())
-            .collect()
+        self.requests().into_iter().filter(|r| (200..300).contains(&r.status)).filter_map(|r| r.headers.get("ce-id").cloned()).collect()
     }
 }
 

@@ -2,7 +2,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use fe2o3_amqp::{Receiver, types::{messaging::Body, primitives::Value}};
+use fe2o3_amqp::{
+    Receiver,
+    types::{messaging::Body, primitives::Value},
+};
 use iotsub_tests::{
     Emulator,
     amqp_client::{ClientOptions, Received, consumer, idle_consumer, properties},
@@ -181,7 +184,8 @@ async fn the_openapi_reports_backlog_and_clients_with_a_verified_signature() -> 
         format!("{}/?{}", emulator.api_url(""), openapi::signed_query(&params, secret))
     };
     let http = reqwest::Client::new();
-    let status: ConsumerGroupStatus = http.get(query("demo-secret", uuid::Uuid::new_v4().to_string())).send().await?.error_for_status()?.json().await?;
+    let status: ConsumerGroupStatus =
+        http.get(query("demo-secret", uuid::Uuid::new_v4().to_string())).send().await?.error_for_status()?.json().await?;
     assert!(status.success);
     assert_eq!(status.accumulation_count, 7);
     assert_eq!(status.client_connection_status_list.clients.len(), 1);
@@ -227,7 +231,9 @@ async fn the_client_cap_refuses_one_client_too_many_and_frees_a_place_when_one_l
 async fn the_traffic_generator_publishes_device_messages_at_its_rate() -> anyhow::Result<()> {
     let emulator = Emulator::start("").await?;
     let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("fleet")).await?;
-    let reply = emulator.post("/admin/traffic", serde_json::json!({"consumerGroupId": "DEFAULT_GROUP", "ratePerSecond": 200, "devices": 5, "seconds": 1})).await?;
+    let reply = emulator
+        .post("/admin/traffic", serde_json::json!({"consumerGroupId": "DEFAULT_GROUP", "ratePerSecond": 200, "devices": 5, "seconds": 1}))
+        .await?;
     assert_eq!(reply["messages"], 200);
     let mut devices = HashSet::new();
     for _ in 0..200 {
@@ -248,17 +254,26 @@ async fn the_traffic_generator_publishes_device_messages_at_its_rate() -> anyhow
 
 #[tokio::test]
 async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyhow::Result<()> {
-    use iotsub_aliyun::{consumer_group::{ActionResult, ConsumerGroupList}, openapi};
+    use iotsub_aliyun::{
+        consumer_group::{ActionResult, ConsumerGroupList},
+        openapi,
+    };
     let emulator = Emulator::start("[[instances]]\nid = \"iot-1\"\nconsumer_groups = [\"orders\", \"telemetry\", \"billing\"]\n").await?;
     let call = |action: &str, extra: &[(&str, &str)]| {
-        let mut params = openapi::common_params(action, "demo", "cn-shanghai", &uuid::Uuid::new_v4().to_string(), time::OffsetDateTime::now_utc());
+        let mut params =
+            openapi::common_params(action, "demo", "cn-shanghai", &uuid::Uuid::new_v4().to_string(), time::OffsetDateTime::now_utc());
         for (k, v) in extra {
             params.insert((*k).into(), (*v).into());
         }
         format!("{}/?{}", emulator.api_url(""), openapi::signed_query(&params, "demo-secret"))
     };
     let http = reqwest::Client::new();
-    let list: ConsumerGroupList = http.get(call("QueryConsumerGroupList", &[("IotInstanceId", "iot-1"), ("PageSize", "2"), ("CurrentPage", "2")])).send().await?.json().await?;
+    let list: ConsumerGroupList = http
+        .get(call("QueryConsumerGroupList", &[("IotInstanceId", "iot-1"), ("PageSize", "2"), ("CurrentPage", "2")]))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!((list.total, list.page_count), (3, 2));
     assert_eq!(list.data.groups.iter().map(|g| g.group_id.as_str()).collect::<Vec<_>>(), ["telemetry"]);
 
@@ -269,7 +284,8 @@ async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyho
         async move { anyhow::Ok(reqwest::get(url).await?.json::<serde_json::Value>().await?["backlog"].as_u64()) }
     };
     assert_eq!(backlog(&emulator).await?, Some(25));
-    let reset: ActionResult = http.get(call("ResetConsumerGroupPosition", &[("IotInstanceId", "iot-1"), ("GroupId", "orders")])).send().await?.json().await?;
+    let reset: ActionResult =
+        http.get(call("ResetConsumerGroupPosition", &[("IotInstanceId", "iot-1"), ("GroupId", "orders")])).send().await?.json().await?;
     assert!(reset.success);
     assert_eq!(backlog(&emulator).await?, Some(0));
     Ok(())

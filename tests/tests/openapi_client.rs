@@ -8,7 +8,10 @@ use iotsub_aliyun::{
     client::{CallError, OpenApiClient, RetryPolicy, Target},
     consumer_group::ConsumerGroupStatus,
 };
-use iotsub_tests::{Emulator, amqp_client::{ClientOptions, consumer}};
+use iotsub_tests::{
+    Emulator,
+    amqp_client::{ClientOptions, consumer},
+};
 
 const TOPIC: &str = "/a1demo/dev1/thing/event/property/post";
 
@@ -111,7 +114,9 @@ async fn subscriptions_sharing_an_access_key_share_its_five_calls_per_second() -
     assert_eq!((answered, throttled), (5, 3), "{results:?}");
     assert_eq!(emulator.openapi_calls().await?.len(), 5, "throttled calls never left the process");
     // Another AccessKey has its own budget.
-    let result = client.query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &other }, None, "DEFAULT_GROUP").await;
+    let result = client
+        .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &other }, None, "DEFAULT_GROUP")
+        .await;
     assert!(!matches!(result, Err(CallError::Throttled)), "{result:?}");
     Ok(())
 }

@@ -95,9 +95,8 @@ impl Artemis {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-            .connect(rustls::pki_types::ServerName::try_from("localhost")?, tcp)
-            .await?;
+        let stream =
+            tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(rustls::pki_types::ServerName::try_from("localhost")?, tcp).await?;
         let mut connection = Connection::builder()
             .container_id("interop-publisher")
             .scheme("amqp")
@@ -153,10 +152,8 @@ async fn worker_consumes_an_artemis_queue_over_tls_with_signed_sasl_plain() -> a
     let dir = tempfile::tempdir()?;
     let artemis = Artemis::start(dir.path()).await?;
     let ids = artemis.publish(300).await?;
-    wait_until("300 messages on the queue", Duration::from_secs(10), || async {
-        (artemis.stats()["messageCount"] == 300).then_some(())
-    })
-    .await?;
+    wait_until("300 messages on the queue", Duration::from_secs(10), || async { (artemis.stats()["messageCount"] == 300).then_some(()) })
+        .await?;
 
     // A wrong secret is refused by the broker's own check of the signature.
     let wrong_dir = dir.path().join("wrong");
@@ -194,9 +191,7 @@ async fn worker_consumes_an_artemis_queue_over_tls_with_signed_sasl_plain() -> a
     worker.process.signal(Signal::SIGTERM)?;
     let exit = worker.process.wait_exit(Duration::from_secs(15)).await?;
     assert!(exit.success(), "{exit}\n{}", worker.stderr());
-    wait_until("the consumer to detach", Duration::from_secs(10), || async {
-        (artemis.stats()["consumerCount"] == 0).then_some(())
-    })
-    .await?;
+    wait_until("the consumer to detach", Duration::from_secs(10), || async { (artemis.stats()["consumerCount"] == 0).then_some(()) })
+        .await?;
     Ok(())
 }

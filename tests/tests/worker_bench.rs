@@ -146,7 +146,10 @@ async fn worker_benchmark() -> anyhow::Result<()> {
         report.push_str(&s);
         report.push('\n');
     };
-    line(format!("cpus: {cpus} (emulator on cpu {emulator_cpu}, worker on cpu {worker_cpu}); load average before: {}", std::fs::read_to_string("/proc/loadavg")?.trim()));
+    line(format!(
+        "cpus: {cpus} (emulator on cpu {emulator_cpu}, worker on cpu {worker_cpu}); load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")?.trim()
+    ));
 
     // One connection.
     let worker = start_pinned(&emulator, &dir.path().join("one"), 1, worker_cpu).await?;
@@ -155,7 +158,10 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     throughput(&emulator, &worker, 10_000).await?; // warm-up
     let one = throughput(&emulator, &worker, 50_000).await?;
     let (_, one_peak) = rss_mib(worker.process.child.id());
-    line(format!("1 connection: {:.0} msg/s, {:.1} ms CPU per 1000 messages, RSS idle {idle_rss:.1} MiB, peak {one_peak:.1} MiB", one.rate, one.cpu_ms_per_1000));
+    line(format!(
+        "1 connection: {:.0} msg/s, {:.1} ms CPU per 1000 messages, RSS idle {idle_rss:.1} MiB, peak {one_peak:.1} MiB",
+        one.rate, one.cpu_ms_per_1000
+    ));
     drop(worker);
 
     // Four connections in one pod.
@@ -163,7 +169,12 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     throughput(&emulator, &worker, 10_000).await?;
     let four = throughput(&emulator, &worker, 100_000).await?;
     let (_, four_peak) = rss_mib(worker.process.child.id());
-    line(format!("4 connections: {:.0} msg/s per pod ({:.0} per connection), {:.1} ms CPU per 1000 messages, RSS peak {four_peak:.1} MiB", four.rate, four.rate / 4.0, four.cpu_ms_per_1000));
+    line(format!(
+        "4 connections: {:.0} msg/s per pod ({:.0} per connection), {:.1} ms CPU per 1000 messages, RSS peak {four_peak:.1} MiB",
+        four.rate,
+        four.rate / 4.0,
+        four.cpu_ms_per_1000
+    ));
     drop(worker);
 
     // Latency at 1 000 msg/s, one connection, the platform's real-time shape.
@@ -171,7 +182,10 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     let before = buckets(&worker.get("/metrics").await?.1, "iotsub_worker_ack_latency_seconds");
     let seconds = 20;
     emulator
-        .post("/admin/traffic", json!({"instanceId": "", "consumerGroupId": GROUP, "ratePerSecond": 1000, "devices": 20, "seconds": seconds}))
+        .post(
+            "/admin/traffic",
+            json!({"instanceId": "", "consumerGroupId": GROUP, "ratePerSecond": 1000, "devices": 20, "seconds": seconds}),
+        )
         .await?;
     let target = (seconds * 1000) as f64;
     let text = wait_until("the traffic to be acknowledged", Duration::from_secs(seconds + 30), || async {
@@ -184,7 +198,9 @@ async fn worker_benchmark() -> anyhow::Result<()> {
         after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map(|b| b.1).unwrap_or(0.0))).collect();
     let (p50, p99) = (quantile(&delta, 0.50) * 1000.0, quantile(&delta, 0.99) * 1000.0);
     let (load_rss, _) = rss_mib(worker.process.child.id());
-    line(format!("latency at 1000 msg/s (send → acknowledgement): p50 {p50:.2} ms, p99 {p99:.2} ms; RSS under this load {load_rss:.1} MiB"));
+    line(format!(
+        "latency at 1000 msg/s (send → acknowledgement): p50 {p50:.2} ms, p99 {p99:.2} ms; RSS under this load {load_rss:.1} MiB"
+    ));
     drop(worker);
 
     std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"))?;

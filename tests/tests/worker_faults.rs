@@ -139,10 +139,8 @@ async fn failing_http_sink_acknowledges_nothing_before_success_and_loses_nothing
     sink.answer(503);
     let dir = tempfile::tempdir()?;
     // A 4 s acknowledgement window, so the worker's release-before-the-window shows within the test.
-    let options = WorkerOptions::for_emulator(&emulator, "s")
-        .arg("--sink", "http")
-        .arg("--sink-url", &sink.url)
-        .arg("--ack-window-ms", 4_000);
+    let options =
+        WorkerOptions::for_emulator(&emulator, "s").arg("--sink", "http").arg("--sink-url", &sink.url).arg("--ack-window-ms", 4_000);
     let worker = Worker::start(dir.path(), &options).await?;
     worker.wait_ready(Duration::from_secs(20)).await?;
 
@@ -180,11 +178,8 @@ async fn sigterm_under_load_finishes_in_flight_and_exits_0() -> anyhow::Result<(
     // A slow application keeps many messages in flight when SIGTERM comes.
     sink.delay(Duration::from_millis(300));
     let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "t")
-        .connections(2)
-        .arg("--sink", "http")
-        .arg("--sink-url", &sink.url)
-        .arg("--credit", 50);
+    let options =
+        WorkerOptions::for_emulator(&emulator, "t").connections(2).arg("--sink", "http").arg("--sink-url", &sink.url).arg("--credit", 50);
     let mut worker = Worker::start(dir.path(), &options).await?;
     worker.wait_ready(Duration::from_secs(20)).await?;
 

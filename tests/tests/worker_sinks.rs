@@ -59,10 +59,7 @@ async fn poison_answers_are_logged_counted_and_acknowledged_once() -> anyhow::Re
     assert_eq!(worker.metric("iotsub_worker_messages_poison_total").await?, 2.0);
     let stderr = worker.stderr();
     for id in &ids {
-        assert!(
-            stderr.lines().any(|l| l.contains("poison") && l.contains(id.as_str())),
-            "no poison log line names {id}:\n{stderr}"
-        );
+        assert!(stderr.lines().any(|l| l.contains("poison") && l.contains(id.as_str())), "no poison log line names {id}:\n{stderr}");
     }
     // 429 is not poison: retried until it succeeds.
     sink.answer(429);
@@ -90,9 +87,8 @@ async fn duplicates_are_acknowledged_without_a_second_delivery() -> anyhow::Resu
     let ids = emulator.publish(GROUP, TOPIC, "{\"n\":1}", 300).await?;
     let g = wait_until("every copy acknowledged", Duration::from_secs(30), || async {
         let g = group(&emulator).await.ok()?;
-        let settled = count(&g, "backlog") == 0
-            && count(&g, "inFlight") == 0
-            && count(&g, "acknowledged") == 300 + count(&g, "duplicatesInjected");
+        let settled =
+            count(&g, "backlog") == 0 && count(&g, "inFlight") == 0 && count(&g, "acknowledged") == 300 + count(&g, "duplicatesInjected");
         settled.then_some(g)
     })
     .await?;
@@ -101,7 +97,11 @@ async fn duplicates_are_acknowledged_without_a_second_delivery() -> anyhow::Resu
     let counts = delivered_counts(dir.path());
     assert_eq!(counts.len(), 300);
     let twice: Vec<_> = ids.iter().filter(|id| counts.get(*id) != Some(&1)).take(10).collect();
-    assert!(twice.is_empty(), "messages not delivered exactly once, e.g. {:?}", twice.iter().map(|id| (id, counts.get(*id))).collect::<Vec<_>>());
+    assert!(
+        twice.is_empty(),
+        "messages not delivered exactly once, e.g. {:?}",
+        twice.iter().map(|id| (id, counts.get(*id))).collect::<Vec<_>>()
+    );
     assert_eq!(worker.metric("iotsub_worker_messages_duplicate_total").await?, injected as f64);
     Ok(())
 }

@@ -184,12 +184,8 @@ impl Config {
         let sink = match args.sink {
             SinkKind::Log => SinkConfig::Log,
             SinkKind::Http => {
-                let url = args
-                    .sink_url
-                    .filter(|u| !u.is_empty())
-                    .ok_or_else(|| Error::Config("--sink http needs --sink-url".into()))?;
-                let parsed: reqwest::Url =
-                    url.parse().map_err(|e| Error::Config(format!("--sink-url is not a URL: {e}")))?;
+                let url = args.sink_url.filter(|u| !u.is_empty()).ok_or_else(|| Error::Config("--sink http needs --sink-url".into()))?;
+                let parsed: reqwest::Url = url.parse().map_err(|e| Error::Config(format!("--sink-url is not a URL: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(Error::Config("--sink-url must be http or https".into()));
                 }
@@ -239,17 +235,11 @@ impl Config {
 
 /// `base` alone for one connection, else `base-0` … `base-<n-1>`; each at most 64 characters.
 pub fn client_ids(base: &str, connections: u32) -> Result<Vec<String>, Error> {
-    let ids: Vec<String> = if connections <= 1 {
-        vec![base.to_owned()]
-    } else {
-        (0..connections).map(|i| format!("{base}-{i}")).collect()
-    };
+    let ids: Vec<String> = if connections <= 1 { vec![base.to_owned()] } else { (0..connections).map(|i| format!("{base}-{i}")).collect() };
     for id in &ids {
         let chars = id.chars().count();
         if chars > MAX_CLIENT_ID_CHARS {
-            return Err(Error::Config(format!(
-                "clientId `{id}` is {chars} characters; the platform allows at most {MAX_CLIENT_ID_CHARS}"
-            )));
+            return Err(Error::Config(format!("clientId `{id}` is {chars} characters; the platform allows at most {MAX_CLIENT_ID_CHARS}")));
         }
         if id.contains('|') {
             return Err(Error::Config(format!("clientId `{id}` must not contain `|`")));
@@ -318,7 +308,19 @@ mod tests {
 
     #[test]
     fn idle_timeout_outside_the_platform_range_is_refused() {
-        let argv = ["iotsub-worker", "--host", "h", "--consumer-group-id", "G", "--access-key-id", "a", "--access-key-secret", "s", "--idle-timeout-ms", "10000"];
+        let argv = [
+            "iotsub-worker",
+            "--host",
+            "h",
+            "--consumer-group-id",
+            "G",
+            "--access-key-id",
+            "a",
+            "--access-key-secret",
+            "s",
+            "--idle-timeout-ms",
+            "10000",
+        ];
         assert!(Args::try_parse_from(argv).is_err());
     }
 
@@ -332,11 +334,8 @@ mod tests {
 
     #[test]
     fn debug_never_shows_secrets() {
-        let config = Config::from_args(
-            args(&["--auth-mode", "ststoken", "--security-token", "STS.topsecret"]),
-            || Some("p".into()),
-        )
-        .unwrap();
+        let config =
+            Config::from_args(args(&["--auth-mode", "ststoken", "--security-token", "STS.topsecret"]), || Some("p".into())).unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("demo-secret") && !shown.contains("STS.topsecret"), "{shown}");
     }

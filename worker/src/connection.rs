@@ -187,11 +187,9 @@ async fn connect(index: usize, shared: &Shared) -> Result<(ConnectionHandle<()>,
 
     let addr = format!("{}:{}", config.host, config.port);
     debug!(client_id, %addr, "connecting");
-    let tcp = within("TCP connect", TCP_TIMEOUT, TcpStream::connect(addr.as_str()), |e| Error::Tcp {
-        addr: addr.clone(),
-        detail: e.to_string(),
-    })
-    .await?;
+    let tcp =
+        within("TCP connect", TCP_TIMEOUT, TcpStream::connect(addr.as_str()), |e| Error::Tcp { addr: addr.clone(), detail: e.to_string() })
+            .await?;
     let _ = tcp.set_nodelay(true);
     let server_name = ServerName::try_from(config.host.clone())
         .map_err(|e| Error::Tls { host: config.host.clone(), detail: format!("not a valid server name: {e}") })?;
@@ -496,7 +494,11 @@ async fn receive(
         None => {
             info!(client_id, "drained: detaching and closing");
             shared.status.update(index, |s| s.state = ConnectionState::Closed);
-            if let Err(e) = timeout(CLOSE_TIMEOUT, receiver.close()).await.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| format!("{e:?}"))) {
+            if let Err(e) = timeout(CLOSE_TIMEOUT, receiver.close())
+                .await
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| format!("{e:?}")))
+            {
                 debug!(client_id, error = %e, "detach");
             }
             let _ = timeout(CLOSE_TIMEOUT, session.end()).await;

@@ -32,9 +32,7 @@ impl IotMessage {
         let message_id = string_prop("messageId")
             .or_else(|| message.properties.as_ref().and_then(|p| p.message_id.as_ref()).map(message_id_text))
             .unwrap_or_default();
-        let topic = string_prop("topic")
-            .or_else(|| message.properties.as_ref().and_then(|p| p.subject.clone()))
-            .unwrap_or_default();
+        let topic = string_prop("topic").or_else(|| message.properties.as_ref().and_then(|p| p.subject.clone())).unwrap_or_default();
         let generate_time = match app.and_then(|p| p.get("generateTime")) {
             Some(SimpleValue::Long(v)) => Some(*v),
             Some(SimpleValue::Int(v)) => Some(i64::from(*v)),
@@ -43,14 +41,13 @@ impl IotMessage {
             Some(SimpleValue::String(s)) => s.parse().ok(),
             _ => None,
         };
-        let sent_at_us = message.message_annotations.as_ref().and_then(|a| {
-            match a.0.get(&OwnedKey::Symbol(Symbol::from(SENT_AT_ANNOTATION))) {
+        let sent_at_us =
+            message.message_annotations.as_ref().and_then(|a| match a.0.get(&OwnedKey::Symbol(Symbol::from(SENT_AT_ANNOTATION))) {
                 Some(Value::Long(v)) => Some(*v),
                 Some(Value::Ulong(v)) => i64::try_from(*v).ok(),
                 Some(Value::Timestamp(t)) => Some(t.milliseconds() * 1000),
                 _ => None,
-            }
-        });
+            });
         IotMessage { message_id, topic, generate_time, payload: body_bytes(message.body), sent_at_us }
     }
 }

@@ -29,10 +29,8 @@ pub struct Metrics {
 }
 
 /// Fine buckets around the 5 ms latency target, coarse beyond.
-const LATENCY_BUCKETS: [f64; 18] = [
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
-    0.5, 1.0, 5.0,
-];
+const LATENCY_BUCKETS: [f64; 18] =
+    [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -78,9 +76,7 @@ impl Metrics {
     }
 
     pub fn reconnect(&self, client_id: &str, reason: &str) {
-        self.reconnects
-            .get_or_create(&vec![("client_id".into(), client_id.into()), ("reason".into(), reason.into())])
-            .inc();
+        self.reconnects.get_or_create(&vec![("client_id".into(), client_id.into()), ("reason".into(), reason.into())]).inc();
     }
 
     pub fn login_refused(&self, client_id: &str) {

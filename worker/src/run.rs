@@ -35,9 +35,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     let tls = TlsConnector::from(tls::client_config(config.extra_ca_pem.as_deref())?);
     let (sink, attempt_timeout) = match &config.sink {
         SinkConfig::Log => (Sink::Log(LogSink::start(std::io::stdout())), Duration::from_secs(10)),
-        SinkConfig::Http { url, timeout } => {
-            (Sink::Http(HttpSink::new(url, &config.instance_id, &config.consumer_group_id)?), *timeout)
-        }
+        SinkConfig::Http { url, timeout } => (Sink::Http(HttpSink::new(url, &config.instance_id, &config.consumer_group_id)?), *timeout),
     };
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(StatusBoard::new(&config.client_ids));
@@ -64,9 +62,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         status,
         retry: RetryPolicy { first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5), attempt_timeout },
     });
-    let tasks: Vec<_> = (0..config.client_ids.len())
-        .map(|index| tokio::spawn(connection::run(index, shared.clone(), stop.clone())))
-        .collect();
+    let tasks: Vec<_> =
+        (0..config.client_ids.len()).map(|index| tokio::spawn(connection::run(index, shared.clone(), stop.clone()))).collect();
     for task in tasks {
         if let Err(e) = task.await {
             warn!(error = %e, "a connection task failed");

@@ -74,9 +74,7 @@ pub async fn serve(
     state: AppState,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::HttpServer { addr: addr.to_string(), detail: e.to_string() })?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| Error::HttpServer { addr: addr.to_string(), detail: e.to_string() })?;
     let bound = listener.local_addr().map_err(|e| Error::HttpServer { addr: addr.to_string(), detail: e.to_string() })?;
     if let Some(path) = addr_file {
         // Written atomically so a reader never sees half an address.

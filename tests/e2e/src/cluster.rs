@@ -55,8 +55,11 @@ impl Cluster {
     pub async fn namespace(&self, prefix: &str) -> anyhow::Result<TestNamespace> {
         let name = format!("{prefix}-{}", std::process::id() % 100_000 * 10 + rand_digit());
         let api: Api<Namespace> = Api::all(self.client.clone());
-        api.create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() })
-            .await?;
+        api.create(
+            &PostParams::default(),
+            &Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() },
+        )
+        .await?;
         Ok(TestNamespace { name, client: self.client.clone(), kubeconfig: self.kubeconfig.clone() })
     }
 }

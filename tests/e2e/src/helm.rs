@@ -37,9 +37,7 @@ pub fn run(args: &[&str], kubeconfig: Option<&Path>) -> anyhow::Result<Output> {
         // Rendering must not depend on whatever cluster the environment points at.
         None => command.env("KUBECONFIG", "/dev/null"),
     };
-    let output = command
-        .output()
-        .map_err(|e| anyhow::anyhow!("running {}: {e} (run `make kube-tools`)", helm().display()))?;
+    let output = command.output().map_err(|e| anyhow::anyhow!("running {}: {e} (run `make kube-tools`)", helm().display()))?;
     Ok(Output {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -108,10 +106,8 @@ impl Release {
     /// `helm install <name> charts/iotsub -n <namespace> --wait <extra…>`, off the async runtime.
     pub async fn install(kubeconfig: &Path, name: &str, namespace: &str, extra: &[&str]) -> anyhow::Result<Release> {
         let chart = chart_dir().to_str().expect("utf-8 path").to_owned();
-        let mut args: Vec<String> = ["install", name, &chart, "--namespace", namespace, "--wait", "--timeout", "120s"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let mut args: Vec<String> =
+            ["install", name, &chart, "--namespace", namespace, "--wait", "--timeout", "120s"].iter().map(|s| (*s).to_owned()).collect();
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let kubeconfig_path = kubeconfig.to_path_buf();
         let output = tokio::task::spawn_blocking(move || {
@@ -140,7 +136,10 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         if self.installed {
-            let _ = run(&["uninstall", &self.name, "--namespace", &self.namespace, "--wait=false", "--ignore-not-found"], Some(&self.kubeconfig));
+            let _ = run(
+                &["uninstall", &self.name, "--namespace", &self.namespace, "--wait=false", "--ignore-not-found"],
+                Some(&self.kubeconfig),
+            );
         }
     }
 }

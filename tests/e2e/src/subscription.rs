@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
 use iotsub_tests::{Emulator, wait_until};
-use kube::{Api, api::{Patch, PatchParams}};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use serde_json::{Value, json};
 
 use crate::TestNamespace;
@@ -79,12 +82,8 @@ pub fn all_connected(replicas: usize) -> impl Fn(&ConsumerGroupSubscriptionStatu
 /// The clientIds the emulator lists as connected to `DEFAULT_GROUP`.
 pub async fn emulator_clients(emulator: &Emulator) -> anyhow::Result<Vec<String>> {
     let group = emulator.group("DEFAULT_GROUP").await?;
-    let mut ids: Vec<String> = group["clients"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["clientId"].as_str().map(str::to_owned))
-        .collect();
+    let mut ids: Vec<String> =
+        group["clients"].as_array().into_iter().flatten().filter_map(|c| c["clientId"].as_str().map(str::to_owned)).collect();
     ids.sort();
     Ok(ids)
 }

@@ -7,19 +7,29 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, atomic::{AtomicBool, Ordering}},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use iotsub_crds::ConsumerGroupSubscription;
-use iotsub_e2e::{Cluster, Operator, subscription::{self, wait_status}, workspace_root};
+use iotsub_e2e::{
+    Cluster, Operator,
+    subscription::{self, wait_status},
+    workspace_root,
+};
 use iotsub_tests::{
     Emulator,
     amqp_client::{ClientOptions, idle_consumer},
     wait_until,
     worker::SinkServer,
 };
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::{Event, Pod}};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Event, Pod},
+};
 use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 
@@ -113,7 +123,8 @@ impl Recorder {
                 let status = status.unwrap_or_default(); // zeros before the subscription exists
                 let paused = deployments.get_opt("meters").await.ok().flatten().and_then(|d| d.spec?.paused).unwrap_or(false);
                 if let Some(group) = group {
-                    let clients: Vec<&str> = group["clients"].as_array().into_iter().flatten().filter_map(|c| c["clientId"].as_str()).collect();
+                    let clients: Vec<&str> =
+                        group["clients"].as_array().into_iter().flatten().filter_map(|c| c["clientId"].as_str()).collect();
                     let others = clients.iter().filter(|id| id.starts_with("other-team-")).count();
                     rec.lock().unwrap().samples.push(Sample {
                         t: started.elapsed().as_secs_f64(),
@@ -254,7 +265,8 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     let traffic = SteadyTraffic::start(&emulator);
 
     // The backlog drains, then the count steps back down once the window has passed.
-    wait_until("the stacked backlog drained", Duration::from_secs(180), || async { (backlog(&emulator).await.ok()? < 500).then_some(()) }).await?;
+    wait_until("the stacked backlog drained", Duration::from_secs(180), || async { (backlog(&emulator).await.ok()? < 500).then_some(()) })
+        .await?;
     recorder.phase("backlog drained");
     wait_status(&ns, "meters", "back to 1 replica", Duration::from_secs(150), |s| s.desired_replicas == 1 && s.ready_replicas == 1).await?;
     recorder.wait_sampled("1 replica sampled", |s| s.desired == 1).await?;
@@ -280,8 +292,10 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     for i in 1..=5 {
         others.push(idle_consumer(&emulator, &ClientOptions::demo(&format!("other-team-{i}"))).await?);
     }
-    wait_status(&ns, "meters", "the 5 other clients seen", Duration::from_secs(30), |s| s.clients.iter().filter(|c| c.pod.is_empty()).count() == 5)
-        .await?;
+    wait_status(&ns, "meters", "the 5 other clients seen", Duration::from_secs(30), |s| {
+        s.clients.iter().filter(|c| c.pod.is_empty()).count() == 5
+    })
+    .await?;
     recorder.phase("5 other clients hold half the cap; 20 000 more published");
     let seen_others_at = recorder.started.elapsed().as_secs_f64();
     let second_burst = emulator.publish("DEFAULT_GROUP", TOPIC, "{\"kWh\":2}", BURST).await?;
@@ -354,7 +368,8 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     assert_eq!(unavailable.and_then(|e| e.type_.as_deref()), Some("Warning"), "a Warning says the count is held");
     let capped = events.iter().find(|e| e.reason.as_deref() == Some("CappedByClientLimit"));
     assert_eq!(capped.and_then(|e| e.type_.as_deref()), Some("Warning"), "a Warning says the cap holds the count back");
-    let scaled: HashSet<&str> = events.iter().filter(|e| e.reason.as_deref() == Some("Scaled")).filter_map(|e| e.message.as_deref()).collect();
+    let scaled: HashSet<&str> =
+        events.iter().filter(|e| e.reason.as_deref() == Some("Scaled")).filter_map(|e| e.message.as_deref()).collect();
     assert!(scaled.iter().any(|n| n.contains("ScaledDown")), "Scaled Events say why: {scaled:?}");
     assert!(!operator.log_text().contains("demo-secret"), "no secret in the operator's log");
     recorder.finish().await?;

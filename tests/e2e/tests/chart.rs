@@ -20,7 +20,10 @@ use k8s_openapi::api::{
     events::v1::Event,
     rbac::v1::{Role, RoleBinding},
 };
-use kube::{Api, ResourceExt, api::{ListParams, PostParams}};
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, PostParams},
+};
 use serde_json::{Value, json};
 
 /// The rules of the operator's Role (one namespace) or ClusterRole (all namespaces): every API call
@@ -69,12 +72,19 @@ fn chart_lints_and_ships_the_generated_crd() -> anyhow::Result<()> {
     assert!(lint.stdout.contains("1 chart(s) linted, 0 chart(s) failed"), "{}", lint.stdout);
     let show = helm::run(&["show", "chart", chart.to_str().unwrap()], None)?;
     let meta: serde_yaml::Value = serde_yaml::from_str(&show.stdout)?;
-    assert_eq!((meta["apiVersion"].as_str(), meta["version"].as_str(), meta["appVersion"].as_str()), (Some("v2"), Some("0.1.0"), Some("0.1.0")));
+    assert_eq!(
+        (meta["apiVersion"].as_str(), meta["version"].as_str(), meta["appVersion"].as_str()),
+        (Some("v2"), Some("0.1.0"), Some("0.1.0"))
+    );
     // The chart's CRD is crdgen's output, byte for byte (crds/ has the drift test against the types).
     let crds = helm::run(&["show", "crds", chart.to_str().unwrap()], None)?;
     let generated = std::fs::read_to_string(workspace_root().join("crds/consumergroupsubscriptions.iotsub.dev.yaml"))?;
     let shipped = crds.stdout.trim().trim_start_matches("---").trim();
-    assert!(crds.success && shipped == generated.trim(), "charts/iotsub/crds is not crds/ as crdgen wrote it: `helm show crds` says\n{}", crds.stderr);
+    assert!(
+        crds.success && shipped == generated.trim(),
+        "charts/iotsub/crds is not crds/ as crdgen wrote it: `helm show crds` says\n{}",
+        crds.stderr
+    );
     Ok(())
 }
 
@@ -154,7 +164,10 @@ fn the_operator_pod_is_restricted_and_listens_on_its_pod_ip() -> anyhow::Result<
         assert_eq!(container[probe]["httpGet"], json!({"path": "/healthz", "port": "http"}), "{probe}");
     }
     assert_eq!(container["ports"], json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]));
-    assert_eq!(pod["securityContext"], json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}));
+    assert_eq!(
+        pod["securityContext"],
+        json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}})
+    );
     assert_eq!(
         container["securityContext"],
         json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}})
@@ -193,8 +206,14 @@ serviceAccount: {create: false, name: existing}
     assert_eq!(pod["imagePullSecrets"], json!([{"name": "pull"}]));
     assert_eq!(pod["nodeSelector"], json!({"disk": "ssd"}));
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
-    assert_eq!(pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["key"], "zone");
-    assert_eq!((container["image"].as_str(), container["imagePullPolicy"].as_str()), (Some("registry.example/iotsub-operator:9.9.9"), Some("Always")));
+    assert_eq!(
+        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["key"],
+        "zone"
+    );
+    assert_eq!(
+        (container["image"].as_str(), container["imagePullPolicy"].as_str()),
+        (Some("registry.example/iotsub-operator:9.9.9"), Some("Always"))
+    );
     assert_eq!(
         container["args"],
         json!([
@@ -220,7 +239,11 @@ fn service_monitor_only_when_enabled() -> anyhow::Result<()> {
     let service = named(&objects, "Service", "iotsub-metrics");
     assert_eq!(service["spec"]["ports"], json!([{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]));
 
-    let objects = template("iotsub", "iotsub-system", &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom"])?;
+    let objects = template(
+        "iotsub",
+        "iotsub-system",
+        &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom"],
+    )?;
     let monitors = of_kind(&objects, "ServiceMonitor");
     assert_eq!(monitors.len(), 1);
     let monitor = monitors[0];
@@ -232,7 +255,11 @@ fn service_monitor_only_when_enabled() -> anyhow::Result<()> {
     let service_labels = &named(&objects, "Service", "iotsub-metrics")["metadata"]["labels"];
     assert!(selector.iter().all(|(k, v)| &service_labels[k] == v), "{selector:?} vs {service_labels}");
 
-    let error = template_error("iotsub", "iotsub-system", &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"])?;
+    let error = template_error(
+        "iotsub",
+        "iotsub-system",
+        &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
+    )?;
     assert!(error.contains("metrics.service.enabled"), "{error}");
     Ok(())
 }
@@ -258,7 +285,8 @@ fn bad_values_fail_with_a_message_naming_them() -> anyhow::Result<()> {
     assert!(error.contains("leaderElection.enabled"), "{error}");
     // `helm install` refuses the same way, before it touches any cluster.
     let chart = helm::chart_dir();
-    let install = helm::run(&["install", "iotsub", chart.to_str().unwrap(), "--dry-run=client", "--set", "leaderElection.enabled=maybe"], None)?;
+    let install =
+        helm::run(&["install", "iotsub", chart.to_str().unwrap(), "--dry-run=client", "--set", "leaderElection.enabled=maybe"], None)?;
     assert!(!install.success && install.stderr.contains("/leaderElection/enabled"), "{install:?}");
     Ok(())
 }
@@ -267,12 +295,20 @@ fn bad_values_fail_with_a_message_naming_them() -> anyhow::Result<()> {
 type Access<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// Whether the operator's account may do something (a SubjectAccessReview with its groups).
-async fn may(client: &kube::Client, account: &str, (verb, group, resource, subresource, namespace, name): Access<'_>) -> anyhow::Result<bool> {
+async fn may(
+    client: &kube::Client,
+    account: &str,
+    (verb, group, resource, subresource, namespace, name): Access<'_>,
+) -> anyhow::Result<bool> {
     let (sa_namespace, _) = account.split_once(':').unwrap();
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(format!("system:serviceaccount:{account}")),
-            groups: Some(vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{sa_namespace}"), "system:authenticated".into()]),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{sa_namespace}"),
+                "system:authenticated".into(),
+            ]),
             resource_attributes: Some(ResourceAttributes {
                 namespace: Some(namespace.into()),
                 verb: Some(verb.into()),
@@ -342,12 +378,11 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 2)).await?;
     let log_path = workspace_root().join(format!("target/localkube/logs/{}_{pod_name}_operator.log", ns.name));
     let operator_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = wait_status(&ns, "orders", "2 workers connected", Duration::from_secs(120), all_connected(2))
-        .await
-        .map_err(|e| {
-            let warnings: Vec<String> = operator_log().lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(5).map(str::to_owned).collect();
-            e.context(format!("the operator's first warnings:\n{}", warnings.join("\n")))
-        })?;
+    let status = wait_status(&ns, "orders", "2 workers connected", Duration::from_secs(120), all_connected(2)).await.map_err(|e| {
+        let warnings: Vec<String> =
+            operator_log().lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(5).map(str::to_owned).collect();
+        e.context(format!("the operator's first warnings:\n{}", warnings.join("\n")))
+    })?;
     assert_eq!(status.condition("Ready").map(|c| c.status.as_str()), Some("True"));
     assert_eq!(status.condition("CredentialsValid").map(|c| c.reason.as_str()), Some("AcceptedByPlatform"));
     assert_eq!(subscription::emulator_clients(&emulator).await?.len(), 2);
@@ -430,7 +465,10 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     let dry_run = dry_run.wait_with_output()?;
     let dry_run_out = String::from_utf8_lossy(&dry_run.stdout);
     assert!(dry_run.status.success(), "kubectl apply --dry-run=server: {}", String::from_utf8_lossy(&dry_run.stderr));
-    assert!(dry_run_out.contains(&format!("clusterrole.rbac.authorization.k8s.io/{}-{name} created (server dry run)", ns.name)), "{dry_run_out}");
+    assert!(
+        dry_run_out.contains(&format!("clusterrole.rbac.authorization.k8s.io/{}-{name} created (server dry run)", ns.name)),
+        "{dry_run_out}"
+    );
 
     // `helm uninstall` removes the operator and its grants; the subscription's workers are not the
     // chart's and stay.

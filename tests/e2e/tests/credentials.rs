@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use iotsub_e2e::{Cluster, Operator, subscription::{self, all_connected, wait_status}};
+use iotsub_e2e::{
+    Cluster, Operator,
+    subscription::{self, all_connected, wait_status},
+};
 use iotsub_tests::{Emulator, wait_until};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
 use kube::{Api, api::ListParams};
@@ -23,7 +26,8 @@ async fn missing_secret_or_key_is_a_condition_not_a_crash() -> anyhow::Result<()
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 1)).await?;
 
     // No Secret: CredentialsValid=False/SecretNotFound, Ready=False, a Warning Event, no Deployment.
-    let status = wait_status(&ns, "orders", "SecretNotFound", Duration::from_secs(30), condition_is("CredentialsValid", "SecretNotFound")).await?;
+    let status =
+        wait_status(&ns, "orders", "SecretNotFound", Duration::from_secs(30), condition_is("CredentialsValid", "SecretNotFound")).await?;
     let credentials = status.condition("CredentialsValid").unwrap();
     assert_eq!(credentials.status, "False");
     assert!(credentials.message.contains(subscription::CREDENTIALS), "{}", credentials.message);
@@ -39,12 +43,16 @@ async fn missing_secret_or_key_is_a_condition_not_a_crash() -> anyhow::Result<()
 
     // A Secret without the access key secret: SecretKeyMissing, naming the key and not a value.
     ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo")]).await?;
-    let status = wait_status(&ns, "orders", "SecretKeyMissing", Duration::from_secs(30), condition_is("CredentialsValid", "SecretKeyMissing")).await?;
+    let status =
+        wait_status(&ns, "orders", "SecretKeyMissing", Duration::from_secs(30), condition_is("CredentialsValid", "SecretKeyMissing"))
+            .await?;
     assert!(status.condition("CredentialsValid").unwrap().message.contains("accessKeySecret"));
 
     // Credentials the platform refuses: RefusedByPlatform, and the secret appears nowhere.
     ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo"), ("accessKeySecret", "wrong-secret-value")]).await?;
-    let status = wait_status(&ns, "orders", "RefusedByPlatform", Duration::from_secs(30), condition_is("CredentialsValid", "RefusedByPlatform")).await?;
+    let status =
+        wait_status(&ns, "orders", "RefusedByPlatform", Duration::from_secs(30), condition_is("CredentialsValid", "RefusedByPlatform"))
+            .await?;
     let shown = serde_json::to_string(&status)?;
     let all_events = serde_json::to_string(&events.list(&ListParams::default()).await?.items)?;
     for text in [&shown, &all_events, &operator.log_text()] {

@@ -18,7 +18,10 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     let lease = LEASE_SECONDS.to_string();
     let args = ["--watch-namespace", &ns.name, "--lease-namespace", &ns.name, "--lease-seconds", &lease];
     let mut first = Operator::start(&cluster.kubeconfig, &args).await?;
-    wait_until("the first replica to lead", Duration::from_secs(30), || async { (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(()) }).await?;
+    wait_until("the first replica to lead", Duration::from_secs(30), || async {
+        (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(())
+    })
+    .await?;
     // The standby logs its watches: if it ever fails to take over, its log says where it stood.
     let second = Operator::start_logging(&cluster.kubeconfig, &args, "info,kube_runtime=debug").await?;
     assert_eq!(second.get("/healthz").await?, (200, "ok".into()));
@@ -30,7 +33,10 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     subscription::put_secrets(&ns, &emulator).await?;
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 0)).await?;
     let deployments: Api<Deployment> = ns.api();
-    wait_until("the leader to create the Deployment", Duration::from_secs(30), || async { deployments.get_opt("orders").await.ok()?.map(|_| ()) }).await?;
+    wait_until("the leader to create the Deployment", Duration::from_secs(30), || async {
+        deployments.get_opt("orders").await.ok()?.map(|_| ())
+    })
+    .await?;
     assert!(first.metric("iotsub_operator_reconciles_total").await? >= 1.0);
     assert_eq!(second.metric("iotsub_operator_reconciles_total").await?, 0.0, "the standby reconciled nothing");
 
@@ -47,8 +53,10 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
 
     // The new leader reconciles: a new subscription gets its Deployment.
     subscription::apply(&ns, &subscription::manifest("second", &emulator, 0)).await?;
-    wait_until("the new leader to create a Deployment", Duration::from_secs(30), || async { deployments.get_opt("second").await.ok()?.map(|_| ()) })
-        .await
-        .map_err(|e| e.context(second.log_text()))?;
+    wait_until("the new leader to create a Deployment", Duration::from_secs(30), || async {
+        deployments.get_opt("second").await.ok()?.map(|_| ())
+    })
+    .await
+    .map_err(|e| e.context(second.log_text()))?;
     Ok(())
 }

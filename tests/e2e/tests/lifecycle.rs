@@ -4,10 +4,21 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use iotsub_crds::ConsumerGroupSubscription;
-use iotsub_e2e::{Cluster, Operator, cluster::kubectl, subscription::{self, all_connected, emulator_clients, wait_status}, workspace_root};
+use iotsub_e2e::{
+    Cluster, Operator,
+    cluster::kubectl,
+    subscription::{self, all_connected, emulator_clients, wait_status},
+    workspace_root,
+};
 use iotsub_tests::{Emulator, wait_until};
-use k8s_openapi::api::{apps::v1::{Deployment, ReplicaSet}, core::v1::{Event, Pod}};
-use kube::{Api, ResourceExt, api::{DeleteParams, ListParams}};
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    core::v1::{Event, Pod},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams},
+};
 
 const EMULATOR: &str = r#"
 [[accounts]]
@@ -100,11 +111,20 @@ async fn subscription_lifecycle_with_real_workers() -> anyhow::Result<()> {
     operator.process.wait_exit(Duration::from_secs(10)).await?;
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 2)).await?; // spec changes while it is down
     let _operator = Operator::start(&cluster.kubeconfig, &["--watch-namespace", &ns.name, "--leader-election", "false"]).await?;
-    wait_status(&ns, "orders", "2 workers after the restart", Duration::from_secs(90), |s| all_connected(2)(s) && s.observed_generation == Some(3)).await?;
+    wait_status(&ns, "orders", "2 workers after the restart", Duration::from_secs(90), |s| {
+        all_connected(2)(s) && s.observed_generation == Some(3)
+    })
+    .await?;
     let all_deployments = deployments.list(&ListParams::default()).await?.items;
     assert_eq!(all_deployments.len(), 1, "one Deployment");
     let replica_sets: Api<ReplicaSet> = ns.api();
-    let live_sets = replica_sets.list(&ListParams::default()).await?.items.into_iter().filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0).count();
+    let live_sets = replica_sets
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
+        .count();
     assert_eq!(live_sets, 1, "one ReplicaSet with replicas");
     assert_eq!(pod_names(&pods).await.len(), 2);
 

@@ -85,11 +85,27 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
         ("http sink without url", with("sink", json!({"type": "http"})), &["spec.sink.http", "url"]),
         ("http sink url not http", with("sink", json!({"type": "http", "http": {"url": "ftp://x"}})), &["spec.sink.http.url"]),
         ("empty consumer group", with("consumerGroupId", json!("")), &["spec.consumerGroupId"]),
-        ("no credentials", { let mut o = base(); o["spec"].as_object_mut().unwrap().remove("credentials"); o }, &["spec.credentials"]),
+        (
+            "no credentials",
+            {
+                let mut o = base();
+                o["spec"].as_object_mut().unwrap().remove("credentials");
+                o
+            },
+            &["spec.credentials"],
+        ),
         ("port out of range", with("endpoint.port", json!(70000)), &["spec.endpoint.port"]),
         ("negative replicas", with("replicas", json!(-1)), &["spec.replicas"]),
         ("connectionsPerPod zero", with("connection.connectionsPerPod", json!(0)), &["spec.connection.connectionsPerPod"]),
-        ("name too long for a clientId", { let mut o = base(); o["metadata"]["name"] = json!("x".repeat(45)); o }, &["metadata.name", "44"]),
+        (
+            "name too long for a clientId",
+            {
+                let mut o = base();
+                o["metadata"]["name"] = json!("x".repeat(45));
+                o
+            },
+            &["metadata.name", "44"],
+        ),
         ("apiEndpoint not a URL", with("autoscaling", json!({"apiEndpoint": "iot.example"})), &["spec.autoscaling.apiEndpoint"]),
     ];
     let mut failures = Vec::new();

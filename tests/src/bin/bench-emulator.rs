@@ -70,7 +70,9 @@ async fn throughput(emulator: &Emulator, receivers: usize, messages: u32) -> any
     let mut published = 0;
     while published < messages {
         let n = batch.min(messages - published);
-        emulator.publish("DEFAULT_GROUP", "/a1bench/dev/thing/event/property/post", r#"{"items":{"Temperature":{"value":21.5}}}"#, n).await?;
+        emulator
+            .publish("DEFAULT_GROUP", "/a1bench/dev/thing/event/property/post", r#"{"items":{"Temperature":{"value":21.5}}}"#, n)
+            .await?;
         published += n;
     }
     let target = messages as u64;

@@ -40,9 +40,8 @@ pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         // Header values cannot carry control characters; such a value is percent-encoded instead.
-        let value = HeaderValue::from_str(value).unwrap_or_else(|_| {
-            HeaderValue::from_str(&percent_encode_controls(value)).expect("percent-encoded value is a valid header")
-        });
+        let value = HeaderValue::from_str(value)
+            .unwrap_or_else(|_| HeaderValue::from_str(&percent_encode_controls(value)).expect("percent-encoded value is a valid header"));
         headers.insert(HeaderName::from_static(name), value);
     };
     put("ce-specversion", "1.0");
@@ -60,10 +59,7 @@ pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
         put("ce-time", &text);
     }
     let looks_json = message.payload.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(if looks_json { "application/json" } else { "application/octet-stream" }),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(if looks_json { "application/json" } else { "application/octet-stream" }));
     headers
 }
 

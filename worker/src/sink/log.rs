@@ -91,10 +91,7 @@ impl LogSink {
 
     pub async fn write(&self, message: &IotMessage, client_id: &str) -> Result<(), SinkError> {
         let (done, wait) = oneshot::channel();
-        self.jobs
-            .send((format_line(message, client_id), done))
-            .await
-            .map_err(|_| SinkError("the stdout writer stopped".into()))?;
+        self.jobs.send((format_line(message, client_id), done)).await.map_err(|_| SinkError("the stdout writer stopped".into()))?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(SinkError(format!("writing to stdout: {e}"))),

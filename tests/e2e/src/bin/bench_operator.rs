@@ -58,10 +58,8 @@ async fn main() -> anyhow::Result<()> {
     watch.abort();
     let seen = seen.lock().unwrap().clone();
     let latency = |range: std::ops::Range<usize>| -> Vec<f64> {
-        let mut v: Vec<f64> = range
-            .map(|i| format!("cgs-{i:04}"))
-            .map(|n| seen[&n].saturating_duration_since(created[&n]).as_secs_f64() * 1000.0)
-            .collect();
+        let mut v: Vec<f64> =
+            range.map(|i| format!("cgs-{i:04}")).map(|n| seen[&n].saturating_duration_since(created[&n]).as_secs_f64() * 1000.0).collect();
         v.sort_by(f64::total_cmp);
         v
     };
@@ -69,14 +67,28 @@ async fn main() -> anyhow::Result<()> {
     let unloaded = latency(0..spaced);
     let burst = latency(spaced..total);
     println!("subscriptions: {total} ({spaced} spaced 200 ms apart, then {} back to back in {create_seconds:.1} s total)", total - spaced);
-    println!("CR → Deployment, spaced: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms", pct(&unloaded, 0.5), pct(&unloaded, 0.99), unloaded[unloaded.len() - 1]);
+    println!(
+        "CR → Deployment, spaced: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        pct(&unloaded, 0.5),
+        pct(&unloaded, 0.99),
+        unloaded[unloaded.len() - 1]
+    );
     if !burst.is_empty() {
-        println!("CR → Deployment, burst:  p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; all {total} seen {all_seen:.1} s after the first create", pct(&burst, 0.5), pct(&burst, 0.99), burst[burst.len() - 1]);
+        println!(
+            "CR → Deployment, burst:  p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; all {total} seen {all_seen:.1} s after the first create",
+            pct(&burst, 0.5),
+            pct(&burst, 0.99),
+            burst[burst.len() - 1]
+        );
     }
     // Memory once every subscription went through a few poll intervals (status, platform calls).
     tokio::time::sleep(Duration::from_secs(45)).await;
     let rss = rss_kib(operator.process.child.id());
-    println!("operator RSS: {:.1} MiB idle, {:.1} MiB with {total} subscriptions (after 45 s of polling)", idle_rss as f64 / 1024.0, rss as f64 / 1024.0);
+    println!(
+        "operator RSS: {:.1} MiB idle, {:.1} MiB with {total} subscriptions (after 45 s of polling)",
+        idle_rss as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
     let reconciles = operator.metric("iotsub_operator_reconciles_total").await.unwrap_or(0.0);
     let cpu = cpu_seconds(operator.process.child.id());
     println!("reconciles: {reconciles:.0}; operator CPU time {cpu:.1} s over {:.0} s", started.elapsed().as_secs_f64());
@@ -94,9 +106,5 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
