@@ -6,6 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use fe2o3_amqp::{
     Sender,
     acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerConnectionHandle, ListenerSessionHandle, SessionAcceptor},
+    link::{SendError, delivery::DeliveryFut},
 };
 use fe2o3_amqp_types::{
     definitions::{self, AmqpError, ConnectionError, Role},
@@ -21,7 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admin::Stage,
     groups::{ConnId, Delivery, Group, NewClient, Settlement},
+    message::Outgoing,
     open_frame::OpenObserver,
     platform::{Platform, refusal},
     sasl::{PlatformSasl, SaslDecision},
@@ -71,7 +74,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     let login = match decision.get() {
         Some(SaslDecision::Accepted(login)) => login.clone(),
         Some(SaslDecision::Refused { username, reason }) => {
-            return platform.refuse(refusal(remote, username.as_ref(), "sasl", "sasl:auth", reason.clone()));
+            return platform.refuse(refusal(remote, username.as_ref(), Stage::Sasl, "sasl:auth", reason.clone()));
         }
         None => return tracing::info!(%remote, "connection closed before SASL PLAIN completed"),
     };
@@ -82,7 +85,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     };
 
     let username = &login.username;
-    let refuse_open = |condition: &str, reason: String| platform.refuse(refusal(remote, Some(username), "open", condition, reason));
+    let refuse_open = |condition: &str, reason: String| platform.refuse(refusal(remote, Some(username), Stage::Open, condition, reason));
     let idle = remote_open.get().and_then(|open| open.idle_time_out_ms);
     if let Some(reason) = idle_time_out_problem(idle, limits.idle_timeout_min_ms, limits.idle_timeout_max_ms) {
         refuse_open("amqp:invalid-field", reason.clone());
@@ -118,7 +121,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     let outcome = run_client(&mut connection, &platform, &registration, username, remote, deadline, dropped, &cut).await;
     match &outcome {
         ClientEnd::Refused { condition, reason } => {
-            platform.refuse(refusal(remote, Some(username), "link", condition, reason.clone()));
+            platform.refuse(refusal(remote, Some(username), Stage::Link, condition, reason.clone()));
         }
         ClientEnd::Gone(why) => {
             tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, why = %why, "client disconnected")
@@ -208,6 +211,7 @@ async fn run_client(
         });
     };
     let mut sessions = 0usize;
+    let mut max_message_size = None;
     let (mut session, mut sender) = loop {
         tokio::select! {
             incoming = connection.next_incoming_session() => match incoming {
@@ -228,11 +232,15 @@ async fn run_client(
                         return ClientEnd::Gone("session ended before a link attached".into());
                     }
                 }
-                Some(attach) if attach.role == Role::Receiver => match link_acceptor.accept_incoming_attach(attach, &mut session).await {
+                Some(mut attach) if attach.role == Role::Receiver => {
+                    // Recorded, not obeyed: the sender would refuse a larger message locally, and a
+                    // client must be able to meet one (the platform documents no such limit).
+                    max_message_size = attach.max_message_size.take().filter(|&size| size > 0);
+                    match link_acceptor.accept_incoming_attach(attach, &mut session).await {
                     Ok(LinkEndpoint::Sender(sender)) => break (session, sender),
                     Ok(LinkEndpoint::Receiver(_)) => unreachable!("a remote receiver attaches our sender"),
                     Err(e) => return ClientEnd::Gone(format!("link attach failed: {e}")),
-                },
+                }},
                 Some(attach) => {
                     refuse_link(&link_acceptor, attach, &mut session, platform, username, remote).await;
                     watch(session, found_tx.clone());
@@ -256,7 +264,7 @@ async fn run_client(
     }
 
     let group = &registration.group;
-    group.attach(registration.conn);
+    group.attach(registration.conn, max_message_size);
     tracing::info!(%remote, client_id = %username.client_id, group = %username.consumer_group_id, "client connected");
     let ack_timeout = Duration::from_millis(platform.limits.ack_timeout_ms);
     let deliver = deliver(&mut sender, group, registration.conn, ack_timeout);
@@ -282,7 +290,7 @@ async fn run_client(
                 // link (closed) ahead of the Close, and a client such as Proton would then reconnect
                 // without its receiver.
                 let reason = "connection dropped by the emulator (drop-connections fault)";
-                platform.refuse(refusal(remote, Some(username), "link", "amqp:connection:forced", reason.into()));
+                platform.refuse(refusal(remote, Some(username), Stage::Link, "amqp:connection:forced", reason.into()));
                 close_and_cut(connection, amqp_error(ConnectionError::ConnectionForced, reason), cut).await;
                 return ClientEnd::Closed;
             }
@@ -310,7 +318,7 @@ async fn refuse_link(
         Role::Sender => "sender links are not allowed: messages only flow from the platform to the client",
         Role::Receiver => "only one receiver link is allowed per connection",
     };
-    platform.refuse(refusal(remote, Some(username), "link", "amqp:not-allowed", reason.into()));
+    platform.refuse(refusal(remote, Some(username), Stage::Link, "amqp:not-allowed", reason.into()));
     let error = amqp_error(AmqpError::NotAllowed, reason);
     let closed = match acceptor.accept_incoming_attach(attach, session).await {
         // A peer that never answers the detach must not stall the connection.
@@ -363,7 +371,7 @@ async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_time
         let mut held = Held { group, delivery: Some(delivery) };
         let message = held.delivery.as_ref().expect("just set").message.to_amqp();
         // `send_batchable` is cancel-safe: given up while waiting for credit, nothing was sent.
-        let Ok(sent) = timeout(CREDIT_WAIT, sender.send_batchable(message)).await else {
+        let Ok(sent) = timeout(CREDIT_WAIT, send(sender, message)).await else {
             drop(held); // back to the group, at the front
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(NO_CREDIT_PAUSE.1);
@@ -388,6 +396,16 @@ async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_time
             }
             Err(e) => return format!("link closed: {e}"),
         }
+    }
+}
+
+/// One transfer, whatever the body's type.
+async fn send(sender: &mut Sender, message: Outgoing) -> Result<DeliveryFut<Result<Outcome, SendError>>, SendError> {
+    match message {
+        Outgoing::Data(m) => sender.send_batchable(m).await,
+        Outgoing::Value(m) => sender.send_batchable(m).await,
+        Outgoing::Sequence(m) => sender.send_batchable(m).await,
+        Outgoing::Undecodable(m) => sender.send_batchable(m).await,
     }
 }
 

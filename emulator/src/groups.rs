@@ -14,7 +14,6 @@ use std::{
 };
 
 use rand::Rng;
-use serde::Serialize;
 use tokio::{
     sync::{Notify, oneshot},
     time::Instant,
@@ -22,19 +21,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    admin::{ClientSnapshot, ConnectionAttempts, Counters, GroupKey, GroupSnapshot, LatencySummary},
     config::Limits,
     message::{StoredMessage, epoch_ms},
     rate::{PerMinute, SlidingWindow, TokenBucket},
 };
 
 pub type ConnId = u64;
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupKey {
-    pub instance_id: String,
-    pub consumer_group_id: String,
-}
 
 /// A message on its way to one client.
 #[derive(Debug, Clone)]
@@ -69,21 +62,6 @@ pub struct Group {
     wake: Notify,
 }
 
-#[derive(Debug, Default, Clone, Copy, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Counters {
-    pub published: u64,
-    pub delivered: u64,
-    pub acknowledged: u64,
-    /// Deliveries that went back to the stacked queue (timed out, refused, or cut off).
-    pub redelivered: u64,
-    pub timed_out: u64,
-    pub refused_by_client: u64,
-    pub returned_on_disconnect: u64,
-    pub expired: u64,
-    pub duplicates_injected: u64,
-}
-
 struct GroupState {
     realtime: VecDeque<Arc<StoredMessage>>,
     stacked: VecDeque<Arc<StoredMessage>>,
@@ -95,6 +73,7 @@ struct GroupState {
     paused: bool,
     refuse_logins: bool,
     attempts: SlidingWindow,
+    attempts_total: u64,
     counters: Counters,
     consumed_realtime: PerMinute,
     consumed_stacked: PerMinute,
@@ -129,23 +108,13 @@ impl LatencyWindow {
     }
 }
 
-/// Over the last (up to) 10 000 acknowledgements of the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LatencySummary {
-    pub samples: usize,
-    pub p50_us: u32,
-    pub p90_us: u32,
-    pub p99_us: u32,
-    pub max_us: u32,
-}
-
 struct Client {
     client_id: String,
     remote: SocketAddr,
     connected_since_ms: i64,
     idle_time_out_ms: Option<u32>,
     attached: bool,
+    max_message_size: Option<u64>,
     in_flight: u64,
     delivered: u64,
     acknowledged: u64,
@@ -161,46 +130,6 @@ pub struct NewClient {
     pub client_id: String,
     pub remote: SocketAddr,
     pub idle_time_out_ms: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientSnapshot {
-    pub client_id: String,
-    pub remote: String,
-    /// Epoch milliseconds.
-    pub connected_since: i64,
-    pub idle_timeout_ms: Option<u32>,
-    /// The receiver link is attached: the platform lists the client as connected.
-    pub attached: bool,
-    pub in_flight: u64,
-    pub delivered: u64,
-    pub acknowledged: u64,
-    pub realtime_consumed_per_minute: u64,
-    pub stacked_consumed_per_minute: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupSnapshot {
-    #[serde(flatten)]
-    pub key: GroupKey,
-    /// Messages waiting: the stacked queue plus real-time messages not yet pushed.
-    pub backlog: u64,
-    pub stacked: u64,
-    pub in_flight: u64,
-    pub paused: bool,
-    pub refusing_logins: bool,
-    #[serde(flatten)]
-    pub counters: Counters,
-    pub consumed_per_minute: u64,
-    pub realtime_consumed_per_minute: u64,
-    pub stacked_consumed_per_minute: u64,
-    /// Epoch milliseconds of the last acknowledgement.
-    pub last_consumed_at: Option<i64>,
-    /// Push-to-accept latency over the last acknowledgements.
-    pub ack_latency: Option<LatencySummary>,
-    pub clients: Vec<ClientSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +157,7 @@ impl Group {
                 paused: false,
                 refuse_logins: false,
                 attempts: SlidingWindow::new(Duration::from_secs(60)),
+                attempts_total: 0,
                 counters: Counters::default(),
                 consumed_realtime: PerMinute::default(),
                 consumed_stacked: PerMinute::default(),
@@ -246,7 +176,9 @@ impl Group {
 
     /// Records a connection attempt; returns the attempts in the last minute, this one included.
     pub fn record_attempt(&self) -> usize {
-        self.lock().attempts.record(Instant::now())
+        let mut state = self.lock();
+        state.attempts_total += 1;
+        state.attempts.record(Instant::now())
     }
 
     pub fn refusing_logins(&self) -> bool {
@@ -269,6 +201,7 @@ impl Group {
                 connected_since_ms: epoch_ms(),
                 idle_time_out_ms: client.idle_time_out_ms,
                 attached: false,
+                max_message_size: None,
                 in_flight: 0,
                 delivered: 0,
                 acknowledged: 0,
@@ -281,9 +214,11 @@ impl Group {
         Ok(drop)
     }
 
-    pub fn attach(&self, conn: ConnId) {
+    /// The client's receiver link is attached, advertising `max_message_size` (not enforced).
+    pub fn attach(&self, conn: ConnId, max_message_size: Option<u64>) {
         if let Some(client) = self.lock().clients.get_mut(&conn) {
             client.attached = true;
+            client.max_message_size = max_message_size;
         }
         self.wake.notify_one();
     }
@@ -435,6 +370,10 @@ impl Group {
             stacked_consumed_per_minute: stacked,
             last_consumed_at: state.last_consumed_ms,
             ack_latency: state.ack_latency.summary(),
+            connection_attempts: ConnectionAttempts {
+                total: state.attempts_total,
+                last_minute: state.attempts.count(Instant::now()) as u64,
+            },
             clients: state
                 .clients
                 .values()
@@ -444,6 +383,7 @@ impl Group {
                     connected_since: c.connected_since_ms,
                     idle_timeout_ms: c.idle_time_out_ms,
                     attached: c.attached,
+                    max_message_size: c.max_message_size,
                     in_flight: c.in_flight,
                     delivered: c.delivered,
                     acknowledged: c.acknowledged,
@@ -596,13 +536,13 @@ mod tests {
         group.publish((0..3).map(message));
         assert_eq!(group.snapshot().stacked, 3);
         group.register(client(1)).unwrap();
-        group.attach(1);
+        group.attach(1, None);
         let mut seen = Vec::new();
         for _ in 0..3 {
             let d = group.next_delivery(1).await.unwrap();
             assert!(d.from_stacked);
             group.sent(1);
-            seen.push(d.message.message_id.clone());
+            seen.push(d.message.message_id.canonical().unwrap());
             group.settle(1, d, Settlement::Accepted(Duration::from_micros(250)));
         }
         seen.sort();
@@ -633,13 +573,13 @@ mod tests {
         );
         tokio::spawn(group.clone().run_dispatcher());
         group.register(client(1)).unwrap();
-        group.attach(1);
+        group.attach(1, None);
         group.publish([message(7)]);
         let d = group.next_delivery(1).await.unwrap();
         group.sent(1);
         group.settle(1, d, Settlement::TimedOut);
         let again = group.next_delivery(1).await.unwrap();
-        assert_eq!(again.message.message_id, "7");
+        assert_eq!(again.message.message_id.canonical().as_deref(), Some("7"));
         assert!(again.from_stacked);
         assert_eq!(group.snapshot().counters.redelivered, 1);
     }
@@ -648,7 +588,7 @@ mod tests {
     async fn an_abandoned_wait_loses_nothing() {
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits());
         group.register(client(1)).unwrap();
-        group.attach(1);
+        group.attach(1, None);
         group.publish([message(1)]);
         // No dispatcher yet: start waiting, hand the message over by hand, then abandon the wait.
         let mut wait = Box::pin(group.next_delivery(1));
@@ -695,13 +635,13 @@ mod tests {
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits);
         tokio::spawn(group.clone().run_dispatcher());
         group.register(client(1)).unwrap();
-        group.attach(1);
+        group.attach(1, None);
         group.publish([message(42)]);
         let first = group.next_delivery(1).await.unwrap();
         group.sent(1);
         group.settle(1, first, Settlement::Accepted(Duration::from_micros(250)));
         let again = group.next_delivery(1).await.unwrap();
-        assert_eq!(again.message.message_id, "42");
+        assert_eq!(again.message.message_id.canonical().as_deref(), Some("42"));
         assert_eq!(group.snapshot().counters.duplicates_injected, 1);
     }
 
@@ -719,6 +659,7 @@ mod tests {
                 connected_since_ms: 0,
                 idle_time_out_ms: None,
                 attached: true,
+                max_message_size: None,
                 in_flight: 0,
                 delivered: 0,
                 acknowledged: 0,

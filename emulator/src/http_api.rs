@@ -4,15 +4,20 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::JsonRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use crate::{groups::Group, message::StoredMessage, platform::Platform, rpc::OpenApi};
+use crate::{
+    admin::{ErrorReply, FaultReply, FaultRequest, PublishReply, PublishRequest, TrafficReply, TrafficRequest},
+    groups::Group,
+    platform::Platform,
+    publish,
+    rpc::OpenApi,
+};
 
 #[derive(Clone)]
 struct Api {
@@ -36,32 +41,13 @@ pub fn router(platform: Arc<Platform>) -> Router {
 }
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    (status, Json(ErrorReply { error: message.into() })).into_response()
 }
 
 async fn openapi(State(api): State<Api>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
     let (status, body) = api.openapi.handle(pairs);
     (status, Json(body)).into_response()
 }
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PublishRequest {
-    #[serde(default)]
-    instance_id: String,
-    consumer_group_id: String,
-    topic: String,
-    payload: String,
-    #[serde(default = "one")]
-    count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// At most this many messages per admin call, so one request can't exhaust memory by accident.
-const MAX_PUBLISH: u32 = 1_000_000;
 
 fn find_group(api: &Api, instance: &str, group: &str) -> Result<Arc<Group>, Response> {
     api.platform
@@ -70,43 +56,25 @@ fn find_group(api: &Api, instance: &str, group: &str) -> Result<Arc<Group>, Resp
         .ok_or_else(|| problem(StatusCode::NOT_FOUND, format!("no consumer group `{group}` in instance `{instance}`")))
 }
 
-async fn publish(State(api): State<Api>, body: Result<Json<PublishRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn publish(State(api): State<Api>, body: Result<Json<PublishRequest>, JsonRejection>) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    if request.count == 0 || request.count > MAX_PUBLISH {
-        return problem(StatusCode::BAD_REQUEST, format!("count must be within 1..={MAX_PUBLISH}"));
-    }
+    let messages = match publish::messages(&request, &api.platform.message_ids) {
+        Ok(messages) => messages,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+    };
     let group = match find_group(&api, &request.instance_id, &request.consumer_group_id) {
         Ok(group) => group,
         Err(response) => return response,
     };
-    let messages: Vec<Arc<StoredMessage>> = (0..request.count)
-        .map(|_| Arc::new(StoredMessage::new(api.platform.message_ids.next(), request.topic.clone(), request.payload.clone().into_bytes())))
-        .collect();
-    let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    group.publish(messages);
-    Json(json!({"messageIds": ids})).into_response()
+    let message_ids = messages.iter().map(|m| m.message_id.canonical()).collect();
+    group.publish(messages.into_iter().map(Arc::new));
+    Json(PublishReply { message_ids }).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TrafficRequest {
-    #[serde(default)]
-    instance_id: String,
-    consumer_group_id: String,
-    rate_per_second: u32,
-    #[serde(default = "twenty")]
-    devices: u32,
-    seconds: u32,
-}
-
-fn twenty() -> u32 {
-    20
-}
-
-async fn traffic(State(api): State<Api>, body: Result<Json<TrafficRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn traffic(State(api): State<Api>, body: Result<Json<TrafficRequest>, JsonRejection>) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
@@ -119,8 +87,8 @@ async fn traffic(State(api): State<Api>, body: Result<Json<TrafficRequest>, axum
         Err(response) => return response,
     };
     tokio::spawn(crate::traffic::run(group, api.platform.clone(), request.rate_per_second, request.devices, request.seconds));
-    let total = request.rate_per_second as u64 * request.seconds as u64;
-    (StatusCode::ACCEPTED, Json(json!({"started": true, "messages": total}))).into_response()
+    let messages = u64::from(request.rate_per_second) * u64::from(request.seconds);
+    (StatusCode::ACCEPTED, Json(TrafficReply { started: true, messages })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -141,16 +109,7 @@ async fn list_groups(State(api): State<Api>) -> Response {
     Json(api.platform.groups().map(|g| g.snapshot()).collect::<Vec<_>>()).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FaultRequest {
-    action: String,
-    consumer_group_id: String,
-    #[serde(default)]
-    instance_id: String,
-}
-
-async fn fault(State(api): State<Api>, body: Result<Json<FaultRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn fault(State(api): State<Api>, body: Result<Json<FaultRequest>, JsonRejection>) -> Response {
     let Json(request) = match body {
         Ok(body) => body,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
@@ -159,20 +118,20 @@ async fn fault(State(api): State<Api>, body: Result<Json<FaultRequest>, axum::ex
         Ok(group) => group,
         Err(response) => return response,
     };
-    let result: Value = match request.action.as_str() {
-        "drop-connections" => json!({"dropped": group.drop_connections()}),
+    let result = match request.action.as_str() {
+        "drop-connections" => FaultReply { dropped: Some(group.drop_connections()), ..FaultReply::default() },
         "refuse-logins" => {
             group.set_refuse_logins(true);
-            json!({"refusingLogins": true})
+            FaultReply { refusing_logins: Some(true), ..FaultReply::default() }
         }
         "pause-delivery" => {
             group.set_paused(true);
-            json!({"paused": true})
+            FaultReply { paused: Some(true), ..FaultReply::default() }
         }
         "resume" => {
             group.set_refuse_logins(false);
             group.set_paused(false);
-            json!({"refusingLogins": false, "paused": false})
+            FaultReply { refusing_logins: Some(false), paused: Some(false), ..FaultReply::default() }
         }
         other => {
             return problem(

@@ -10,11 +10,11 @@ use std::{
 };
 
 use iotsub_aliyun::amqp::{AuthMode, Username};
-use serde::Serialize;
 
 use crate::{
+    admin::{GroupKey, Refusal, Stage},
     config::{Account, Config, Limits},
-    groups::{Group, GroupKey},
+    groups::Group,
     message::{MessageIds, epoch_ms},
 };
 
@@ -29,23 +29,6 @@ pub struct Platform {
     pub message_ids: MessageIds,
     next_conn: AtomicU64,
     refusals: Mutex<VecDeque<Refusal>>,
-}
-
-/// Why a connection was refused, as `/admin/refusals` and the log tell it. Never holds a secret.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Refusal {
-    /// Epoch milliseconds.
-    pub at: i64,
-    pub remote: String,
-    pub client_id: Option<String>,
-    pub instance_id: Option<String>,
-    pub consumer_group_id: Option<String>,
-    /// `sasl`, `open` or `link`.
-    pub stage: &'static str,
-    /// The AMQP error condition sent, or `sasl:auth` for a refused login.
-    pub condition: String,
-    pub reason: String,
 }
 
 /// A login the SASL layer accepted.
@@ -150,7 +133,7 @@ impl Platform {
             client_id = refusal.client_id.as_deref().unwrap_or("-"),
             instance_id = refusal.instance_id.as_deref().unwrap_or("-"),
             consumer_group_id = refusal.consumer_group_id.as_deref().unwrap_or("-"),
-            stage = refusal.stage,
+            stage = refusal.stage.as_str(),
             condition = %refusal.condition,
             reason = %refusal.reason,
             "connection refused"
@@ -189,7 +172,7 @@ impl Drop for InstanceConnection {
     }
 }
 
-pub fn refusal(remote: SocketAddr, username: Option<&Username>, stage: &'static str, condition: &str, reason: String) -> Refusal {
+pub fn refusal(remote: SocketAddr, username: Option<&Username>, stage: Stage, condition: &str, reason: String) -> Refusal {
     Refusal {
         at: epoch_ms(),
         remote: remote.to_string(),

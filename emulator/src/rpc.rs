@@ -19,7 +19,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::{platform::Platform, rate::TokenBucket};
+use crate::{admin::OpenApiCall, platform::Platform, rate::TokenBucket};
 
 const HOST_ID: &str = "iot.emulator.local";
 /// The gateway refuses a Timestamp further than this from its clock, and a nonce seen within it.
@@ -29,19 +29,7 @@ pub struct OpenApi {
     platform: Arc<Platform>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
     nonces: Mutex<HashMap<String, Instant>>,
-    calls: Mutex<std::collections::VecDeque<Call>>,
-}
-
-/// One OpenAPI request as answered, for `/admin/openapi-calls` (tests count retries and rates).
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Call {
-    /// Unix time, milliseconds.
-    pub at_ms: i64,
-    pub access_key_id: String,
-    pub action: String,
-    /// `OK`, or the error code answered.
-    pub code: String,
+    calls: Mutex<std::collections::VecDeque<OpenApiCall>>,
 }
 
 /// The newest calls kept.
@@ -75,7 +63,7 @@ impl OpenApi {
     }
 
     /// The calls answered so far (the newest 10 000), oldest first.
-    pub fn calls(&self) -> Vec<Call> {
+    pub fn calls(&self) -> Vec<OpenApiCall> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
@@ -93,7 +81,7 @@ impl OpenApi {
             calls.pop_front();
         }
         let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        calls.push_back(Call { at_ms, access_key_id, action, code });
+        calls.push_back(OpenApiCall { at_ms, access_key_id, action, code });
         reply
     }
 
