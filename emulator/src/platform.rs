@@ -4,7 +4,7 @@ use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
@@ -29,6 +29,13 @@ pub struct Platform {
     pub message_ids: MessageIds,
     next_conn: AtomicU64,
     refusals: Mutex<VecDeque<Refusal>>,
+}
+
+/// A login the platform refuses: who it named, if that could be read, and why (safe to log).
+#[derive(Debug, Clone)]
+pub struct LoginRefused {
+    pub username: Option<Box<Username>>,
+    pub reason: String,
 }
 
 /// A login the SASL layer accepted.
@@ -81,10 +88,10 @@ impl Platform {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Checks a SASL PLAIN login as the platform would. The error is the reason, safe to log.
-    pub fn authenticate(&self, username: &str, password: &str) -> Result<Login, (Option<Username>, String)> {
-        let parsed: Username = username.parse().map_err(|e| (None, format!("{e}")))?;
-        let refuse = |why: String| Err((Some(parsed.clone()), why));
+    /// Checks a SASL PLAIN login as the platform would.
+    pub fn authenticate(&self, username: &str, password: &str) -> Result<Login, LoginRefused> {
+        let parsed: Username = username.parse().map_err(|e| LoginRefused { username: None, reason: format!("{e}") })?;
+        let refuse = |reason: String| Err(LoginRefused { username: Some(Box::new(parsed.clone())), reason });
         let instance = parsed.instance_id.clone().unwrap_or_default();
         if !self.has_instance(&instance) {
             return refuse(format!("unknown iotInstanceId `{instance}`"));
@@ -138,7 +145,7 @@ impl Platform {
             reason = %refusal.reason,
             "connection refused"
         );
-        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         if refusals.len() == REFUSALS_KEPT {
             refusals.pop_front();
         }
@@ -146,7 +153,7 @@ impl Platform {
     }
 
     pub fn refusals(&self) -> Vec<Refusal> {
-        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.refusals.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 }
 
@@ -227,7 +234,7 @@ mod tests {
         let (u, pw) = login(Some("iot-1"), "G1", &demo(), AuthMode::AkSign);
         assert!(p.authenticate(&u, &pw).is_ok());
 
-        let reason = |u: &str, pw: &str| p.authenticate(u, pw).unwrap_err().1;
+        let reason = |u: &str, pw: &str| p.authenticate(u, pw).unwrap_err().reason;
         let (u, _) = login(None, "DEFAULT_GROUP", &demo(), AuthMode::AkSign);
         assert!(reason(&u, "AAAA").contains("signature mismatch"));
         let (u, pw) = login(Some("iot-404"), "G1", &demo(), AuthMode::AkSign);
@@ -248,10 +255,10 @@ mod tests {
         assert!(p.authenticate(&u, &pw).is_ok());
         let stale = AccessKey { security_token: Some("STS.stale".into()), ..good };
         let (u, pw) = login(None, "DEFAULT_GROUP", &stale, AuthMode::StsToken);
-        let why = p.authenticate(&u, &pw).unwrap_err().1;
+        let why = p.authenticate(&u, &pw).unwrap_err().reason;
         assert!(why.contains("securityToken") && !why.contains("STS.stale"), "{why}");
         let (u, _) = login(None, "DEFAULT_GROUP", &stale, AuthMode::StsToken);
-        let why = p.authenticate(&u, "AAAA").unwrap_err().1;
+        let why = p.authenticate(&u, "AAAA").unwrap_err().reason;
         assert!(!why.contains("STS.stale") && !why.contains("sts-secret"), "{why}");
     }
 

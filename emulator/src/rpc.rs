@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -64,7 +64,7 @@ impl OpenApi {
 
     /// The calls answered so far (the newest 10 000), oldest first.
     pub fn calls(&self) -> Vec<OpenApiCall> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
     /// One GET request's query parameters (decoded; a repeated name is refused), recorded.
@@ -76,7 +76,7 @@ impl OpenApi {
             Some(code) => code.to_owned(),
             None => "OK".to_owned(),
         };
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         if calls.len() == CALLS_KEPT {
             calls.pop_front();
         }
@@ -166,7 +166,7 @@ impl OpenApi {
         }
         let now = Instant::now();
         {
-            let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            let mut nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
             nonces.retain(|_, seen| now.saturating_duration_since(*seen) < REPLAY_WINDOW);
             if nonces.insert(format!("{access_key_id}/{}", params["SignatureNonce"]), now).is_some() {
                 return Err(gateway_error(
@@ -177,7 +177,7 @@ impl OpenApi {
             }
         }
         let rate = self.platform.limits.openapi_rate_per_account;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket = buckets.entry(access_key_id.clone()).or_insert_with(|| TokenBucket::new(rate, now));
         if !bucket.take(now) {
             return Err(gateway_error(StatusCode::BAD_REQUEST, "Throttling.User", "Request was denied due to user flow control.".into()));
@@ -231,7 +231,7 @@ impl OpenApi {
     }
 
     fn list(&self, instance: &str, page: Option<&str>, size: Option<&str>, name: Option<&str>, fuzzy: Option<&str>) -> Reply {
-        let page: u32 = match page.map(str::parse).unwrap_or(Ok(1)) {
+        let page: u32 = match page.map_or(Ok(1), str::parse) {
             Ok(p) if p >= 1 => p,
             _ => return business_error("iot.common.InvalidParameter", "CurrentPage must be a positive integer."),
         };

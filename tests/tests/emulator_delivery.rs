@@ -347,7 +347,7 @@ async fn each_message_id_type_arrives_in_its_amqp_type_and_the_reply_names_it_ca
             (MessageIdType::Absent, None) => None,
             _ => anyhow::bail!("a {kind:?} messageId arrived as {arrived:?}"),
         };
-        assert_eq!(ids, [canonical.clone()], "the reply names the {kind:?} id as a consumer carries it");
+        assert_eq!(ids, std::slice::from_ref(&canonical), "the reply names the {kind:?} id as a consumer carries it");
         if let Some(id) = canonical {
             assert!(!id.is_empty() && id.chars().all(|c| !c.is_ascii_uppercase()), "{id}");
         }

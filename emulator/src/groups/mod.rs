@@ -12,7 +12,7 @@ mod snapshot;
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -122,7 +122,7 @@ impl Group {
 
     fn lock(&self) -> MutexGuard<'_, GroupState> {
         // A panic while holding the lock leaves counters at worst stale, never unsafe.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a connection attempt; returns the attempts in the last minute, this one included.
