@@ -95,6 +95,13 @@ class Emulator:
             "instanceId": instance, "consumerGroupId": group, "topic": topic, "payload": payload, "count": count})
         return reply["messageIds"]
 
+    def publish_shaped(self, topic, payload, shape, count=1, group="DEFAULT_GROUP", instance=""):
+        """Messages of another shape (`messageId`/`generateTime` types, `body`); returns their canonical ids."""
+        reply = self._request("POST", "/admin/messages", {
+            "instanceId": instance, "consumerGroupId": group, "topic": topic, "payload": payload, "count": count,
+            "shape": shape})
+        return reply["messageIds"]
+
     def group(self, group="DEFAULT_GROUP", instance=""):
         return self._request("GET", "/admin/consumer-groups/%s?instanceId=%s" % (group, instance))
 

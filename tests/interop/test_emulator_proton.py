@@ -402,3 +402,32 @@ def test_reconnecting_client_resumes_after_the_drop_connections_fault(start_emul
         c.wait(lambda s: any(m["properties"]["messageId"] == message_id for m in s.messages), WAIT, "a message after reconnecting")
     finally:
         c.stop()
+
+
+# --- other message shapes: a third-party decoder reads the emulator's encodings as the AMQP types ---
+
+
+def test_proton_decodes_every_message_shape_as_its_amqp_type(start_emulator):
+    import uuid
+
+    import proton
+
+    emulator = start_emulator(config())
+    c = attached(client(emulator, "proton-shapes"))
+    cases = [
+        ({"messageId": "ulong"}, "x", lambda id, p, m: type(p["messageId"]) is proton.ulong and str(int(p["messageId"])) == id),
+        ({"messageId": "uuid"}, "x", lambda id, p, m: isinstance(p["messageId"], uuid.UUID) and str(p["messageId"]) == id),
+        ({"messageId": "binary"}, "x", lambda id, p, m: bytes(p["messageId"]).hex() == id),
+        ({"messageId": "absent", "generateTime": "string"}, "x",
+         lambda id, p, m: id is None and "messageId" not in p and type(p["generateTime"]) is str),
+        ({"body": "amqp-value"}, '{"a": 1, "b": [true, null, "x"]}',
+         lambda id, p, m: m["inferred"] is False and m["body"] == {"a": 1, "b": [True, None, "x"]}),
+        ({"body": "amqp-sequence"}, '[1, "two"]', lambda id, p, m: m["inferred"] is True and m["body"] == [1, "two"]),
+    ]
+    for n, (shape, payload, check) in enumerate(cases, start=1):
+        [message_id] = emulator.publish_shaped(TOPIC, payload, shape)
+        c.wait(lambda s: len(s.messages) >= n, WAIT, "the message of shape %s" % shape)
+        m = c.messages[n - 1]
+        assert check(message_id, m["properties"], m), "shape %s, reply id %r, Proton read %s" % (shape, message_id, m)
+    emulator.wait_for(emulator.group, lambda g: g["acknowledged"] == len(cases), WAIT, "every shape acknowledged")
+    c.stop()
