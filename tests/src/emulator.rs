@@ -98,6 +98,11 @@ impl Emulator {
         self.group_in("", group).await
     }
 
+    /// `GET /admin/consumer-groups`: every group of every instance.
+    pub async fn groups(&self) -> anyhow::Result<Vec<GroupSnapshot>> {
+        self.get_json("/admin/consumer-groups").await
+    }
+
     /// `GET /admin/consumer-groups/<group>?instanceId=<instance>`.
     pub async fn group_in(&self, instance: &str, group: &str) -> anyhow::Result<GroupSnapshot> {
         self.get_json(&format!("/admin/consumer-groups/{group}?instanceId={instance}")).await

@@ -283,6 +283,8 @@ async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyho
     assert_eq!((list.total, list.page_count), (3, 2));
     assert_eq!(list.data.groups.iter().map(|g| g.group_id.as_str()).collect::<Vec<_>>(), ["telemetry"]);
 
+    let admin_list: Vec<_> = emulator.groups().await?.into_iter().map(|g| (g.key.instance_id, g.key.consumer_group_id)).collect();
+    assert_eq!(admin_list, [("iot-1".into(), "billing".into()), ("iot-1".into(), "orders".into()), ("iot-1".into(), "telemetry".into())]);
     emulator.publish_request(&PublishRequest { instance_id: "iot-1".into(), ..PublishRequest::new("orders", TOPIC, "x", 25) }).await?;
     assert_eq!(emulator.group_in("iot-1", "orders").await?.backlog, 25);
     let reset: ActionResult =
