@@ -232,6 +232,9 @@ pub struct GroupSnapshot {
     pub last_consumed_at: Option<i64>,
     /// Push-to-accept latency over the last acknowledgements.
     pub ack_latency: Option<LatencySummary>,
+    /// The most times any one message of the group was sent to a client (a redelivery loop shows
+    /// here; injected duplicates count too).
+    pub max_deliveries_per_message: u32,
     pub connection_attempts: ConnectionAttempts,
     pub clients: Vec<ClientSnapshot>,
 }

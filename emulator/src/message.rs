@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -30,6 +30,8 @@ pub struct StoredMessage {
     pub generate_time: i64,
     pub generate_time_type: GenerateTimeType,
     pub stored_at: Instant,
+    /// How many times it was sent to a client so far.
+    pub deliveries: AtomicU32,
 }
 
 /// The `messageId` application property, in the AMQP type asked for.
@@ -139,7 +141,15 @@ impl StoredMessage {
     }
 
     pub fn shaped(message_id: MessageId, topic: String, body: Body, generate_time_type: GenerateTimeType) -> Self {
-        StoredMessage { message_id, topic, body, generate_time: epoch_ms(), generate_time_type, stored_at: Instant::now() }
+        StoredMessage {
+            message_id,
+            topic,
+            body,
+            generate_time: epoch_ms(),
+            generate_time_type,
+            stored_at: Instant::now(),
+            deliveries: AtomicU32::new(0),
+        }
     }
 
     /// The application properties the platform's samples read (`topic`, `messageId` a string,

@@ -60,7 +60,7 @@ pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_
         match sent {
             Ok(outcome) => {
                 let delivery = held.delivery.take().expect("still held");
-                group.sent(conn);
+                group.sent(conn, &delivery);
                 tokio::spawn(settle_when_answered(group.clone(), conn, delivery, outcome, ack_timeout));
             }
             Err(e) => return format!("link closed: {e}"),

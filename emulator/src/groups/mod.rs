@@ -12,7 +12,7 @@ mod snapshot;
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::Ordering},
     time::Duration,
 };
 
@@ -81,6 +81,8 @@ struct GroupState {
     refuse_logins: bool,
     attempts: SlidingWindow,
     attempts_total: u64,
+    /// The most times one message was sent: a redelivery loop shows here.
+    max_deliveries_per_message: u32,
     counters: Counters,
     consumed_realtime: PerMinute,
     consumed_stacked: PerMinute,
@@ -109,6 +111,7 @@ impl Group {
                 refuse_logins: false,
                 attempts: SlidingWindow::new(Duration::from_secs(60)),
                 attempts_total: 0,
+                max_deliveries_per_message: 0,
                 counters: Counters::default(),
                 consumed_realtime: PerMinute::default(),
                 consumed_stacked: PerMinute::default(),
@@ -195,10 +198,13 @@ impl Group {
         self.wake.notify_one();
     }
 
-    pub fn sent(&self, conn: ConnId) {
+    /// The delivery went out on the client's link.
+    pub fn sent(&self, conn: ConnId, delivery: &Delivery) {
+        let times = delivery.message.deliveries.fetch_add(1, Ordering::Relaxed) + 1;
         let mut state = self.lock();
         state.in_flight += 1;
         state.counters.delivered += 1;
+        state.max_deliveries_per_message = state.max_deliveries_per_message.max(times);
         if let Some(client) = state.clients.get_mut(&conn) {
             client.in_flight += 1;
             client.delivered += 1;
@@ -342,7 +348,7 @@ mod tests {
         for _ in 0..3 {
             let d = group.next_delivery(1).await.unwrap();
             assert!(d.from_stacked);
-            group.sent(1);
+            group.sent(1, &d);
             seen.push(d.message.message_id.canonical().unwrap());
             group.settle(1, d, Settlement::Accepted(Duration::from_micros(250)));
         }
@@ -377,12 +383,14 @@ mod tests {
         group.attach(1, None);
         group.publish([message(7)]);
         let d = group.next_delivery(1).await.unwrap();
-        group.sent(1);
+        group.sent(1, &d);
         group.settle(1, d, Settlement::TimedOut);
         let again = group.next_delivery(1).await.unwrap();
         assert_eq!(again.message.message_id.canonical().as_deref(), Some("7"));
         assert!(again.from_stacked);
-        assert_eq!(group.snapshot().counters.redelivered, 1);
+        group.sent(1, &again);
+        let snap = group.snapshot();
+        assert_eq!((snap.counters.redelivered, snap.max_deliveries_per_message), (1, 2), "sent twice");
     }
 
     #[tokio::test]
@@ -412,7 +420,7 @@ mod tests {
         group.attach(1, None);
         group.publish([message(42)]);
         let first = group.next_delivery(1).await.unwrap();
-        group.sent(1);
+        group.sent(1, &first);
         group.settle(1, first, Settlement::Accepted(Duration::from_micros(250)));
         let again = group.next_delivery(1).await.unwrap();
         assert_eq!(again.message.message_id.canonical().as_deref(), Some("42"));

@@ -52,6 +52,7 @@ impl GroupState {
             stacked_consumed_per_minute: stacked,
             last_consumed_at: self.last_consumed_ms,
             ack_latency: self.ack_latency.summary(),
+            max_deliveries_per_message: self.max_deliveries_per_message,
             connection_attempts: ConnectionAttempts { total: self.attempts_total, last_minute: self.attempts.count(now) as u64 },
             clients: self.clients.values().map(|c| c.snapshot(second)).collect(),
         }
