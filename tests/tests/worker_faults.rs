@@ -138,9 +138,13 @@ async fn failing_http_sink_acknowledges_nothing_before_success_and_loses_nothing
     let sink = SinkServer::start().await?;
     sink.answer(503);
     let dir = tempfile::tempdir()?;
-    // A 4 s acknowledgement window, so the worker's release-before-the-window shows within the test.
-    let options =
-        WorkerOptions::for_emulator(&emulator, "s").arg("--sink", "http").arg("--sink-url", &sink.url).arg("--ack-window-ms", 4_000);
+    // A 4 s acknowledgement window, so the worker's release-before-the-window shows within the test;
+    // a circuit breaker that does not open, so every message is retried inside its window (the
+    // breaker's own behaviour is worker_backpressure's).
+    let options = WorkerOptions::for_emulator(&emulator, "s")
+        .http_sink(&sink.url)
+        .arg("--ack-window-ms", 4_000)
+        .arg("--sink-failure-threshold", 100_000);
     let worker = Worker::start(dir.path(), &options).await?;
     worker.wait_ready(Duration::from_secs(20)).await?;
 
