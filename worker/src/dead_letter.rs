@@ -176,6 +176,7 @@ mod tests {
             generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
             payload: vec![0xff, 0x00, b'{'],
             data_content_type: "application/octet-stream".into(),
+            encoded: false,
             delivery_count: 0,
             sent_at_us: None,
         }

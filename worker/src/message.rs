@@ -32,6 +32,9 @@ pub struct IotMessage {
     pub payload: Vec<u8>,
     /// What `payload` is: the `content-type` header of the http sink, `dataContentType` elsewhere.
     pub data_content_type: String,
+    /// The payload was encoded by the worker (JSON of an amqp-value or amqp-sequence body), not sent
+    /// as bytes: the log sink then says so with `dataContentType`.
+    pub encoded: bool,
     /// The AMQP header's delivery-count (earlier unsuccessful deliveries), when the sender keeps one.
     pub delivery_count: u32,
     pub sent_at_us: Option<i64>,
@@ -81,8 +84,8 @@ impl IotMessage {
             });
         let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
         let content_type = message.properties.as_ref().and_then(|p| p.content_type.as_ref()).map(|s| s.0.clone());
-        let (payload, data_content_type) = body(message.body, content_type);
-        IotMessage { message_id, topic, generate_time, payload, data_content_type, delivery_count, sent_at_us }
+        let (payload, data_content_type, encoded) = body(message.body, content_type);
+        IotMessage { message_id, topic, generate_time, payload, data_content_type, encoded, delivery_count, sent_at_us }
     }
 
     /// What stands in for a delivery that could not be decoded: only its tag is known.
@@ -93,6 +96,7 @@ impl IotMessage {
             generate_time: None,
             payload: Vec::new(),
             data_content_type: OCTETS.into(),
+            encoded: false,
             delivery_count: 0,
             sent_at_us: None,
         }
@@ -159,7 +163,8 @@ fn looks_json(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['))
 }
 
-fn body(body: Body<Value>, content_type: Option<String>) -> (Vec<u8>, String) {
+/// The payload, its content type, and whether the worker encoded it.
+fn body(body: Body<Value>, content_type: Option<String>) -> (Vec<u8>, String, bool) {
     let data_type = |bytes: &[u8]| content_type.clone().unwrap_or_else(|| if looks_json(bytes) { JSON } else { OCTETS }.to_owned());
     match body {
         Body::Data(batch) => {
@@ -172,22 +177,22 @@ fn body(body: Body<Value>, content_type: Option<String>) -> (Vec<u8>, String) {
                 }
             }
             let kind = data_type(&out);
-            (out, kind)
+            (out, kind, false)
         }
         // A binary value is a payload sent the other way; its bytes are kept as they are.
         Body::Value(value) => match value.0 {
             Value::Binary(b) => {
                 let bytes = b.into_vec();
                 let kind = data_type(&bytes);
-                (bytes, kind)
+                (bytes, kind, false)
             }
-            other => (json_bytes(&json_of(other)), JSON.into()),
+            other => (json_bytes(&json_of(other)), JSON.into(), true),
         },
         Body::Sequence(sections) => {
             let items: Vec<serde_json::Value> = sections.into_iter().flat_map(|s| s.0).map(json_of).collect();
-            (json_bytes(&serde_json::Value::Array(items)), JSON.into())
+            (json_bytes(&serde_json::Value::Array(items)), JSON.into(), true)
         }
-        Body::Empty => (Vec::new(), OCTETS.into()),
+        Body::Empty => (Vec::new(), OCTETS.into(), false),
     }
 }
 
@@ -288,6 +293,7 @@ mod tests {
         assert_eq!(m.generate_time, Some(GenerateTime::Millis(1_573_489_088_171)));
         assert_eq!(m.payload, b"{\"a\":1}");
         assert_eq!(m.data_content_type, JSON);
+        assert!(!m.encoded);
         assert_eq!(m.sent_at_us, Some(1_700_000_000_000_000));
     }
 
@@ -351,6 +357,7 @@ mod tests {
         let m = IotMessage::from_amqp(message, b"t");
         assert_eq!(String::from_utf8(m.payload).unwrap(), r#"{"a":1,"b":[true,"x",null]}"#);
         assert_eq!(m.data_content_type, JSON);
+        assert!(m.encoded);
 
         let message: Message<Body<Value>> = Message::builder().body(Body::Value(AmqpValue(Value::String("hi".into())))).build();
         assert_eq!(IotMessage::from_amqp(message, b"t").payload, br#""hi""#);

@@ -177,6 +177,7 @@ mod tests {
             generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
             payload: b" {\"x\":1}".to_vec(),
             data_content_type: "application/json".into(),
+            encoded: false,
             delivery_count: 0,
             sent_at_us: None,
         }

@@ -1,7 +1,8 @@
 //! The `log` sink: one JSON object per message on stdout.
 //!
-//! `{"messageId":…,"topic":…,"generateTime":…,"clientId":…,"dataContentType":…,"payload":"<utf-8 text>"}`,
-//! or `"payloadBase64"` when the body is not UTF-8. A message counts as taken once its line has been
+//! `{"messageId":…,"topic":…,"generateTime":…,"clientId":…,"payload":"<utf-8 text>"}`, or
+//! `"payloadBase64"` when the body is not UTF-8; an amqp-value or amqp-sequence body is written as
+//! its JSON text, with `"dataContentType":"application/json"` saying so. A message counts as taken once its line has been
 //! written to the stdout file descriptor (not merely buffered), so a SIGKILL right after the
 //! acknowledgement loses nothing. One writer thread batches whatever lines are waiting into one
 //! write, so the cost of the syscall is shared at high rates.
@@ -21,7 +22,8 @@ struct Line<'a> {
     topic: &'a str,
     generate_time: Option<&'a GenerateTime>,
     client_id: &'a str,
-    data_content_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_content_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,7 +38,7 @@ pub fn format_line(message: &IotMessage, client_id: &str) -> Vec<u8> {
         topic: &message.topic,
         generate_time: message.generate_time.as_ref(),
         client_id,
-        data_content_type: &message.data_content_type,
+        data_content_type: message.encoded.then_some(message.data_content_type.as_str()),
         payload: text,
         payload_base64: match text {
             Some(_) => None,
@@ -119,6 +121,7 @@ mod tests {
             generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
             payload: payload.to_vec(),
             data_content_type: "application/json".into(),
+            encoded: false,
             delivery_count: 0,
             sent_at_us: None,
         }
@@ -129,7 +132,7 @@ mod tests {
         let line = format_line(&message(br#"{"a":"\u00e9"}"#), "c-0");
         assert_eq!(
             String::from_utf8(line).unwrap(),
-            "{\"messageId\":\"m-1\",\"topic\":\"/pk/dn/thing/event/property/post\",\"generateTime\":1573489088171,\"clientId\":\"c-0\",\"dataContentType\":\"application/json\",\"payload\":\"{\\\"a\\\":\\\"\\\\u00e9\\\"}\"}\n"
+            "{\"messageId\":\"m-1\",\"topic\":\"/pk/dn/thing/event/property/post\",\"generateTime\":1573489088171,\"clientId\":\"c-0\",\"payload\":\"{\\\"a\\\":\\\"\\\\u00e9\\\"}\"}\n"
         );
     }
 
@@ -138,6 +141,14 @@ mod tests {
         let line = String::from_utf8(format_line(&message(&[0xff, 0x00, 0x01]), "c")).unwrap();
         assert!(line.ends_with(",\"payloadBase64\":\"/wAB\"}\n"), "{line}");
         assert!(!line.contains("\"payload\":"));
+    }
+
+    #[test]
+    fn an_encoded_body_says_it_is_json() {
+        let mut m = message(br#"{"a":1}"#);
+        m.encoded = true;
+        let line = String::from_utf8(format_line(&m, "c")).unwrap();
+        assert!(line.contains(r#""dataContentType":"application/json","payload":"{\"a\":1}""#), "{line}");
     }
 
     #[test]
