@@ -4,15 +4,23 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::JsonRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use crate::{groups::Group, message::StoredMessage, platform::Platform, rpc::OpenApi};
+use crate::{
+    admin::{
+        ErrorReply, FaultReply, FaultRequest, GroupSnapshot, OpenApiCall, PublishReply, PublishRequest, Refusal, TrafficReply,
+        TrafficRequest,
+    },
+    groups::Group,
+    platform::Platform,
+    publish,
+    rpc::OpenApi,
+};
 
 #[derive(Clone)]
 struct Api {
@@ -35,8 +43,23 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .with_state(api)
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+/// An admin request refused: the status and a message saying what is wrong.
+struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorReply { error: self.1 })).into_response()
+    }
+}
+
+impl From<JsonRejection> for Problem {
+    fn from(rejection: JsonRejection) -> Self {
+        Problem(StatusCode::BAD_REQUEST, rejection.body_text())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Problem {
+    Problem(StatusCode::BAD_REQUEST, message.into())
 }
 
 async fn openapi(State(api): State<Api>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
@@ -44,83 +67,34 @@ async fn openapi(State(api): State<Api>, Query(pairs): Query<Vec<(String, String
     (status, Json(body)).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PublishRequest {
-    #[serde(default)]
-    instance_id: String,
-    consumer_group_id: String,
-    topic: String,
-    payload: String,
-    #[serde(default = "one")]
-    count: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// At most this many messages per admin call, so one request can't exhaust memory by accident.
-const MAX_PUBLISH: u32 = 1_000_000;
-
-fn find_group(api: &Api, instance: &str, group: &str) -> Result<Arc<Group>, Response> {
+fn find_group(api: &Api, instance: &str, group: &str) -> Result<Arc<Group>, Problem> {
     api.platform
         .group(instance, group)
         .cloned()
-        .ok_or_else(|| problem(StatusCode::NOT_FOUND, format!("no consumer group `{group}` in instance `{instance}`")))
+        .ok_or_else(|| Problem(StatusCode::NOT_FOUND, format!("no consumer group `{group}` in instance `{instance}`")))
 }
 
-async fn publish(State(api): State<Api>, body: Result<Json<PublishRequest>, axum::extract::rejection::JsonRejection>) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    if request.count == 0 || request.count > MAX_PUBLISH {
-        return problem(StatusCode::BAD_REQUEST, format!("count must be within 1..={MAX_PUBLISH}"));
-    }
-    let group = match find_group(&api, &request.instance_id, &request.consumer_group_id) {
-        Ok(group) => group,
-        Err(response) => return response,
-    };
-    let messages: Vec<Arc<StoredMessage>> = (0..request.count)
-        .map(|_| Arc::new(StoredMessage::new(api.platform.message_ids.next(), request.topic.clone(), request.payload.clone().into_bytes())))
-        .collect();
-    let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    group.publish(messages);
-    Json(json!({"messageIds": ids})).into_response()
+async fn publish(State(api): State<Api>, body: Result<Json<PublishRequest>, JsonRejection>) -> Result<Json<PublishReply>, Problem> {
+    let Json(request) = body?;
+    let messages = publish::messages(&request, &api.platform.message_ids).map_err(bad_request)?;
+    let group = find_group(&api, &request.instance_id, &request.consumer_group_id)?;
+    let message_ids = messages.iter().map(|m| m.message_id.canonical()).collect();
+    group.publish(messages.into_iter().map(Arc::new));
+    Ok(Json(PublishReply { message_ids }))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TrafficRequest {
-    #[serde(default)]
-    instance_id: String,
-    consumer_group_id: String,
-    rate_per_second: u32,
-    #[serde(default = "twenty")]
-    devices: u32,
-    seconds: u32,
-}
-
-fn twenty() -> u32 {
-    20
-}
-
-async fn traffic(State(api): State<Api>, body: Result<Json<TrafficRequest>, axum::extract::rejection::JsonRejection>) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+async fn traffic(
+    State(api): State<Api>,
+    body: Result<Json<TrafficRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<TrafficReply>), Problem> {
+    let Json(request) = body?;
     if request.rate_per_second == 0 || request.seconds == 0 || request.devices == 0 {
-        return problem(StatusCode::BAD_REQUEST, "ratePerSecond, devices and seconds must be positive");
+        return Err(bad_request("ratePerSecond, devices and seconds must be positive"));
     }
-    let group = match find_group(&api, &request.instance_id, &request.consumer_group_id) {
-        Ok(group) => group,
-        Err(response) => return response,
-    };
+    let group = find_group(&api, &request.instance_id, &request.consumer_group_id)?;
     tokio::spawn(crate::traffic::run(group, api.platform.clone(), request.rate_per_second, request.devices, request.seconds));
-    let total = request.rate_per_second as u64 * request.seconds as u64;
-    (StatusCode::ACCEPTED, Json(json!({"started": true, "messages": total}))).into_response()
+    let messages = u64::from(request.rate_per_second) * u64::from(request.seconds);
+    Ok((StatusCode::ACCEPTED, Json(TrafficReply { started: true, messages })))
 }
 
 #[derive(Deserialize)]
@@ -130,65 +104,50 @@ struct InstanceQuery {
     instance_id: String,
 }
 
-async fn group_status(State(api): State<Api>, Path(id): Path<String>, Query(q): Query<InstanceQuery>) -> Response {
-    match find_group(&api, &q.instance_id, &id) {
-        Ok(group) => Json(group.snapshot()).into_response(),
-        Err(response) => response,
-    }
+async fn group_status(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<InstanceQuery>,
+) -> Result<Json<GroupSnapshot>, Problem> {
+    Ok(Json(find_group(&api, &q.instance_id, &id)?.snapshot()))
 }
 
-async fn list_groups(State(api): State<Api>) -> Response {
-    Json(api.platform.groups().map(|g| g.snapshot()).collect::<Vec<_>>()).into_response()
+async fn list_groups(State(api): State<Api>) -> Json<Vec<GroupSnapshot>> {
+    Json(api.platform.groups().map(|g| g.snapshot()).collect())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FaultRequest {
-    action: String,
-    consumer_group_id: String,
-    #[serde(default)]
-    instance_id: String,
-}
-
-async fn fault(State(api): State<Api>, body: Result<Json<FaultRequest>, axum::extract::rejection::JsonRejection>) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let group = match find_group(&api, &request.instance_id, &request.consumer_group_id) {
-        Ok(group) => group,
-        Err(response) => return response,
-    };
-    let result: Value = match request.action.as_str() {
-        "drop-connections" => json!({"dropped": group.drop_connections()}),
+async fn fault(State(api): State<Api>, body: Result<Json<FaultRequest>, JsonRejection>) -> Result<Json<FaultReply>, Problem> {
+    let Json(request) = body?;
+    let group = find_group(&api, &request.instance_id, &request.consumer_group_id)?;
+    let result = match request.action.as_str() {
+        "drop-connections" => FaultReply { dropped: Some(group.drop_connections()), ..FaultReply::default() },
         "refuse-logins" => {
             group.set_refuse_logins(true);
-            json!({"refusingLogins": true})
+            FaultReply { refusing_logins: Some(true), ..FaultReply::default() }
         }
         "pause-delivery" => {
             group.set_paused(true);
-            json!({"paused": true})
+            FaultReply { paused: Some(true), ..FaultReply::default() }
         }
         "resume" => {
             group.set_refuse_logins(false);
             group.set_paused(false);
-            json!({"refusingLogins": false, "paused": false})
+            FaultReply { refusing_logins: Some(false), paused: Some(false), ..FaultReply::default() }
         }
         other => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                format!("unknown action `{other}`: expected drop-connections, refuse-logins, pause-delivery or resume"),
-            );
+            return Err(bad_request(format!(
+                "unknown action `{other}`: expected drop-connections, refuse-logins, pause-delivery or resume"
+            )));
         }
     };
     tracing::info!(action = %request.action, group = %request.consumer_group_id, "fault injected");
-    Json(result).into_response()
+    Ok(Json(result))
 }
 
-async fn openapi_calls(State(api): State<Api>) -> Response {
-    Json(api.openapi.calls()).into_response()
+async fn openapi_calls(State(api): State<Api>) -> Json<Vec<OpenApiCall>> {
+    Json(api.openapi.calls())
 }
 
-async fn refusals(State(api): State<Api>) -> Response {
-    Json(api.platform.refusals()).into_response()
+async fn refusals(State(api): State<Api>) -> Json<Vec<Refusal>> {
+    Json(api.platform.refusals())
 }

@@ -1,15 +1,21 @@
-//! Device messages as the platform stores and pushes them.
+//! Device messages as the platform stores and pushes them, and the other shapes a test may ask for.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use fe2o3_amqp_types::{
-    messaging::{ApplicationProperties, Data, Message, MessageAnnotations},
+    messaging::{AmqpSequence, AmqpValue, ApplicationProperties, Data, Message, MessageAnnotations},
     primitives::{Binary, SimpleValue, Value},
 };
+use serde_amqp::{lazy::LazyValue, read::SliceReader};
 use tokio::time::Instant;
+
+use crate::admin::{GenerateTimeType, MessageIdType};
 
 /// Set on every push: when the emulator handed the delivery to the connection, in microseconds since
 /// the epoch, so a consumer can measure push-to-acknowledge latency.
@@ -17,20 +23,90 @@ pub const SENT_AT_ANNOTATION: &str = "x-opt-sent-at-us";
 
 #[derive(Debug)]
 pub struct StoredMessage {
-    pub message_id: String,
+    pub message_id: MessageId,
     pub topic: String,
-    pub payload: Vec<u8>,
+    pub body: Body,
     /// Epoch milliseconds, as the device's message was generated.
     pub generate_time: i64,
+    pub generate_time_type: GenerateTimeType,
     pub stored_at: Instant,
 }
 
+/// The `messageId` application property, in the AMQP type asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageId {
+    String(String),
+    Ulong(u64),
+    Uuid(uuid::Uuid),
+    Binary(Vec<u8>),
+    Absent,
+}
+
+impl MessageId {
+    /// The `n`th id of the run in the type asked for: its decimal digits, the number itself, a
+    /// random uuid, or its 8 big-endian bytes.
+    pub fn new(kind: MessageIdType, n: u64) -> Self {
+        match kind {
+            MessageIdType::String => MessageId::String(n.to_string()),
+            MessageIdType::Ulong => MessageId::Ulong(n),
+            MessageIdType::Uuid => MessageId::Uuid(uuid::Uuid::new_v4()),
+            MessageIdType::Binary => MessageId::Binary(n.to_be_bytes().to_vec()),
+            MessageIdType::Absent => MessageId::Absent,
+        }
+    }
+
+    /// The id as a consumer must carry it on: a string as is, a ulong in decimal, a uuid lowercase
+    /// and hyphenated, binary in lowercase hex.
+    pub fn canonical(&self) -> Option<String> {
+        match self {
+            MessageId::String(s) => Some(s.clone()),
+            MessageId::Ulong(n) => Some(n.to_string()),
+            MessageId::Uuid(u) => Some(u.hyphenated().to_string()),
+            MessageId::Binary(bytes) => Some(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+            MessageId::Absent => None,
+        }
+    }
+
+    fn property(&self) -> Option<SimpleValue> {
+        match self {
+            MessageId::String(s) => Some(SimpleValue::String(s.clone())),
+            MessageId::Ulong(n) => Some(SimpleValue::Ulong(*n)),
+            MessageId::Uuid(u) => Some(SimpleValue::Uuid(u.into_bytes().into())),
+            MessageId::Binary(bytes) => Some(SimpleValue::Binary(Binary::from(bytes.clone()))),
+            MessageId::Absent => None,
+        }
+    }
+}
+
+/// The body section.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Shared by every copy of a published batch: an oversized payload is held once.
+    Data(Arc<[u8]>),
+    Value(Value),
+    Sequence(Vec<Value>),
+    /// An amqp-value section whose list holds bytes that are no AMQP encoding at all.
+    Undecodable,
+}
+
+/// An amqp-value section holding a list8 of two elements whose format codes (0xff) AMQP does not
+/// define: framed well enough to be sent, impossible to decode.
+const UNDECODABLE_VALUE: [u8; 5] = [0xc0, 0x03, 0x02, 0xff, 0xff];
+
+/// A message ready for the sender; fe2o3 needs the body's type statically.
+pub enum Outgoing {
+    Data(Message<Data>),
+    Value(Message<AmqpValue<Value>>),
+    Sequence(Message<AmqpSequence<Value>>),
+    Undecodable(Message<AmqpValue<LazyValue>>),
+}
+
 pub fn epoch_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn epoch_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Decimal ids that grow with time, unique within a run and across restarts a millisecond apart.
@@ -41,8 +117,12 @@ impl MessageIds {
         MessageIds(AtomicU64::new((epoch_ms() as u64) << 20))
     }
 
+    pub fn next_number(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub fn next(&self) -> String {
-        self.0.fetch_add(1, Ordering::Relaxed).to_string()
+        self.next_number().to_string()
     }
 }
 
@@ -53,23 +133,135 @@ impl Default for MessageIds {
 }
 
 impl StoredMessage {
+    /// A message as the platform sends it: a string id, a long generateTime, one data section.
     pub fn new(message_id: String, topic: String, payload: Vec<u8>) -> Self {
-        StoredMessage { message_id, topic, payload, generate_time: epoch_ms(), stored_at: Instant::now() }
+        Self::shaped(MessageId::String(message_id), topic, Body::Data(payload.into()), GenerateTimeType::Long)
     }
 
-    /// One `data` section and the application properties the platform's samples read:
-    /// `topic` and `messageId` as strings, `generateTime` as a long.
-    pub fn to_amqp(&self) -> Message<Data> {
-        Message::builder()
-            .application_properties(
-                ApplicationProperties::builder()
-                    .insert("topic", SimpleValue::String(self.topic.clone()))
-                    .insert("messageId", SimpleValue::String(self.message_id.clone()))
-                    .insert("generateTime", SimpleValue::Long(self.generate_time))
-                    .build(),
-            )
-            .message_annotations(MessageAnnotations::builder().insert(SENT_AT_ANNOTATION, Value::Long(epoch_us())).build())
-            .data(Binary::from(self.payload.clone()))
-            .build()
+    pub fn shaped(message_id: MessageId, topic: String, body: Body, generate_time_type: GenerateTimeType) -> Self {
+        StoredMessage { message_id, topic, body, generate_time: epoch_ms(), generate_time_type, stored_at: Instant::now() }
+    }
+
+    /// The application properties the platform's samples read (`topic`, `messageId` a string,
+    /// `generateTime` a long, unless shaped otherwise), the push time annotation, and the body.
+    pub fn to_amqp(&self) -> Outgoing {
+        let mut properties = ApplicationProperties::builder().insert("topic", SimpleValue::String(self.topic.clone()));
+        if let Some(id) = self.message_id.property() {
+            properties = properties.insert("messageId", id);
+        }
+        match self.generate_time_type {
+            GenerateTimeType::Long => properties = properties.insert("generateTime", SimpleValue::Long(self.generate_time)),
+            GenerateTimeType::String => properties = properties.insert("generateTime", SimpleValue::String(self.generate_time.to_string())),
+            GenerateTimeType::Absent => {}
+        }
+        let builder = Message::builder()
+            .application_properties(properties.build())
+            .message_annotations(MessageAnnotations::builder().insert(SENT_AT_ANNOTATION, Value::Long(epoch_us())).build());
+        match &self.body {
+            Body::Data(bytes) => Outgoing::Data(builder.data(Binary::from(bytes.to_vec())).build()),
+            Body::Value(value) => Outgoing::Value(builder.value(value.clone()).build()),
+            Body::Sequence(items) => Outgoing::Sequence(builder.sequence(items.clone()).build()),
+            Body::Undecodable => Outgoing::Undecodable(builder.value(undecodable_value()).build()),
+        }
+    }
+}
+
+fn undecodable_value() -> LazyValue {
+    // The bytes are copied verbatim into the section: LazyValue reads only their framing.
+    LazyValue::from_reader(&mut SliceReader::new(&UNDECODABLE_VALUE)).expect("the constant is framed as a list8")
+}
+
+/// The payload of `body: amqp-value`: the JSON document as the equivalent AMQP value.
+pub fn json_to_amqp(payload: &str) -> Result<Value, String> {
+    let json: serde_json::Value = serde_json::from_str(payload).map_err(|e| format!("the payload is not JSON ({e})"))?;
+    Ok(Value::from(json))
+}
+
+/// The payload of `body: amqp-sequence`: the JSON array's items.
+pub fn json_to_sequence(payload: &str) -> Result<Vec<Value>, String> {
+    match serde_json::from_str(payload).map_err(|e| format!("the payload is not JSON ({e})"))? {
+        serde_json::Value::Array(items) => Ok(items.into_iter().map(Value::from).collect()),
+        other => Err(format!("an amqp-sequence body needs a JSON array payload, not {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fe2o3_amqp_types::messaging::{Body as AmqpBody, message::__private::Deserializable};
+    use serde_amqp::primitives::OrderedMap;
+
+    use super::*;
+
+    fn encode(outgoing: &Outgoing) -> Vec<u8> {
+        use fe2o3_amqp_types::messaging::message::__private::Serializable;
+        match outgoing {
+            Outgoing::Data(m) => serde_amqp::to_vec(&Serializable(m)),
+            Outgoing::Value(m) => serde_amqp::to_vec(&Serializable(m)),
+            Outgoing::Sequence(m) => serde_amqp::to_vec(&Serializable(m)),
+            Outgoing::Undecodable(m) => serde_amqp::to_vec(&Serializable(m)),
+        }
+        .expect("encodes")
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Message<AmqpBody<Value>>, serde_amqp::Error> {
+        serde_amqp::from_slice::<Deserializable<Message<AmqpBody<Value>>>>(bytes).map(|d| d.0)
+    }
+
+    fn shaped(id: MessageId, body: Body, time: GenerateTimeType) -> Message<AmqpBody<Value>> {
+        decode(&encode(&StoredMessage::shaped(id, "/t".into(), body, time).to_amqp())).expect("decodes")
+    }
+
+    #[test]
+    fn canonical_ids_are_the_forms_a_consumer_carries() {
+        assert_eq!(MessageId::new(MessageIdType::String, 42).canonical().as_deref(), Some("42"));
+        assert_eq!(MessageId::new(MessageIdType::Ulong, 42).canonical().as_deref(), Some("42"));
+        assert_eq!(MessageId::new(MessageIdType::Binary, 0xab).canonical().as_deref(), Some("00000000000000ab"));
+        let uuid = MessageId::Uuid(uuid::Uuid::from_u128(0xABCD_EF01_0000_0000_0000_0000_0000_0001));
+        assert_eq!(uuid.canonical().as_deref(), Some("abcdef01-0000-0000-0000-000000000001"));
+        assert_eq!(MessageId::new(MessageIdType::Absent, 42).canonical(), None);
+    }
+
+    #[test]
+    fn the_default_shape_is_a_string_id_a_long_time_and_one_data_section() {
+        let message = shaped(MessageId::String("7".into()), Body::Data(b"hi".to_vec().into()), GenerateTimeType::Long);
+        let props = message.application_properties.expect("present").0;
+        assert_eq!(props.get("messageId"), Some(&SimpleValue::String("7".into())));
+        assert!(matches!(props.get("generateTime"), Some(SimpleValue::Long(_))));
+        assert!(matches!(message.body, AmqpBody::Data(ref batch) if batch.len() == 1 && batch[0].0.as_slice() == b"hi"));
+    }
+
+    #[test]
+    fn other_shapes_carry_the_types_asked_for() {
+        let message =
+            shaped(MessageId::Ulong(9), Body::Value(json_to_amqp(r#"{"a": 1, "b": [true, null]}"#).unwrap()), GenerateTimeType::String);
+        let props = message.application_properties.expect("present").0;
+        assert_eq!(props.get("messageId"), Some(&SimpleValue::Ulong(9)));
+        assert!(matches!(props.get("generateTime"), Some(SimpleValue::String(t)) if t.parse::<i64>().is_ok()));
+        let mut map = OrderedMap::new();
+        map.insert(Value::String("a".into()), Value::Long(1));
+        map.insert(Value::String("b".into()), Value::List(vec![Value::Bool(true), Value::Null]));
+        assert!(matches!(message.body, AmqpBody::Value(AmqpValue(Value::Map(ref m))) if *m == map), "{:?}", message.body);
+
+        let message = shaped(MessageId::Absent, Body::Sequence(json_to_sequence(r#"[1, "two"]"#).unwrap()), GenerateTimeType::Absent);
+        let props = message.application_properties.expect("present").0;
+        assert_eq!((props.get("messageId"), props.get("generateTime")), (None, None));
+        let AmqpBody::Sequence(batch) = message.body else { panic!("not a sequence: {:?}", message.body) };
+        assert_eq!(batch[0].0, vec![Value::Long(1), Value::String("two".into())]);
+    }
+
+    #[test]
+    fn an_undecodable_message_is_refused_by_a_decoder_after_its_properties() {
+        let bytes = encode(
+            &StoredMessage::shaped(MessageId::Uuid(uuid::Uuid::new_v4()), "/t".into(), Body::Undecodable, GenerateTimeType::Long).to_amqp(),
+        );
+        let error = decode(&bytes).expect_err("no decoder reads format code 0xff");
+        assert!(error.to_string().to_lowercase().contains("format code"), "{error}");
+        assert!(bytes.ends_with(&UNDECODABLE_VALUE));
+    }
+
+    #[test]
+    fn bad_json_for_value_bodies_is_named() {
+        assert!(json_to_amqp("{not json").unwrap_err().contains("not JSON"));
+        assert!(json_to_sequence(r#"{"a": 1}"#).unwrap_err().contains("needs a JSON array"));
     }
 }

@@ -4,17 +4,17 @@ use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
 use iotsub_aliyun::amqp::{AuthMode, Username};
-use serde::Serialize;
 
 use crate::{
+    admin::{GroupKey, Refusal, Stage},
     config::{Account, Config, Limits},
-    groups::{Group, GroupKey},
+    groups::Group,
     message::{MessageIds, epoch_ms},
 };
 
@@ -31,20 +31,10 @@ pub struct Platform {
     refusals: Mutex<VecDeque<Refusal>>,
 }
 
-/// Why a connection was refused, as `/admin/refusals` and the log tell it. Never holds a secret.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Refusal {
-    /// Epoch milliseconds.
-    pub at: i64,
-    pub remote: String,
-    pub client_id: Option<String>,
-    pub instance_id: Option<String>,
-    pub consumer_group_id: Option<String>,
-    /// `sasl`, `open` or `link`.
-    pub stage: &'static str,
-    /// The AMQP error condition sent, or `sasl:auth` for a refused login.
-    pub condition: String,
+/// A login the platform refuses: who it named, if that could be read, and why (safe to log).
+#[derive(Debug, Clone)]
+pub struct LoginRefused {
+    pub username: Option<Box<Username>>,
     pub reason: String,
 }
 
@@ -98,10 +88,10 @@ impl Platform {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Checks a SASL PLAIN login as the platform would. The error is the reason, safe to log.
-    pub fn authenticate(&self, username: &str, password: &str) -> Result<Login, (Option<Username>, String)> {
-        let parsed: Username = username.parse().map_err(|e| (None, format!("{e}")))?;
-        let refuse = |why: String| Err((Some(parsed.clone()), why));
+    /// Checks a SASL PLAIN login as the platform would.
+    pub fn authenticate(&self, username: &str, password: &str) -> Result<Login, LoginRefused> {
+        let parsed: Username = username.parse().map_err(|e| LoginRefused { username: None, reason: format!("{e}") })?;
+        let refuse = |reason: String| Err(LoginRefused { username: Some(Box::new(parsed.clone())), reason });
         let instance = parsed.instance_id.clone().unwrap_or_default();
         if !self.has_instance(&instance) {
             return refuse(format!("unknown iotInstanceId `{instance}`"));
@@ -150,12 +140,12 @@ impl Platform {
             client_id = refusal.client_id.as_deref().unwrap_or("-"),
             instance_id = refusal.instance_id.as_deref().unwrap_or("-"),
             consumer_group_id = refusal.consumer_group_id.as_deref().unwrap_or("-"),
-            stage = refusal.stage,
+            stage = refusal.stage.as_str(),
             condition = %refusal.condition,
             reason = %refusal.reason,
             "connection refused"
         );
-        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         if refusals.len() == REFUSALS_KEPT {
             refusals.pop_front();
         }
@@ -163,7 +153,7 @@ impl Platform {
     }
 
     pub fn refusals(&self) -> Vec<Refusal> {
-        self.refusals.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.refusals.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 }
 
@@ -189,7 +179,7 @@ impl Drop for InstanceConnection {
     }
 }
 
-pub fn refusal(remote: SocketAddr, username: Option<&Username>, stage: &'static str, condition: &str, reason: String) -> Refusal {
+pub fn refusal(remote: SocketAddr, username: Option<&Username>, stage: Stage, condition: &str, reason: String) -> Refusal {
     Refusal {
         at: epoch_ms(),
         remote: remote.to_string(),
@@ -244,7 +234,7 @@ mod tests {
         let (u, pw) = login(Some("iot-1"), "G1", &demo(), AuthMode::AkSign);
         assert!(p.authenticate(&u, &pw).is_ok());
 
-        let reason = |u: &str, pw: &str| p.authenticate(u, pw).unwrap_err().1;
+        let reason = |u: &str, pw: &str| p.authenticate(u, pw).unwrap_err().reason;
         let (u, _) = login(None, "DEFAULT_GROUP", &demo(), AuthMode::AkSign);
         assert!(reason(&u, "AAAA").contains("signature mismatch"));
         let (u, pw) = login(Some("iot-404"), "G1", &demo(), AuthMode::AkSign);
@@ -265,10 +255,10 @@ mod tests {
         assert!(p.authenticate(&u, &pw).is_ok());
         let stale = AccessKey { security_token: Some("STS.stale".into()), ..good };
         let (u, pw) = login(None, "DEFAULT_GROUP", &stale, AuthMode::StsToken);
-        let why = p.authenticate(&u, &pw).unwrap_err().1;
+        let why = p.authenticate(&u, &pw).unwrap_err().reason;
         assert!(why.contains("securityToken") && !why.contains("STS.stale"), "{why}");
         let (u, _) = login(None, "DEFAULT_GROUP", &stale, AuthMode::StsToken);
-        let why = p.authenticate(&u, "AAAA").unwrap_err().1;
+        let why = p.authenticate(&u, "AAAA").unwrap_err().reason;
         assert!(!why.contains("STS.stale") && !why.contains("sts-secret"), "{why}");
     }
 

@@ -73,6 +73,12 @@ impl SlidingWindow {
         self.events.len()
     }
 
+    /// How many events fell in the window up to `now`.
+    pub fn count(&mut self, now: Instant) -> usize {
+        self.prune(now);
+        self.events.len()
+    }
+
     fn prune(&mut self, now: Instant) {
         while self.events.front().is_some_and(|t| now.saturating_duration_since(*t) >= self.window) {
             self.events.pop_front();
@@ -137,6 +143,7 @@ mod tests {
             window.record(t0 + Duration::from_secs(i));
         }
         assert_eq!(window.record(t0 + Duration::from_secs(60)), 5, "the event at 0 s left the window");
+        assert_eq!(window.count(t0 + Duration::from_secs(61)), 4, "counting records nothing");
         assert_eq!(window.record(t0 + Duration::from_secs(200)), 1);
     }
 

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -19,7 +19,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::{platform::Platform, rate::TokenBucket};
+use crate::{admin::OpenApiCall, platform::Platform, rate::TokenBucket};
 
 const HOST_ID: &str = "iot.emulator.local";
 /// The gateway refuses a Timestamp further than this from its clock, and a nonce seen within it.
@@ -29,19 +29,7 @@ pub struct OpenApi {
     platform: Arc<Platform>,
     buckets: Mutex<HashMap<String, TokenBucket>>,
     nonces: Mutex<HashMap<String, Instant>>,
-    calls: Mutex<std::collections::VecDeque<Call>>,
-}
-
-/// One OpenAPI request as answered, for `/admin/openapi-calls` (tests count retries and rates).
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Call {
-    /// Unix time, milliseconds.
-    pub at_ms: i64,
-    pub access_key_id: String,
-    pub action: String,
-    /// `OK`, or the error code answered.
-    pub code: String,
+    calls: Mutex<std::collections::VecDeque<OpenApiCall>>,
 }
 
 /// The newest calls kept.
@@ -75,8 +63,8 @@ impl OpenApi {
     }
 
     /// The calls answered so far (the newest 10 000), oldest first.
-    pub fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    pub fn calls(&self) -> Vec<OpenApiCall> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
     /// One GET request's query parameters (decoded; a repeated name is refused), recorded.
@@ -88,12 +76,12 @@ impl OpenApi {
             Some(code) => code.to_owned(),
             None => "OK".to_owned(),
         };
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         if calls.len() == CALLS_KEPT {
             calls.pop_front();
         }
         let at_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        calls.push_back(Call { at_ms, access_key_id, action, code });
+        calls.push_back(OpenApiCall { at_ms, access_key_id, action, code });
         reply
     }
 
@@ -178,7 +166,7 @@ impl OpenApi {
         }
         let now = Instant::now();
         {
-            let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            let mut nonces = self.nonces.lock().unwrap_or_else(PoisonError::into_inner);
             nonces.retain(|_, seen| now.saturating_duration_since(*seen) < REPLAY_WINDOW);
             if nonces.insert(format!("{access_key_id}/{}", params["SignatureNonce"]), now).is_some() {
                 return Err(gateway_error(
@@ -189,7 +177,7 @@ impl OpenApi {
             }
         }
         let rate = self.platform.limits.openapi_rate_per_account;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket = buckets.entry(access_key_id.clone()).or_insert_with(|| TokenBucket::new(rate, now));
         if !bucket.take(now) {
             return Err(gateway_error(StatusCode::BAD_REQUEST, "Throttling.User", "Request was denied due to user flow control.".into()));
@@ -243,7 +231,7 @@ impl OpenApi {
     }
 
     fn list(&self, instance: &str, page: Option<&str>, size: Option<&str>, name: Option<&str>, fuzzy: Option<&str>) -> Reply {
-        let page: u32 = match page.map(str::parse).unwrap_or(Ok(1)) {
+        let page: u32 = match page.map_or(Ok(1), str::parse) {
             Ok(p) if p >= 1 => p,
             _ => return business_error("iot.common.InvalidParameter", "CurrentPage must be a positive integer."),
         };

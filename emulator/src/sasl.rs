@@ -54,7 +54,7 @@ impl PlatformSasl {
         };
         match self.platform.authenticate(user, pass) {
             Ok(login) => SaslDecision::Accepted(login),
-            Err((username, reason)) => SaslDecision::Refused { username, reason },
+            Err(refused) => SaslDecision::Refused { username: refused.username.map(|u| *u), reason: refused.reason },
         }
     }
 }

@@ -77,7 +77,8 @@ mod tests {
         let messages: Vec<_> = (0..500).map(|i| device_message(&ids, i % 7, &mut rng)).collect();
         assert!(messages.iter().any(|m| m.topic.starts_with("/as/mqtt/status/")));
         let post = messages.iter().find(|m| m.topic.ends_with("/thing/event/property/post")).unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&post.payload).unwrap();
+        let crate::message::Body::Data(payload) = &post.body else { panic!("a data body") };
+        let body: serde_json::Value = serde_json::from_slice(payload).unwrap();
         assert_eq!(body["productKey"], PRODUCT_KEY);
         assert!(body["items"]["Temperature"]["value"].is_number());
         let unique: std::collections::HashSet<_> = messages.iter().map(|m| &m.message_id).collect();

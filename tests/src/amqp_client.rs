@@ -20,6 +20,8 @@ pub struct ClientOptions {
     /// What the Open frame advertises; `None` advertises nothing.
     pub idle_time_out_ms: Option<u32>,
     pub credit: u32,
+    /// The receiver link's max-message-size; `None` advertises no limit.
+    pub max_message_size: Option<u64>,
 }
 
 impl ClientOptions {
@@ -33,6 +35,7 @@ impl ClientOptions {
             key: AccessKey { id: "demo".into(), secret: "demo-secret".into(), security_token: None },
             idle_time_out_ms: Some(60_000),
             credit: 100,
+            max_message_size: None,
         }
     }
 }
@@ -71,13 +74,14 @@ pub async fn open(emulator: &Emulator, options: &ClientOptions) -> anyhow::Resul
 /// Opens a connection with its one receiver link attached.
 pub async fn consumer(emulator: &Emulator, options: &ClientOptions) -> anyhow::Result<(Client, Receiver)> {
     let mut client = open(emulator, options).await?;
-    let receiver = Receiver::builder()
+    let mut builder = Receiver::builder()
         .name(format!("{}-receiver", options.client_id))
         .source("default")
-        .credit_mode(fe2o3_amqp::link::receiver::CreditMode::Auto(options.credit))
-        .attach(&mut client.session)
-        .await
-        .map_err(|e| anyhow::anyhow!("attach: {e:?}"))?;
+        .credit_mode(fe2o3_amqp::link::receiver::CreditMode::Auto(options.credit));
+    if let Some(size) = options.max_message_size {
+        builder = builder.max_message_size(size);
+    }
+    let receiver = builder.attach(&mut client.session).await.map_err(|e| anyhow::anyhow!("attach: {e:?}"))?;
     Ok((client, receiver))
 }
 
@@ -104,6 +108,13 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// One application property of a received message, whatever its type.
+pub fn property<B>(delivery: &fe2o3_amqp::link::delivery::Delivery<B>, key: &str) -> Option<SimpleValue> {
+    delivery.message().application_properties.as_ref()?.0.get(key).cloned()
+}
+
+/// Reads the platform's properties of a message of the platform's shape (string messageId, long
+/// generateTime, one data section).
 pub fn properties(
     delivery: &fe2o3_amqp::link::delivery::Delivery<fe2o3_amqp::types::messaging::Body<fe2o3_amqp::types::primitives::Value>>,
 ) -> anyhow::Result<Received> {

@@ -2,6 +2,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::Command, sync::Arc, time::Duration};
 
+use iotsub_emulator::admin::{
+    Endpoints, FaultReply, FaultRequest, GroupSnapshot, MessageShape, OpenApiCall, PublishReply, PublishRequest, Refusal, TrafficReply,
+    TrafficRequest,
+};
 use serde_json::{Value, json};
 
 use crate::{Process, binary, wait_until};
@@ -32,17 +36,14 @@ impl Emulator {
             .stderr(std::fs::File::create(state_dir.path().join("emulator.log"))?);
         let process = Process::spawn("iotsub-emulator", command)?;
         let endpoints_path = state_dir.path().join("endpoints.json");
-        let endpoints: Value = wait_until("the emulator's endpoints.json", Duration::from_secs(20), || async {
+        let endpoints: Endpoints = wait_until("the emulator's endpoints.json", Duration::from_secs(20), || async {
             let text = std::fs::read_to_string(&endpoints_path).ok()?;
             serde_json::from_str(&text).ok()
         })
         .await?;
-        let addr = |key: &str| -> anyhow::Result<SocketAddr> {
-            Ok(endpoints[key].as_str().ok_or_else(|| anyhow::anyhow!("endpoints.json lacks {key}"))?.parse()?)
-        };
         Ok(Emulator {
-            amqp_addr: addr("amqp")?,
-            api_addr: addr("api")?,
+            amqp_addr: endpoints.amqp.parse()?,
+            api_addr: endpoints.api.parse()?,
             ca_pem: state_dir.path().join("ca.pem"),
             process,
             state_dir,
@@ -61,24 +62,69 @@ impl Emulator {
 
     /// Publishes `count` messages as devices would; returns their messageIds.
     pub async fn publish(&self, group: &str, topic: &str, payload: &str, count: u32) -> anyhow::Result<Vec<String>> {
-        let body = json!({"instanceId": "", "consumerGroupId": group, "topic": topic, "payload": payload, "count": count});
-        let reply: Value = self.post("/admin/messages", body).await?;
-        Ok(serde_json::from_value(reply["messageIds"].clone())?)
+        let ids = self.publish_request(&PublishRequest::new(group, topic, payload, count)).await?;
+        ids.into_iter().map(|id| id.ok_or_else(|| anyhow::anyhow!("a message of the platform's shape without an id"))).collect()
     }
 
-    /// `GET /admin/consumer-groups/<group>`: backlog, in flight, counters, connected clients.
+    /// Publishes `count` messages of another shape (id and time types, body section, undecodable);
+    /// returns their ids in canonical form (`None`: the message has no messageId).
+    pub async fn publish_shaped(
+        &self,
+        group: &str,
+        topic: &str,
+        payload: &str,
+        count: u32,
+        shape: MessageShape,
+    ) -> anyhow::Result<Vec<Option<String>>> {
+        self.publish_request(&PublishRequest { shape, ..PublishRequest::new(group, topic, payload, count) }).await
+    }
+
+    /// `POST /admin/messages` with any request (e.g. `payloadSize` for oversized messages).
+    pub async fn publish_request(&self, request: &PublishRequest) -> anyhow::Result<Vec<Option<String>>> {
+        let reply: PublishReply = self.post_typed("/admin/messages", request).await?;
+        Ok(reply.message_ids)
+    }
+
+    /// `POST /admin/traffic`: device traffic in the background; returns how many messages it publishes.
+    pub async fn traffic(&self, group: &str, rate_per_second: u32, devices: u32, seconds: u32) -> anyhow::Result<u64> {
+        let request = TrafficRequest { instance_id: String::new(), consumer_group_id: group.into(), rate_per_second, devices, seconds };
+        let reply: TrafficReply = self.post_typed("/admin/traffic", &request).await?;
+        Ok(reply.messages)
+    }
+
+    /// `GET /admin/consumer-groups/<group>` of the legacy instance: backlog, in flight, counters,
+    /// connection attempts, connected clients.
+    pub async fn group_snapshot(&self, group: &str) -> anyhow::Result<GroupSnapshot> {
+        self.group_in("", group).await
+    }
+
+    /// `GET /admin/consumer-groups/<group>?instanceId=<instance>`.
+    pub async fn group_in(&self, instance: &str, group: &str) -> anyhow::Result<GroupSnapshot> {
+        self.get_json(&format!("/admin/consumer-groups/{group}?instanceId={instance}")).await
+    }
+
+    /// `GET /admin/consumer-groups/<group>` as JSON; prefer the typed [`Emulator::group_snapshot`].
     pub async fn group(&self, group: &str) -> anyhow::Result<Value> {
         let response = self.http.get(self.api_url(&format!("/admin/consumer-groups/{group}?instanceId="))).send().await?;
         Ok(response.error_for_status()?.json().await?)
     }
 
-    /// `GET /admin/openapi-calls`: every OpenAPI call answered, oldest first (`atMs`,
-    /// `accessKeyId`, `action`, `code`).
+    /// `GET /admin/openapi-calls`: every OpenAPI call answered, oldest first.
+    pub async fn openapi_calls_typed(&self) -> anyhow::Result<Vec<OpenApiCall>> {
+        self.get_json("/admin/openapi-calls").await
+    }
+
+    /// `GET /admin/openapi-calls` as JSON; prefer the typed [`Emulator::openapi_calls_typed`].
     pub async fn openapi_calls(&self) -> anyhow::Result<Vec<Value>> {
         self.get_json("/admin/openapi-calls").await
     }
 
-    /// `GET /admin/refusals`: every refused connection, oldest first (`stage`, `condition`, `reason`).
+    /// `GET /admin/refusals`: every refused connection, oldest first.
+    pub async fn refusals_typed(&self) -> anyhow::Result<Vec<Refusal>> {
+        self.get_json("/admin/refusals").await
+    }
+
+    /// `GET /admin/refusals` as JSON; prefer the typed [`Emulator::refusals_typed`].
     pub async fn refusals(&self) -> anyhow::Result<Vec<Value>> {
         self.get_json("/admin/refusals").await
     }
@@ -89,12 +135,24 @@ impl Emulator {
     }
 
     /// `POST /admin/faults`: drop-connections, refuse-logins, pause-delivery, resume.
+    pub async fn inject(&self, action: &str, group: &str) -> anyhow::Result<FaultReply> {
+        let request = FaultRequest { action: action.into(), consumer_group_id: group.into(), instance_id: String::new() };
+        self.post_typed("/admin/faults", &request).await
+    }
+
+    /// `POST /admin/faults` answered as JSON; prefer the typed [`Emulator::inject`].
     pub async fn fault(&self, action: &str, group: &str) -> anyhow::Result<Value> {
         self.post("/admin/faults", json!({"action": action, "consumerGroupId": group, "instanceId": ""})).await
     }
 
+    /// A POST answered as JSON; prefer [`Emulator::post_typed`].
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self.http.post(self.api_url(path)).json(&body).send().await?;
+        self.post_typed(path, &body).await
+    }
+
+    /// A POST of `body`, its answer read as `R`; a non-2xx answer is an error carrying its text.
+    pub async fn post_typed<B: serde::Serialize, R: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<R> {
+        let response = self.http.post(self.api_url(path)).json(body).send().await?;
         let status = response.status();
         let text = response.text().await?;
         anyhow::ensure!(status.is_success(), "POST {path} answered {status}: {text}");

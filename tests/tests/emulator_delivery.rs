@@ -4,11 +4,16 @@ use std::{collections::HashSet, time::Duration};
 
 use fe2o3_amqp::{
     Receiver,
-    types::{messaging::Body, primitives::Value},
+    link::RecvError,
+    types::{
+        messaging::{AmqpValue, Body},
+        primitives::{LazyValue, SimpleValue, Value},
+    },
 };
+use iotsub_emulator::admin::{BodyType, ConnectionAttempts, GenerateTimeType, MessageIdType, MessageShape, PublishRequest, Stage};
 use iotsub_tests::{
     Emulator,
-    amqp_client::{ClientOptions, Received, consumer, idle_consumer, properties},
+    amqp_client::{ClientOptions, Received, consumer, idle_consumer, properties, property},
     wait_until,
 };
 use tokio::time::timeout;
@@ -46,12 +51,12 @@ async fn a_message_arrives_as_the_platforms_samples_read_it() -> anyhow::Result<
     assert!(got.generate_time >= before - 1000, "generateTime {} is epoch ms", got.generate_time);
     receiver.accept(&delivery).await?;
     let group = wait_until("the acknowledgement to register", Duration::from_secs(5), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["acknowledged"] == 1 && g["inFlight"] == 0).then_some(g)
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.counters.acknowledged == 1 && g.in_flight == 0).then_some(g)
     })
     .await?;
-    assert_eq!(group["clients"][0]["clientId"], "props");
-    assert_eq!(group["clients"][0]["idleTimeoutMs"], 60_000, "the idle-time-out the client advertised");
+    assert_eq!(group.clients[0].client_id, "props");
+    assert_eq!(group.clients[0].idle_timeout_ms, Some(60_000), "the idle-time-out the client advertised");
     Ok(())
 }
 
@@ -66,9 +71,9 @@ async fn an_unacknowledged_message_is_redelivered_with_the_same_message_id() -> 
     let second = recv(&mut receiver).await?;
     assert_eq!(properties(&second)?.message_id, ids[0]);
     receiver.accept(&second).await?;
-    let group = emulator.group("DEFAULT_GROUP").await?;
-    assert!(group["timedOut"].as_u64() >= Some(1), "{group}");
-    assert!(group["redelivered"].as_u64() >= Some(1), "{group}");
+    let counters = emulator.group_snapshot("DEFAULT_GROUP").await?.counters;
+    assert!(counters.timed_out >= 1, "{counters:?}");
+    assert!(counters.redelivered >= 1, "{counters:?}");
     Ok(())
 }
 
@@ -76,8 +81,8 @@ async fn an_unacknowledged_message_is_redelivered_with_the_same_message_id() -> 
 async fn messages_stack_while_nobody_listens_and_are_pushed_at_the_stacked_rate() -> anyhow::Result<()> {
     let emulator = Emulator::start("[limits]\nstacked_rate_per_group = 100\n").await?;
     let ids: HashSet<String> = emulator.publish("DEFAULT_GROUP", TOPIC, "x", 300).await?.into_iter().collect();
-    let group = emulator.group("DEFAULT_GROUP").await?;
-    assert_eq!((group["backlog"].as_u64(), group["stacked"].as_u64()), (Some(300), Some(300)));
+    let group = emulator.group_snapshot("DEFAULT_GROUP").await?;
+    assert_eq!((group.backlog, group.stacked), (300, 300));
 
     let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("late")).await?;
     let started = tokio::time::Instant::now();
@@ -94,8 +99,8 @@ async fn messages_stack_while_nobody_listens_and_are_pushed_at_the_stacked_rate(
     seen.extend(rest);
     assert_eq!(seen, ids);
     wait_until("the backlog to drain", Duration::from_secs(5), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["backlog"] == 0 && g["acknowledged"] == 300).then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.backlog == 0 && g.counters.acknowledged == 300).then_some(())
     })
     .await
 }
@@ -108,8 +113,8 @@ async fn a_groups_messages_spread_over_its_clients() -> anyhow::Result<()> {
         clients.push(consumer(&emulator, &ClientOptions::demo(&format!("spread-{i}"))).await?);
     }
     wait_until("four attached clients", Duration::from_secs(5), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["clients"].as_array()?.iter().filter(|c| c["attached"] == true).count() == 4).then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.attached_clients() == 4).then_some(())
     })
     .await?;
     let published: HashSet<String> = emulator.publish("DEFAULT_GROUP", TOPIC, "x", 400).await?.into_iter().collect();
@@ -172,7 +177,10 @@ async fn drop_connections_fault_closes_every_client_with_a_reason() -> anyhow::R
 
 #[tokio::test]
 async fn the_openapi_reports_backlog_and_clients_with_a_verified_signature() -> anyhow::Result<()> {
-    use iotsub_aliyun::{consumer_group::ConsumerGroupStatus, openapi};
+    use iotsub_aliyun::{
+        consumer_group::{ConsumerGroupStatus, GatewayError},
+        openapi,
+    };
     let emulator = Emulator::start("").await?;
     let (_client, _receiver) = consumer(&emulator, &ClientOptions::demo("api-visible")).await?;
     emulator.fault("pause-delivery", "DEFAULT_GROUP").await?;
@@ -194,10 +202,11 @@ async fn the_openapi_reports_backlog_and_clients_with_a_verified_signature() -> 
 
     let refused = http.get(query("not-the-secret", uuid::Uuid::new_v4().to_string())).send().await?;
     assert_eq!(refused.status(), 400);
-    let body: serde_json::Value = refused.json().await?;
-    assert_eq!(body["Code"], "SignatureDoesNotMatch");
-    assert!(body["Message"].as_str().unwrap().contains("string to sign"));
-    assert!(!body.to_string().contains("demo-secret"));
+    let text = refused.text().await?;
+    assert!(!text.contains("demo-secret"), "{text}");
+    let body: GatewayError = serde_json::from_str(&text)?;
+    assert_eq!(body.code, "SignatureDoesNotMatch");
+    assert!(body.message.contains("string to sign"), "{}", body.message);
     Ok(())
 }
 
@@ -211,14 +220,14 @@ async fn the_client_cap_refuses_one_client_too_many_and_frees_a_place_when_one_l
         Err(e) => format!("{e:?}"),
     };
     assert!(refused.contains("already has 2 clients"), "the third client was not refused for the cap: {refused}");
-    let refusals: serde_json::Value = reqwest::get(emulator.api_url("/admin/refusals")).await?.json().await?;
-    let last = refusals.as_array().and_then(|r| r.last()).cloned().unwrap_or_default();
-    assert_eq!((last["clientId"].as_str(), last["condition"].as_str()), (Some("cap-2"), Some("amqp:resource-limit-exceeded")));
+    let refusals = emulator.refusals_typed().await?;
+    let last = refusals.last().ok_or_else(|| anyhow::anyhow!("no refusal recorded"))?;
+    assert_eq!((last.client_id.as_deref(), last.condition.as_str()), (Some("cap-2"), "amqp:resource-limit-exceeded"));
 
     drop(first);
     wait_until("a place under the cap", Duration::from_secs(5), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["clients"].as_array()?.len() == 1).then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.clients.len() == 1).then_some(())
     })
     .await?;
     let (_third, mut receiver) = consumer(&emulator, &ClientOptions::demo("cap-2")).await?;
@@ -231,10 +240,7 @@ async fn the_client_cap_refuses_one_client_too_many_and_frees_a_place_when_one_l
 async fn the_traffic_generator_publishes_device_messages_at_its_rate() -> anyhow::Result<()> {
     let emulator = Emulator::start("").await?;
     let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("fleet")).await?;
-    let reply = emulator
-        .post("/admin/traffic", serde_json::json!({"consumerGroupId": "DEFAULT_GROUP", "ratePerSecond": 200, "devices": 5, "seconds": 1}))
-        .await?;
-    assert_eq!(reply["messages"], 200);
+    assert_eq!(emulator.traffic("DEFAULT_GROUP", 200, 5, 1).await?, 200);
     let mut devices = HashSet::new();
     for _ in 0..200 {
         let delivery = recv(&mut receiver).await?;
@@ -277,17 +283,12 @@ async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyho
     assert_eq!((list.total, list.page_count), (3, 2));
     assert_eq!(list.data.groups.iter().map(|g| g.group_id.as_str()).collect::<Vec<_>>(), ["telemetry"]);
 
-    let body = serde_json::json!({"instanceId": "iot-1", "consumerGroupId": "orders", "topic": TOPIC, "payload": "x", "count": 25});
-    emulator.post("/admin/messages", body).await?;
-    let backlog = |emulator: &Emulator| {
-        let url = emulator.api_url("/admin/consumer-groups/orders?instanceId=iot-1");
-        async move { anyhow::Ok(reqwest::get(url).await?.json::<serde_json::Value>().await?["backlog"].as_u64()) }
-    };
-    assert_eq!(backlog(&emulator).await?, Some(25));
+    emulator.publish_request(&PublishRequest { instance_id: "iot-1".into(), ..PublishRequest::new("orders", TOPIC, "x", 25) }).await?;
+    assert_eq!(emulator.group_in("iot-1", "orders").await?.backlog, 25);
     let reset: ActionResult =
         http.get(call("ResetConsumerGroupPosition", &[("IotInstanceId", "iot-1"), ("GroupId", "orders")])).send().await?.json().await?;
     assert!(reset.success);
-    assert_eq!(backlog(&emulator).await?, Some(0));
+    assert_eq!(emulator.group_in("iot-1", "orders").await?.backlog, 0);
     Ok(())
 }
 
@@ -318,8 +319,196 @@ async fn a_client_that_grants_no_credit_holds_back_no_message() -> anyhow::Resul
     let seen = timeout(Duration::from_secs(30), receive_distinct(&mut receiver, 50)).await??;
     assert_eq!(seen, ids);
     wait_until("50 acknowledged, nothing left", Duration::from_secs(10), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["backlog"] == 0 && g["acknowledged"] == 50 && g["inFlight"] == 0).then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.backlog == 0 && g.counters.acknowledged == 50 && g.in_flight == 0).then_some(())
     })
     .await
+}
+
+// --- other message shapes (for the worker's tests of what the platform may send) -----------------
+
+fn shape(message_id: MessageIdType, generate_time: GenerateTimeType, body: BodyType) -> MessageShape {
+    MessageShape { message_id, generate_time, body, undecodable: false }
+}
+
+#[tokio::test]
+async fn each_message_id_type_arrives_in_its_amqp_type_and_the_reply_names_it_canonically() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("ids")).await?;
+    for kind in [MessageIdType::String, MessageIdType::Ulong, MessageIdType::Uuid, MessageIdType::Binary, MessageIdType::Absent] {
+        let ids = emulator.publish_shaped("DEFAULT_GROUP", TOPIC, "x", 1, shape(kind, GenerateTimeType::Long, BodyType::Data)).await?;
+        let delivery = recv(&mut receiver).await?;
+        let arrived = property(&delivery, "messageId");
+        let canonical = match (kind, &arrived) {
+            (MessageIdType::String, Some(SimpleValue::String(s))) => Some(s.clone()),
+            (MessageIdType::Ulong, Some(SimpleValue::Ulong(n))) => Some(n.to_string()),
+            (MessageIdType::Uuid, Some(SimpleValue::Uuid(u))) => Some(uuid::Uuid::from_bytes(*u.as_inner()).hyphenated().to_string()),
+            (MessageIdType::Binary, Some(SimpleValue::Binary(b))) => Some(b.iter().map(|x| format!("{x:02x}")).collect()),
+            (MessageIdType::Absent, None) => None,
+            _ => anyhow::bail!("a {kind:?} messageId arrived as {arrived:?}"),
+        };
+        assert_eq!(ids, std::slice::from_ref(&canonical), "the reply names the {kind:?} id as a consumer carries it");
+        if let Some(id) = canonical {
+            assert!(!id.is_empty() && id.chars().all(|c| !c.is_ascii_uppercase()), "{id}");
+        }
+        assert!(matches!(property(&delivery, "generateTime"), Some(SimpleValue::Long(_))));
+        receiver.accept(&delivery).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn generate_time_may_be_a_string_or_absent() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("times")).await?;
+    let before = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    emulator.publish_shaped("DEFAULT_GROUP", TOPIC, "x", 1, shape(MessageIdType::String, GenerateTimeType::String, BodyType::Data)).await?;
+    let delivery = recv(&mut receiver).await?;
+    match property(&delivery, "generateTime") {
+        Some(SimpleValue::String(ms)) => assert!(ms.parse::<i64>()? >= before - 1000, "epoch ms as a string: {ms}"),
+        other => anyhow::bail!("generateTime arrived as {other:?}, expected an AMQP string"),
+    }
+    receiver.accept(&delivery).await?;
+
+    emulator.publish_shaped("DEFAULT_GROUP", TOPIC, "x", 1, shape(MessageIdType::String, GenerateTimeType::Absent, BodyType::Data)).await?;
+    let delivery = recv(&mut receiver).await?;
+    assert_eq!(property(&delivery, "generateTime"), None);
+    assert!(matches!(property(&delivery, "messageId"), Some(SimpleValue::String(_))));
+    receiver.accept(&delivery).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_amqp_value_body_is_the_json_payload_as_amqp_values() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("values")).await?;
+    let payload = r#"{"a": 1, "b": [true, null, "x", 1.5], "c": {"d": -2}}"#;
+    emulator
+        .publish_shaped("DEFAULT_GROUP", TOPIC, payload, 1, shape(MessageIdType::String, GenerateTimeType::Long, BodyType::AmqpValue))
+        .await?;
+    let delivery = recv(&mut receiver).await?;
+    let Body::Value(AmqpValue(Value::Map(map))) = &delivery.message().body else {
+        anyhow::bail!("body is {:?}, expected one amqp-value section holding a map", delivery.message().body);
+    };
+    let get = |key: &str| map.get(&Value::String(key.into())).cloned();
+    assert_eq!(get("a"), Some(Value::Long(1)));
+    assert_eq!(get("b"), Some(Value::List(vec![Value::Bool(true), Value::Null, Value::String("x".into()), Value::from(1.5)])));
+    let Some(Value::Map(c)) = get("c") else { anyhow::bail!("c is not a map: {map:?}") };
+    assert_eq!(c.get(&Value::String("d".into())), Some(&Value::Long(-2)));
+    receiver.accept(&delivery).await?;
+
+    emulator
+        .publish_shaped("DEFAULT_GROUP", TOPIC, r#""plain""#, 1, shape(MessageIdType::String, GenerateTimeType::Long, BodyType::AmqpValue))
+        .await?;
+    let delivery = recv(&mut receiver).await?;
+    assert!(matches!(&delivery.message().body, Body::Value(AmqpValue(Value::String(s))) if s == "plain"), "{:?}", delivery.message().body);
+    receiver.accept(&delivery).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_amqp_sequence_body_carries_the_json_arrays_items() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("sequences")).await?;
+    let sequence = shape(MessageIdType::String, GenerateTimeType::Long, BodyType::AmqpSequence);
+    emulator.publish_shaped("DEFAULT_GROUP", TOPIC, r#"[1, "two", {"three": 3}]"#, 1, sequence).await?;
+    let delivery = recv(&mut receiver).await?;
+    let Body::Sequence(batch) = &delivery.message().body else {
+        anyhow::bail!("body is {:?}, expected an amqp-sequence section", delivery.message().body);
+    };
+    assert_eq!(batch.len(), 1, "one section");
+    assert_eq!(batch[0].0[..2], [Value::Long(1), Value::String("two".into())]);
+    assert!(matches!(&batch[0].0[2], Value::Map(m) if m.get(&Value::String("three".into())) == Some(&Value::Long(3))));
+    receiver.accept(&delivery).await?;
+
+    let refused = emulator.publish_shaped("DEFAULT_GROUP", TOPIC, r#"{"not": "an array"}"#, 1, sequence).await.expect_err("400");
+    assert!(refused.to_string().contains("needs a JSON array"), "{refused}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_undecodable_message_fails_to_decode_yet_its_properties_and_raw_body_can_be_read() -> anyhow::Result<()> {
+    let emulator = Emulator::start("[limits]\nstacked_retry_after_ms = 0\n").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("garbled")).await?;
+    let garbled = MessageShape { undecodable: true, ..MessageShape::default() };
+    let ids = emulator.publish_shaped("DEFAULT_GROUP", TOPIC, "x", 1, garbled).await?;
+
+    let error = match timeout(Duration::from_secs(10), receiver.recv::<Body<Value>>()).await? {
+        Err(RecvError::MessageDecode(error)) => error,
+        other => anyhow::bail!("expected a decode error, got {other:?}"),
+    };
+    assert!(error.to_string().to_lowercase().contains("format code"), "{error}");
+    // The link stays usable: the delivery is settled like any other, and comes back.
+    receiver.release(error.info).await?;
+    let raw = timeout(Duration::from_secs(10), receiver.recv::<Body<LazyValue>>()).await??;
+    assert_eq!(property(&raw, "messageId"), ids[0].clone().map(SimpleValue::String), "the properties before the body decode");
+    let Body::Value(AmqpValue(bytes)) = &raw.message().body else { anyhow::bail!("not an amqp-value section: {:?}", raw.message().body) };
+    assert_eq!(bytes.as_slice()[..2], [0xc0, 0x03], "a list8 of 3 bytes");
+    assert!(bytes.as_slice().contains(&0xff), "holding format codes AMQP does not define: {bytes:?}");
+    receiver.accept(&raw).await?;
+    wait_until("one release and one acknowledgement", Duration::from_secs(5), || async {
+        let c = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?.counters;
+        (c.refused_by_client == 1 && c.acknowledged == 1).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_sent_whole_whatever_the_link_advertises() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let size = 2 * 1024 * 1024;
+    let (client, mut receiver) = consumer(&emulator, &ClientOptions::demo("big")).await?;
+    let ids = emulator
+        .publish_request(&PublishRequest { payload_size: Some(size), ..PublishRequest::new("DEFAULT_GROUP", TOPIC, "0123456789", 1) })
+        .await?;
+    let got = properties(&recv(&mut receiver).await?)?;
+    assert_eq!(Some(got.message_id), ids[0].clone());
+    assert_eq!(got.payload.len(), size);
+    assert!(got.payload.starts_with(b"01234567890123"));
+    drop((client, receiver));
+
+    // A client that advertises 1 MiB is still sent the 2 MiB message: its own link must refuse it.
+    let mut options = ClientOptions::demo("guarded");
+    options.max_message_size = Some(1024 * 1024);
+    let (_guarded, mut guarded) = consumer(&emulator, &options).await?;
+    let group = wait_until("the guarded client attached", Duration::from_secs(5), || async {
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.clients.len() == 1 && g.clients[0].client_id == "guarded" && g.clients[0].attached).then_some(g)
+    })
+    .await?;
+    assert_eq!(group.clients[0].max_message_size, Some(1024 * 1024), "the advertised size is shown");
+    emulator.publish_request(&PublishRequest { payload_size: Some(size), ..PublishRequest::new("DEFAULT_GROUP", TOPIC, "x", 1) }).await?;
+    let refused = timeout(Duration::from_secs(10), guarded.recv::<Body<Value>>()).await?;
+    // fe2o3 detaches its link with message-size-exceeded: the message did reach it.
+    let refused = format!("{:?}", refused.map(|d| d.message().body.clone()));
+    assert!(refused.contains("MessageSizeExceeded"), "{refused}");
+    Ok(())
+}
+
+// --- connection attempts (the platform allows 100 a minute per group) ----------------------------
+
+#[tokio::test]
+async fn every_login_attempt_naming_a_group_is_counted_refused_or_not() -> anyhow::Result<()> {
+    let emulator = Emulator::start("[limits]\nconnection_attempts_per_minute = 3\n").await?;
+    assert_eq!(emulator.group_snapshot("DEFAULT_GROUP").await?.connection_attempts, ConnectionAttempts { total: 0, last_minute: 0 });
+    let _first = consumer(&emulator, &ClientOptions::demo("attempt-1")).await?;
+    let mut wrong = ClientOptions::demo("attempt-2");
+    wrong.key.secret = "not-the-secret".into();
+    assert!(consumer(&emulator, &wrong).await.is_err(), "a wrong secret is refused at SASL");
+    let _third = consumer(&emulator, &ClientOptions::demo("attempt-3")).await?;
+    // The fourth in a minute is over the limit of 3: refused, and counted all the same.
+    let over = match consumer(&emulator, &ClientOptions::demo("attempt-4")).await {
+        Ok((mut client, _receiver)) => format!("{:?}", timeout(Duration::from_secs(5), client.connection.on_close()).await?),
+        Err(e) => format!("{e:?}"),
+    };
+    assert!(over.contains("too many connection attempts"), "{over}");
+    let mut other_group = ClientOptions::demo("elsewhere");
+    other_group.consumer_group_id = "NO_SUCH_GROUP".into();
+    assert!(consumer(&emulator, &other_group).await.is_err());
+
+    let attempts = emulator.group_snapshot("DEFAULT_GROUP").await?.connection_attempts;
+    assert_eq!(attempts, ConnectionAttempts { total: 4, last_minute: 4 }, "the unknown group's attempt is not this group's");
+    let stages: Vec<_> = emulator.refusals_typed().await?.into_iter().map(|r| (r.client_id.unwrap_or_default(), r.stage)).collect();
+    assert!(stages.contains(&("attempt-2".into(), Stage::Sasl)) && stages.contains(&("attempt-4".into(), Stage::Open)), "{stages:?}");
+    Ok(())
 }

@@ -31,7 +31,7 @@ async fn query(base: &str, (id, secret): (&str, &str), group: &str) -> Result<Co
 }
 
 async fn codes(emulator: &Emulator) -> anyhow::Result<Vec<String>> {
-    Ok(emulator.openapi_calls().await?.iter().map(|c| c["code"].as_str().unwrap_or_default().to_owned()).collect())
+    Ok(emulator.openapi_calls_typed().await?.into_iter().map(|c| c.code).collect())
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn subscriptions_sharing_an_access_key_share_its_five_calls_per_second() -
     let answered = results.iter().filter(|r| r.is_ok()).count();
     let throttled = results.iter().filter(|r| matches!(r, Err(CallError::Throttled))).count();
     assert_eq!((answered, throttled), (5, 3), "{results:?}");
-    assert_eq!(emulator.openapi_calls().await?.len(), 5, "throttled calls never left the process");
+    assert_eq!(emulator.openapi_calls_typed().await?.len(), 5, "throttled calls never left the process");
     // Another AccessKey has its own budget.
     let result = client
         .query_consumer_group_status(&Target { base_url: &base, region_id: "cn-shanghai", access_key: &other }, None, "DEFAULT_GROUP")

@@ -35,7 +35,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(ticks as f64 / 100.0)
 }
@@ -59,8 +59,8 @@ async fn throughput(emulator: &Emulator, receivers: usize, messages: u32) -> any
         }));
     }
     wait_until("receivers attached", Duration::from_secs(10), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["clients"].as_array()?.iter().filter(|c| c["attached"] == true).count() == receivers).then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.attached_clients() == receivers).then_some(())
     })
     .await?;
     let pid = emulator.process.child.id();
@@ -88,8 +88,8 @@ async fn throughput(emulator: &Emulator, receivers: usize, messages: u32) -> any
         task.abort();
     }
     wait_until("receivers gone", Duration::from_secs(10), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        g["clients"].as_array()?.is_empty().then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        g.clients.is_empty().then_some(())
     })
     .await?;
     Ok((messages as f64 / elapsed, cpu * 1_000_000.0 / messages as f64))
@@ -103,8 +103,8 @@ async fn idle_memory(emulator: &Emulator, connections: usize) -> anyhow::Result<
         held.push(consumer(emulator, &ClientOptions::demo(&format!("idle-{i}"))).await?);
     }
     wait_until("idle connections attached", Duration::from_secs(30), || async {
-        let g = emulator.group("DEFAULT_GROUP").await.ok()?;
-        (g["clients"].as_array()?.iter().filter(|c| c["attached"] == true).count() == connections).then_some(())
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.attached_clients() == connections).then_some(())
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
