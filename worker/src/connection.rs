@@ -20,7 +20,7 @@ use fe2o3_amqp::{
     types::{
         definitions::{self, AmqpError, ErrorCondition},
         messaging::Body,
-        primitives::{Symbol, Value},
+        primitives::{LazyValue, Symbol},
     },
 };
 use iotsub_aliyun::amqp::{SignedLogin, sign_login};
@@ -445,7 +445,7 @@ impl Link<'_> {
         Ok(())
     }
 
-    async fn received(&mut self, received: Result<fe2o3_amqp::link::delivery::Delivery<Body<Value>>, RecvError>) -> Result<(), Error> {
+    async fn received(&mut self, received: Result<fe2o3_amqp::link::delivery::Delivery<Body<LazyValue>>, RecvError>) -> Result<(), Error> {
         let shared = self.shared;
         let (info, message) = match received {
             Ok(delivery) => {
@@ -476,6 +476,17 @@ impl Link<'_> {
         };
         self.book.received();
         shared.metrics.received.inc();
+        if let Some(error) = message.body_error.clone() {
+            // The properties were read, the body was not: a dead letter with what could be read.
+            warn!(client_id = self.client_id, message_id = %message.message_id, error = %error, "a message body could not be decoded");
+            let (shared, client_id, done_tx) = (shared.clone(), self.client_id.clone(), self.done_tx.clone());
+            tokio::spawn(async move {
+                let accept = dead_letter(&shared, &client_id, &message, Reason::Undecodable, error, None, message.delivery_count + 1).await;
+                let _ = done_tx.send(Completion { info, message_id: message.message_id, sent_at_us: None, accept });
+            });
+            self.show_in_flight();
+            return Ok(());
+        }
         let done = |accept: bool| Completion {
             info: info.clone(),
             message_id: message.message_id.clone(),
@@ -585,7 +596,7 @@ async fn receive(index: usize, shared: &Arc<Shared>, attached: Attached, stop: &
                 let state = *sink_state.borrow_and_update();
                 link.follow_sink(state).await
             }
-            received = link.receiver.recv::<Body<Value>>() => link.received(received).await,
+            received = link.receiver.recv::<Body<LazyValue>>() => link.received(received).await,
         };
         if let Err(e) = step {
             break Some(e);

@@ -179,6 +179,7 @@ mod tests {
             encoded: false,
             delivery_count: 0,
             sent_at_us: None,
+            body_error: None,
         }
     }
 

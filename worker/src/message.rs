@@ -14,7 +14,7 @@
 use base64::Engine;
 use fe2o3_amqp::types::{
     messaging::{Body, Message, MessageId, annotations::OwnedKey},
-    primitives::{SimpleValue, Symbol, Uuid, Value},
+    primitives::{LazyValue, SimpleValue, Symbol, Uuid, Value},
 };
 use serde::Serialize;
 
@@ -38,6 +38,9 @@ pub struct IotMessage {
     /// The AMQP header's delivery-count (earlier unsuccessful deliveries), when the sender keeps one.
     pub delivery_count: u32,
     pub sent_at_us: Option<i64>,
+    /// Why the body could not be decoded (then `payload` holds the section's raw bytes): the message
+    /// becomes a dead letter with what could be read.
+    pub body_error: Option<String>,
 }
 
 /// `generateTime` as sent: epoch milliseconds (the platform's `long`), or the text of anything else.
@@ -58,8 +61,10 @@ impl GenerateTime {
 }
 
 impl IotMessage {
-    /// `delivery_tag` stands in for an absent messageId.
-    pub fn from_amqp(message: Message<Body<Value>>, delivery_tag: &[u8]) -> IotMessage {
+    /// `delivery_tag` stands in for an absent messageId. The body arrives undecoded (an amqp-value or
+    /// amqp-sequence section is framed but not read), so a body that is no AMQP encoding leaves the
+    /// properties readable.
+    pub fn from_amqp(message: Message<Body<LazyValue>>, delivery_tag: &[u8]) -> IotMessage {
         let app = message.application_properties.as_ref().map(|p| &p.0);
         let prop = |name: &str| app.and_then(|p| p.get(name));
         let message_id = prop("messageId")
@@ -84,8 +89,11 @@ impl IotMessage {
             });
         let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
         let content_type = message.properties.as_ref().and_then(|p| p.content_type.as_ref()).map(|s| s.0.clone());
-        let (payload, data_content_type, encoded) = body(message.body, content_type);
-        IotMessage { message_id, topic, generate_time, payload, data_content_type, encoded, delivery_count, sent_at_us }
+        let (payload, data_content_type, encoded, body_error) = match body(message.body, content_type) {
+            Ok((payload, kind, encoded)) => (payload, kind, encoded, None),
+            Err(Undecodable { raw, error }) => (raw, OCTETS.to_owned(), false, Some(error)),
+        };
+        IotMessage { message_id, topic, generate_time, payload, data_content_type, encoded, delivery_count, sent_at_us, body_error }
     }
 
     /// What stands in for a delivery that could not be decoded: only its tag is known.
@@ -99,6 +107,7 @@ impl IotMessage {
             encoded: false,
             delivery_count: 0,
             sent_at_us: None,
+            body_error: None,
         }
     }
 }
@@ -163,10 +172,21 @@ fn looks_json(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['))
 }
 
+/// A body section that is framed but no AMQP encoding.
+struct Undecodable {
+    raw: Vec<u8>,
+    error: String,
+}
+
+fn decode(value: &LazyValue) -> Result<Value, Undecodable> {
+    serde_amqp::from_slice(value.as_slice())
+        .map_err(|e| Undecodable { raw: value.as_slice().to_vec(), error: format!("the body is no AMQP encoding: {e}") })
+}
+
 /// The payload, its content type, and whether the worker encoded it.
-fn body(body: Body<Value>, content_type: Option<String>) -> (Vec<u8>, String, bool) {
+fn body(body: Body<LazyValue>, content_type: Option<String>) -> Result<(Vec<u8>, String, bool), Undecodable> {
     let data_type = |bytes: &[u8]| content_type.clone().unwrap_or_else(|| if looks_json(bytes) { JSON } else { OCTETS }.to_owned());
-    match body {
+    Ok(match body {
         Body::Data(batch) => {
             let mut out = Vec::new();
             for section in batch {
@@ -180,7 +200,7 @@ fn body(body: Body<Value>, content_type: Option<String>) -> (Vec<u8>, String, bo
             (out, kind, false)
         }
         // A binary value is a payload sent the other way; its bytes are kept as they are.
-        Body::Value(value) => match value.0 {
+        Body::Value(value) => match decode(&value.0)? {
             Value::Binary(b) => {
                 let bytes = b.into_vec();
                 let kind = data_type(&bytes);
@@ -189,11 +209,14 @@ fn body(body: Body<Value>, content_type: Option<String>) -> (Vec<u8>, String, bo
             other => (json_bytes(&json_of(other)), JSON.into(), true),
         },
         Body::Sequence(sections) => {
-            let items: Vec<serde_json::Value> = sections.into_iter().flat_map(|s| s.0).map(json_of).collect();
+            let mut items = Vec::new();
+            for item in sections.into_iter().flat_map(|s| s.0) {
+                items.push(json_of(decode(&item)?));
+            }
             (json_bytes(&serde_json::Value::Array(items)), JSON.into(), true)
         }
         Body::Empty => (Vec::new(), OCTETS.into(), false),
-    }
+    })
 }
 
 fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
@@ -264,6 +287,30 @@ mod tests {
 
     use super::*;
 
+    /// The message as the receiver gets it: value and sequence sections framed, not decoded.
+    fn lazy(m: Message<Body<Value>>) -> Message<Body<LazyValue>> {
+        let to_lazy = |v: &Value| serde_amqp::lazy::to_lazy_value(v).unwrap();
+        let body = match m.body {
+            Body::Data(d) => Body::Data(d),
+            Body::Value(v) => Body::Value(AmqpValue(to_lazy(&v.0))),
+            Body::Sequence(s) => Body::Sequence(s.into_iter().map(|s| AmqpSequence(s.0.iter().map(to_lazy).collect())).collect()),
+            Body::Empty => Body::Empty,
+        };
+        Message {
+            header: m.header,
+            delivery_annotations: m.delivery_annotations,
+            message_annotations: m.message_annotations,
+            properties: m.properties,
+            application_properties: m.application_properties,
+            body,
+            footer: m.footer,
+        }
+    }
+
+    fn read(m: Message<Body<Value>>, tag: &[u8]) -> IotMessage {
+        IotMessage::from_amqp(lazy(m), tag)
+    }
+
     fn platform_message() -> Message<Body<Value>> {
         Message::builder()
             .application_properties(
@@ -287,7 +334,7 @@ mod tests {
 
     #[test]
     fn reads_the_platform_properties() {
-        let m = IotMessage::from_amqp(platform_message(), b"t");
+        let m = read(platform_message(), b"t");
         assert_eq!(m.message_id, "1234567890");
         assert_eq!(m.topic, "/pk/dn/thing/event/property/post");
         assert_eq!(m.generate_time, Some(GenerateTime::Millis(1_573_489_088_171)));
@@ -308,17 +355,17 @@ mod tests {
             (SimpleValue::Binary(vec![0xde, 0xad, 0x0b].into()), "dead0b"),
         ];
         for (id, text) in table {
-            assert_eq!(IotMessage::from_amqp(with_id(id.clone()), b"t").message_id, text, "{id:?}");
+            assert_eq!(read(with_id(id.clone()), b"t").message_id, text, "{id:?}");
         }
     }
 
     #[test]
     fn an_absent_message_id_is_the_delivery_tag_never_empty() {
         let message: Message<Body<Value>> = Message::builder().body(Body::Data(vec![Data(Binary::from(b"x".to_vec()))].into())).build();
-        assert_eq!(IotMessage::from_amqp(message.clone(), &[0, 0, 0, 42]).message_id, "0000002a");
-        let id = IotMessage::from_amqp(message, &[]).message_id;
+        assert_eq!(read(message.clone(), &[0, 0, 0, 42]).message_id, "0000002a");
+        let id = read(message, &[]).message_id;
         assert!(id.starts_with("tag-") && id.len() > 4, "{id}");
-        assert_eq!(IotMessage::from_amqp(with_id(SimpleValue::String(String::new())), &[1]).message_id, "01");
+        assert_eq!(read(with_id(SimpleValue::String(String::new())), &[1]).message_id, "01");
     }
 
     #[test]
@@ -327,7 +374,7 @@ mod tests {
             .properties(Properties::builder().message_id(7u64).subject("t/1").content_type("text/plain").build())
             .body(Body::Data(vec![Data(Binary::from(b"hi".to_vec()))].into()))
             .build();
-        let m = IotMessage::from_amqp(message, b"t");
+        let m = read(message, b"t");
         assert_eq!((m.message_id.as_str(), m.topic.as_str(), m.generate_time), ("7", "t/1", None));
         assert_eq!((m.payload.as_slice(), m.data_content_type.as_str()), (&b"hi"[..], "text/plain"));
     }
@@ -340,11 +387,11 @@ mod tests {
                 .body(Body::<Value>::Empty)
                 .build()
         };
-        let m = IotMessage::from_amqp(message(SimpleValue::String("2019-11-11T16:18:08Z".into())), b"t");
+        let m = read(message(SimpleValue::String("2019-11-11T16:18:08Z".into())), b"t");
         assert_eq!(m.generate_time, Some(GenerateTime::Text("2019-11-11T16:18:08Z".into())));
-        let m = IotMessage::from_amqp(message(SimpleValue::String("1573489088171".into())), b"t");
+        let m = read(message(SimpleValue::String("1573489088171".into())), b"t");
         assert_eq!(m.generate_time.and_then(|g| g.millis()), Some(1_573_489_088_171));
-        let m = IotMessage::from_amqp(message(SimpleValue::Int(5)), b"t");
+        let m = read(message(SimpleValue::Int(5)), b"t");
         assert_eq!(m.generate_time, Some(GenerateTime::Millis(5)));
     }
 
@@ -354,26 +401,40 @@ mod tests {
         map.insert(Value::String("a".into()), Value::Long(1));
         map.insert(Value::String("b".into()), Value::List(vec![Value::Bool(true), Value::String("x".into()), Value::Null]));
         let message: Message<Body<Value>> = Message::builder().body(Body::Value(AmqpValue(Value::Map(map)))).build();
-        let m = IotMessage::from_amqp(message, b"t");
+        let m = read(message, b"t");
         assert_eq!(String::from_utf8(m.payload).unwrap(), r#"{"a":1,"b":[true,"x",null]}"#);
         assert_eq!(m.data_content_type, JSON);
         assert!(m.encoded);
 
         let message: Message<Body<Value>> = Message::builder().body(Body::Value(AmqpValue(Value::String("hi".into())))).build();
-        assert_eq!(IotMessage::from_amqp(message, b"t").payload, br#""hi""#);
+        assert_eq!(read(message, b"t").payload, br#""hi""#);
         let message: Message<Body<Value>> = Message::builder().body(Body::Value(AmqpValue(Value::Double(2.5.into())))).build();
-        assert_eq!(IotMessage::from_amqp(message, b"t").payload, b"2.5");
+        assert_eq!(read(message, b"t").payload, b"2.5");
 
         let sequence = Body::Sequence(vec![AmqpSequence(vec![Value::Int(1), Value::String("two".into())])].into());
         let message: Message<Body<Value>> = Message::builder().body(sequence).build();
-        let m = IotMessage::from_amqp(message, b"t");
+        let m = read(message, b"t");
         assert_eq!((m.payload.as_slice(), m.data_content_type.as_str()), (&br#"[1,"two"]"#[..], JSON));
+    }
+
+    #[test]
+    fn a_body_that_is_no_amqp_encoding_keeps_the_properties_readable() {
+        // A list8 of two items whose format codes AMQP does not define.
+        let raw = [0xc0, 0x03, 0x02, 0xff, 0xff];
+        let value = LazyValue::from_reader(&mut serde_amqp::read::SliceReader::new(&raw)).unwrap();
+        let mut message = lazy(platform_message());
+        message.body = Body::Value(AmqpValue(value));
+        let m = IotMessage::from_amqp(message, b"t");
+        assert_eq!(m.message_id, "1234567890");
+        assert_eq!(m.topic, "/pk/dn/thing/event/property/post");
+        assert_eq!(m.payload, raw);
+        assert!(m.body_error.as_deref().is_some_and(|e| e.contains("no AMQP encoding")), "{:?}", m.body_error);
     }
 
     #[test]
     fn the_header_delivery_count_is_read() {
         let mut message = platform_message();
         message.header = Some(Header { delivery_count: 3, ..Header::default() });
-        assert_eq!(IotMessage::from_amqp(message, b"t").delivery_count, 3);
+        assert_eq!(read(message, b"t").delivery_count, 3);
     }
 }

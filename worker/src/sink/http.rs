@@ -45,18 +45,15 @@ pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
     if !message.topic.is_empty() {
         put(&mut headers, "ce-subject", &message.topic);
     }
+    // ce-time must be RFC 3339: epoch milliseconds (a long, or its decimal text) are converted, an
+    // RFC 3339 text passes, anything else is kept as sent in the extension `generatetime`.
+    let rfc3339 = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok());
     match &message.generate_time {
-        Some(GenerateTime::Millis(ms)) => {
-            if let Some(text) =
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok())
-            {
-                put(&mut headers, "ce-time", &text);
-            }
-        }
-        // Kept as sent, in an extension attribute: ce-time must be RFC 3339.
-        Some(GenerateTime::Text(text)) => match OffsetDateTime::parse(text, &Rfc3339) {
-            Ok(_) => put(&mut headers, "ce-time", text),
-            Err(_) => put(&mut headers, "ce-generatetime", text),
+        Some(time) => match (time.millis().and_then(rfc3339), time) {
+            (Some(text), _) => put(&mut headers, "ce-time", &text),
+            (None, GenerateTime::Text(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => put(&mut headers, "ce-time", text),
+            (None, GenerateTime::Text(text)) => put(&mut headers, "ce-generatetime", text),
+            (None, GenerateTime::Millis(ms)) => put(&mut headers, "ce-generatetime", &ms.to_string()),
         },
         None => {}
     }
@@ -180,6 +177,7 @@ mod tests {
             encoded: false,
             delivery_count: 0,
             sent_at_us: None,
+            body_error: None,
         }
     }
 
@@ -204,6 +202,8 @@ mod tests {
         assert_eq!(h["ce-generatetime"], "yesterday");
         m.generate_time = Some(GenerateTime::Text("2019-11-11T16:18:08Z".into()));
         assert_eq!(cloudevent_headers(&m, "s")["ce-time"], "2019-11-11T16:18:08Z");
+        m.generate_time = Some(GenerateTime::Text("1573489088171".into()));
+        assert_eq!(cloudevent_headers(&m, "s")["ce-time"], "2019-11-11T16:18:08.171Z", "milliseconds sent as text");
     }
 
     #[test]
