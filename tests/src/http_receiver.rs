@@ -42,6 +42,8 @@ impl ReceivedRequest {
 #[derive(Clone, Default)]
 struct Answers {
     requests: Arc<Mutex<Vec<ReceivedRequest>>>,
+    /// ce-ids answered 2xx, kept apart so a test polling them under load stays cheap.
+    accepted: Arc<Mutex<HashSet<String>>>,
     status: Arc<AtomicU16>,
     overrides: Arc<Mutex<HashMap<String, u16>>>,
     delays: Arc<Mutex<HashMap<String, Duration>>>,
@@ -117,7 +119,18 @@ impl HttpReceiver {
 
     /// ce-ids answered 2xx.
     pub fn accepted_ids(&self) -> HashSet<String> {
-        self.requests().into_iter().filter(|r| (200..300).contains(&r.status)).filter_map(|r| r.ce_id().map(str::to_owned)).collect()
+        self.answers.accepted.lock().unwrap().clone()
+    }
+
+    /// How many of `ids` were not answered 2xx yet.
+    pub fn missing(&self, ids: &[String]) -> usize {
+        let accepted = self.answers.accepted.lock().unwrap();
+        ids.iter().filter(|id| !accepted.contains(*id)).count()
+    }
+
+    /// How many requests arrived.
+    pub fn request_count(&self) -> usize {
+        self.answers.requests.lock().unwrap().len()
     }
 
     /// ce-id → requests received for it.
@@ -149,6 +162,9 @@ async fn receive(State(answers): State<Answers>, method: Method, uri: Uri, heade
     } else {
         answers.overrides.lock().unwrap().get(&id).copied().unwrap_or_else(|| answers.status.load(Ordering::SeqCst))
     };
+    if (200..300).contains(&status) && !landing && !id.is_empty() {
+        answers.accepted.lock().unwrap().insert(id.clone());
+    }
     answers.requests.lock().unwrap().push(ReceivedRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -165,10 +181,9 @@ async fn receive(State(answers): State<Answers>, method: Method, uri: Uri, heade
     if (300..400).contains(&status) {
         response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/landing"));
     }
-    if matches!(status, 429 | 503) {
-        if let Some(value) = answers.retry_after.lock().unwrap().clone() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&value).expect("a valid Retry-After"));
-        }
+    let retry_after = answers.retry_after.lock().unwrap().clone();
+    if let Some(value) = retry_after.filter(|_| matches!(status, 429 | 503)) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&value).expect("a valid Retry-After"));
     }
     response
 }

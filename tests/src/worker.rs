@@ -58,6 +58,8 @@ impl WorkerOptions {
         self
     }
 
+    // By value, so flags read as on a command line: `.arg("--credit", 50)`.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
         self.args.push(flag.into());
         self.args.push(value.to_string());
@@ -69,6 +71,7 @@ impl WorkerOptions {
         self.arg("--sink", "http").arg("--sink-url", url)
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.to_string()));

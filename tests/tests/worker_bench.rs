@@ -97,7 +97,7 @@ async fn throughput(emulator: &Emulator, worker: &Worker, n: u64) -> anyhow::Res
 
 /// Quantile `q` from cumulative Prometheus buckets `(le, count)`, interpolated linearly.
 fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    let total = buckets.last().map_or(0.0, |b| b.1);
     let rank = q * total;
     let (mut prev_le, mut prev_count) = (0.0, 0.0);
     for &(le, count) in buckets {
@@ -194,8 +194,7 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     })
     .await?;
     let after = buckets(&text, "iotsub_worker_ack_latency_seconds");
-    let delta: Vec<(f64, f64)> =
-        after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map(|b| b.1).unwrap_or(0.0))).collect();
+    let delta: Vec<(f64, f64)> = after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect();
     let (p50, p99) = (quantile(&delta, 0.50) * 1000.0, quantile(&delta, 0.99) * 1000.0);
     let (load_rss, _) = rss_mib(worker.process.child.id());
     line(format!(

@@ -190,6 +190,6 @@ async fn an_untrusted_server_certificate_is_refused() -> anyhow::Result<()> {
     let error = status["connections"][0]["lastError"].as_str().unwrap();
     assert!(error.contains("certificate"), "{error}");
     assert!(!worker.ready().await);
-    assert!(group(&emulator).await?["clients"].as_array().is_some_and(|c| c.is_empty()));
+    assert!(group(&emulator).await?["clients"].as_array().is_some_and(Vec::is_empty));
     Ok(())
 }

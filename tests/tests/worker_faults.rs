@@ -202,7 +202,7 @@ async fn sigterm_under_load_finishes_in_flight_and_exits_0() -> anyhow::Result<(
     // The emulator notices the closed connections on its own schedule.
     let g = wait_until("the emulator to drop the closed clients", Duration::from_secs(5), || async {
         let g = group(&emulator).await.ok()?;
-        g["clients"].as_array().is_some_and(|c| c.is_empty()).then_some(g)
+        g["clients"].as_array().is_some_and(Vec::is_empty).then_some(g)
     })
     .await?;
     assert_eq!(count(&g, "inFlight"), 0, "{g}");

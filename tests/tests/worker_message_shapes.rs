@@ -35,7 +35,8 @@ async fn every_message_id_type_reaches_the_sink_as_its_canonical_string() -> any
 #[tokio::test]
 async fn an_absent_message_id_becomes_the_delivery_tag_never_empty() -> anyhow::Result<()> {
     let fx = Fixture::start("", "abs", |o| o).await?;
-    let ids = fx.emulator.publish_shaped(GROUP, TOPIC, "{}", 3, shape(MessageIdType::Absent, GenerateTimeType::Absent, BodyType::Data)).await?;
+    let ids =
+        fx.emulator.publish_shaped(GROUP, TOPIC, "{}", 3, shape(MessageIdType::Absent, GenerateTimeType::Absent, BodyType::Data)).await?;
     assert!(ids.iter().all(Option::is_none));
     fx.wait_group("3 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 3).await?;
     let lines = fx.worker.lines();
@@ -53,9 +54,24 @@ async fn amqp_value_and_sequence_bodies_reach_the_sink_as_json_and_a_string_gene
     let fx = Fixture::start("", "val", |o| o.http_sink(&sink.url)).await?;
     let map = fx
         .emulator
-        .publish_shaped(GROUP, TOPIC, r#"{"a":1,"b":[true,"x"]}"#, 1, shape(MessageIdType::String, GenerateTimeType::String, BodyType::AmqpValue))
+        .publish_shaped(
+            GROUP,
+            TOPIC,
+            r#"{"a":1,"b":[true,"x"]}"#,
+            1,
+            shape(MessageIdType::String, GenerateTimeType::String, BodyType::AmqpValue),
+        )
         .await?;
-    let seq = fx.emulator.publish_shaped(GROUP, TOPIC, r#"[1,"two",{"k":null}]"#, 1, shape(MessageIdType::String, GenerateTimeType::Long, BodyType::AmqpSequence)).await?;
+    let seq = fx
+        .emulator
+        .publish_shaped(
+            GROUP,
+            TOPIC,
+            r#"[1,"two",{"k":null}]"#,
+            1,
+            shape(MessageIdType::String, GenerateTimeType::Long, BodyType::AmqpSequence),
+        )
+        .await?;
     fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 2).await?;
     let map_request = &sink.requests_for(map[0].as_deref().unwrap())[0];
     let body: serde_json::Value = serde_json::from_slice(&map_request.body)?;
@@ -74,13 +90,15 @@ async fn an_undecodable_body_and_an_oversized_message_become_dead_letters_and_th
     let fx = Fixture::start("", "bad", |o| o.arg("--max-message-bytes", 1_000)).await?;
     let undecodable = MessageShape { undecodable: true, ..MessageShape::default() };
     let bad = fx.emulator.publish_shaped(GROUP, TOPIC, "{}", 2, undecodable).await?;
-    let big = fx.emulator.publish_request(&PublishRequest { payload_size: Some(5_000), ..PublishRequest::new(GROUP, TOPIC, "big", 1) }).await?;
+    let big =
+        fx.emulator.publish_request(&PublishRequest { payload_size: Some(5_000), ..PublishRequest::new(GROUP, TOPIC, "big", 1) }).await?;
     let good = fx.publish("{\"ok\":1}", 2).await?;
     fx.wait_group("all 5 acknowledged", Duration::from_secs(15), |g| count(g, "acknowledged") == 5 && count(g, "inFlight") == 0).await?;
     let letters = fx.dead_letters();
     assert_eq!(letters.len(), 3, "{letters:?}");
     for id in bad.iter().flatten() {
-        let letter = letters.iter().find(|l| l["messageId"] == id.as_str()).unwrap_or_else(|| panic!("no dead letter for {id}: {letters:?}"));
+        let letter =
+            letters.iter().find(|l| l["messageId"] == id.as_str()).unwrap_or_else(|| panic!("no dead letter for {id}: {letters:?}"));
         assert_eq!(letter["reason"], "undecodable");
         assert_eq!(letter["topic"], TOPIC, "what could be read is kept");
         assert!(letter["detail"].as_str().unwrap().contains("no AMQP encoding"), "{letter}");

@@ -153,7 +153,9 @@ mod tests {
     #[test]
     fn the_circuit_follows_the_table() {
         use BreakerState::{HalfOpen as H, Ok as K, Open as O};
-        let table: &[(&str, u32, &[Event], &[BreakerState])] = &[
+        /// name, threshold, events, the state after each
+        type Row<'a> = (&'a str, u32, &'a [Event], &'a [BreakerState]);
+        let table: &[Row<'_>] = &[
             ("failures below the threshold keep it closed", 3, &[Fail, Fail, Ok, Fail, Fail], &[K, K, K, K, K]),
             ("the threshold opens it", 3, &[Fail, Fail, Fail], &[K, K, O]),
             ("open until the first probe delay passed", 1, &[Fail, Wait(500), Wait(499), Wait(1)], &[O, O, O, H]),

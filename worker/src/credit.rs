@@ -133,7 +133,9 @@ mod tests {
 
     #[test]
     fn credit_follows_the_table() {
-        let table: &[(&str, u32, &[Step], &[Option<u32>])] = &[
+        /// name, window, steps, the credit granted at each step
+        type Row<'a> = (&'a str, u32, &'a [Step], &'a [Option<u32>]);
+        let table: &[Row<'_>] = &[
             ("the first grant is the window", 10, &[Initial], &[Some(10)]),
             ("no flow frame before half the window is used", 10, &[Initial, Receive(4), Settle(4)], &[Some(10), None, None]),
             ("topped up once half is used", 10, &[Initial, Receive(5), Settle(5)], &[Some(10), None, Some(10)]),

@@ -31,7 +31,7 @@ impl DeliveryCounts {
     /// at least `floor` (the sender's own count, when it keeps one).
     pub fn failed(&mut self, message_id: &str, floor: u32) -> u32 {
         let k = key(message_id);
-        let count = match self.counts.get_mut(&k) {
+        match self.counts.get_mut(&k) {
             Some(count) => {
                 *count = (*count + 1).max(floor);
                 *count
@@ -46,8 +46,7 @@ impl DeliveryCounts {
                 }
                 floor.max(1)
             }
-        };
-        count
+        }
     }
 
     /// Deliveries of `message_id` so far that were not taken.

@@ -89,7 +89,7 @@ impl IotMessage {
             });
         let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
         let content_type = message.properties.as_ref().and_then(|p| p.content_type.as_ref()).map(|s| s.0.clone());
-        let (payload, data_content_type, encoded, body_error) = match body(message.body, content_type) {
+        let (payload, data_content_type, encoded, body_error) = match body(message.body, content_type.as_deref()) {
             Ok((payload, kind, encoded)) => (payload, kind, encoded, None),
             Err(Undecodable { raw, error }) => (raw, OCTETS.to_owned(), false, Some(error)),
         };
@@ -184,8 +184,8 @@ fn decode(value: &LazyValue) -> Result<Value, Undecodable> {
 }
 
 /// The payload, its content type, and whether the worker encoded it.
-fn body(body: Body<LazyValue>, content_type: Option<String>) -> Result<(Vec<u8>, String, bool), Undecodable> {
-    let data_type = |bytes: &[u8]| content_type.clone().unwrap_or_else(|| if looks_json(bytes) { JSON } else { OCTETS }.to_owned());
+fn body(body: Body<LazyValue>, content_type: Option<&str>) -> Result<(Vec<u8>, String, bool), Undecodable> {
+    let data_type = |bytes: &[u8]| content_type.unwrap_or(if looks_json(bytes) { JSON } else { OCTETS }).to_owned();
     Ok(match body {
         Body::Data(batch) => {
             let mut out = Vec::new();

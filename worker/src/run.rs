@@ -53,7 +53,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         SinkConfig::Log => (Sink::Log(LogSink::start(std::io::stdout())), Duration::from_secs(10)),
         SinkConfig::Http { url, timeout, headers_dir } => {
             let headers = headers_dir.as_deref().map(HeaderFiles::load).transpose()?;
-            (Sink::Http(HttpSink::new(url, source.clone(), headers)?), *timeout)
+            (Sink::Http(Box::new(HttpSink::new(url, source.clone(), headers)?)), *timeout)
         }
     };
     let dead_letters = match &config.dead_letter {

@@ -47,15 +47,15 @@ pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
     }
     // ce-time must be RFC 3339: epoch milliseconds (a long, or its decimal text) are converted, an
     // RFC 3339 text passes, anything else is kept as sent in the extension `generatetime`.
-    let rfc3339 = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok());
-    match &message.generate_time {
-        Some(time) => match (time.millis().and_then(rfc3339), time) {
+    let rfc3339 =
+        |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok());
+    if let Some(time) = &message.generate_time {
+        match (time.millis().and_then(rfc3339), time) {
             (Some(text), _) => put(&mut headers, "ce-time", &text),
             (None, GenerateTime::Text(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => put(&mut headers, "ce-time", text),
             (None, GenerateTime::Text(text)) => put(&mut headers, "ce-generatetime", text),
             (None, GenerateTime::Millis(ms)) => put(&mut headers, "ce-generatetime", &ms.to_string()),
-        },
-        None => {}
+        }
     }
     put(&mut headers, CONTENT_TYPE.as_str(), &message.data_content_type);
     headers

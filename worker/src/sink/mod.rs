@@ -19,7 +19,7 @@ use outcome::Attempt;
 
 pub enum Sink {
     Log(log::LogSink),
-    Http(http::HttpSink),
+    Http(Box<http::HttpSink>),
 }
 
 impl Sink {
