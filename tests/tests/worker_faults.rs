@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use iotsub_tests::{
     Emulator, wait_until,
-    worker::{GROUP, SinkServer, TOPIC, Worker, WorkerOptions, count, delivered_counts, group},
+    worker::{Fixture, GROUP, SinkServer, TOPIC, Worker, WorkerOptions, count, delivered_counts, group},
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -52,11 +52,8 @@ async fn sigkill_while_10000_messages_flow_loses_nothing() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow::Result<()> {
-    let emulator = Emulator::start(FAST_REDELIVERY).await?;
-    let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "r").connections(2);
-    let worker = Worker::start(dir.path(), &options).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start(FAST_REDELIVERY, "r", |o| o.connections(2)).await?;
+    let (emulator, worker, dir) = (&fx.emulator, &fx.worker, &fx.dir);
 
     let mut ids = Vec::new();
     for round in 0..3 {
@@ -74,7 +71,7 @@ async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow:
         ids.iter().all(|id| counts.contains_key(id)).then_some(())
     })
     .await?;
-    wait_until("the emulator to settle", Duration::from_secs(30), || settled(&emulator)).await?;
+    wait_until("the emulator to settle", Duration::from_secs(30), || settled(emulator)).await?;
 
     // Each reconnect waited a jittered delay: the logged delays are not all alike.
     let delays: Vec<u64> = worker
@@ -93,10 +90,8 @@ async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow:
 
 #[tokio::test]
 async fn refused_logins_back_off_long_and_say_why() -> anyhow::Result<()> {
-    let emulator = Emulator::start("").await?;
-    let dir = tempfile::tempdir()?;
-    let worker = Worker::start(dir.path(), &WorkerOptions::for_emulator(&emulator, "x")).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("", "x", |o| o).await?;
+    let (emulator, worker) = (&fx.emulator, &fx.worker);
 
     emulator.fault("refuse-logins", GROUP).await?;
     emulator.fault("drop-connections", GROUP).await?;

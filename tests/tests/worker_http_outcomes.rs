@@ -78,6 +78,7 @@ async fn every_answer_class_has_its_exact_outcome() -> anyhow::Result<()> {
         .wait_group("the taken and dead-lettered messages acknowledged", Duration::from_secs(10), |g| count(g, "acknowledged") == taken)
         .await?;
     assert!(count(&g, "refusedByClient") >= 2 * failing.len() as u64, "released by the worker: {g}");
+    assert!(count(&g, "redelivered") >= 2 * failing.len() as u64, "and redelivered by the platform: {g}");
 
     let letters = fx.dead_letters();
     for (id, (status, outcome)) in &expect {
