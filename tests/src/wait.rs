@@ -19,3 +19,21 @@ where
         sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Checks every 50 ms for `duration` that `check` keeps returning `Some` (nothing happens that
+/// should not); fails naming `what` at the first `None`.
+pub async fn holds_for<T, F, Fut>(what: &str, duration: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + duration;
+    let started = Instant::now();
+    while Instant::now() < end {
+        if check().await.is_none() {
+            anyhow::bail!("{what} stopped holding after {:?}", started.elapsed());
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

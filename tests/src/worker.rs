@@ -1,4 +1,5 @@
-//! The worker as a real process, and an HTTP sink the tests control.
+//! The worker as a real process, the shared setup of its component tests ([`Fixture`]), and an HTTP
+//! sink the tests control.
 //!
 //! The worker is started with `--http-addr 127.0.0.1:0 --http-addr-file <dir>/http.addr`; it writes
 //! the bound address there once it listens, and [`Worker::start`] waits for that file. Its stdout
@@ -6,18 +7,13 @@
 //! `<dir>/stderr.log`.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU16, AtomicU64, Ordering},
-    },
     time::Duration,
 };
 
-use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
 use serde_json::Value;
 
 use crate::{Emulator, Process, binary, wait_until};
@@ -62,12 +58,20 @@ impl WorkerOptions {
         self
     }
 
+    // By value, so flags read as on a command line: `.arg("--credit", 50)`.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
         self.args.push(flag.into());
         self.args.push(value.to_string());
         self
     }
 
+    /// The http sink, POSTing to `url`.
+    pub fn http_sink(self, url: &str) -> Self {
+        self.arg("--sink", "http").arg("--sink-url", url)
+    }
+
+    #[allow(clippy::needless_pass_by_value)]
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.to_string()));
@@ -204,89 +208,75 @@ pub fn count(group: &Value, field: &str) -> u64 {
     group[field].as_u64().unwrap_or(0)
 }
 
-/// One request the sink server received.
-#[derive(Debug, Clone)]
-pub struct SinkRequest {
-    pub headers: BTreeMap<String, String>,
-    pub body: Bytes,
-    /// What the server answered.
-    pub status: u16,
+/// The http sink the tests control (the same real HTTP server as [`HttpReceiver`]).
+pub use crate::http_receiver::HttpReceiver as SinkServer;
+
+/// An emulator, a temporary directory and a worker attached to it: the setup of most component tests.
+pub struct Fixture {
+    pub emulator: Emulator,
+    pub worker: Worker,
+    pub options: WorkerOptions,
+    pub dir: tempfile::TempDir,
 }
 
-/// An HTTP sink on 127.0.0.1 that records every request and answers with a status the test sets.
-pub struct SinkServer {
-    pub url: String,
-    pub requests: Arc<Mutex<Vec<SinkRequest>>>,
-    status: Arc<AtomicU16>,
-    /// messageIds (ce-id) answered with this status instead, e.g. poison.
-    overrides: Arc<Mutex<HashMap<String, u16>>>,
-    delay_ms: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct SinkState {
-    requests: Arc<Mutex<Vec<SinkRequest>>>,
-    status: Arc<AtomicU16>,
-    overrides: Arc<Mutex<HashMap<String, u16>>>,
-    delay_ms: Arc<AtomicU64>,
-}
-
-impl SinkServer {
-    pub async fn start() -> anyhow::Result<SinkServer> {
-        let state = SinkState {
-            requests: Arc::default(),
-            status: Arc::new(AtomicU16::new(200)),
-            overrides: Arc::default(),
-            delay_ms: Arc::default(),
-        };
-        let app = Router::new().route("/events", post(receive)).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/events", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(SinkServer { url, requests: state.requests, status: state.status, overrides: state.overrides, delay_ms: state.delay_ms, task })
+impl Fixture {
+    /// Starts the emulator with `emulator_config` (TOML, empty for the defaults) and a worker named
+    /// `client_id` with the options `configure` makes, then waits until the worker is ready.
+    pub async fn start(
+        emulator_config: &str,
+        client_id: &str,
+        configure: impl FnOnce(WorkerOptions) -> WorkerOptions,
+    ) -> anyhow::Result<Fixture> {
+        let fixture = Fixture::start_unready(emulator_config, client_id, configure).await?;
+        fixture.worker.wait_ready(Duration::from_secs(20)).await?;
+        Ok(fixture)
     }
 
-    /// Every answer waits this long first (a slow application).
-    pub fn delay(&self, delay: Duration) {
-        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    /// As [`Fixture::start`], without waiting for readiness.
+    pub async fn start_unready(
+        emulator_config: &str,
+        client_id: &str,
+        configure: impl FnOnce(WorkerOptions) -> WorkerOptions,
+    ) -> anyhow::Result<Fixture> {
+        let emulator = Emulator::start(emulator_config).await?;
+        let dir = tempfile::tempdir()?;
+        let options = configure(WorkerOptions::for_emulator(&emulator, client_id));
+        let worker = Worker::start(dir.path(), &options).await?;
+        Ok(Fixture { emulator, worker, options, dir })
     }
 
-    pub fn answer(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
+    /// Publishes `count` messages on [`TOPIC`]; returns their messageIds.
+    pub async fn publish(&self, payload: &str, count: u32) -> anyhow::Result<Vec<String>> {
+        self.emulator.publish(GROUP, TOPIC, payload, count).await
     }
 
-    pub fn answer_for(&self, message_id: &str, status: u16) {
-        self.overrides.lock().unwrap().insert(message_id.into(), status);
+    pub async fn group(&self) -> anyhow::Result<Value> {
+        group(&self.emulator).await
     }
 
-    pub fn requests(&self) -> Vec<SinkRequest> {
-        self.requests.lock().unwrap().clone()
+    /// Waits until the emulator's view of the group satisfies `check`; returns that view.
+    pub async fn wait_group(&self, what: &str, deadline: Duration, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        wait_until(what, deadline, || async {
+            let g = self.group().await.ok()?;
+            check(&g).then_some(g)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nworker stderr (tail):\n{}", tail(&self.worker.stderr(), 40)))
     }
 
-    /// ce-ids answered 2xx.
-    pub fn accepted_ids(&self) -> HashSet<String> {
-        self.requests().into_iter().filter(|r| (200..300).contains(&r.status)).filter_map(|r| r.headers.get("ce-id").cloned()).collect()
+    /// The dead letters the worker logged (JSON lines on stderr with `"deadLetter":true`).
+    pub fn dead_letters(&self) -> Vec<Value> {
+        dead_letters(&self.worker.stderr())
     }
 }
 
-impl Drop for SinkServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The dead-letter records among the lines of a worker's stderr.
+pub fn dead_letters(stderr: &str) -> Vec<Value> {
+    stderr.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["deadLetter"] == true).collect()
 }
 
-async fn receive(State(state): State<SinkState>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let delay = state.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    let headers: BTreeMap<String, String> =
-        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    let id = headers.get("ce-id").cloned().unwrap_or_default();
-    let status = state.overrides.lock().unwrap().get(&id).copied().unwrap_or_else(|| state.status.load(Ordering::SeqCst));
-    state.requests.lock().unwrap().push(SinkRequest { headers, body, status });
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

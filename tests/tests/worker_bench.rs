@@ -10,12 +10,15 @@
 //! throughput with 1 and 4 connections, CPU time per 1 000 messages, latency from the emulator's
 //! send (`x-opt-sent-at-us`) to the acknowledgement at 1 000 msg/s (from the worker's
 //! `iotsub_worker_ack_latency_seconds` histogram, interpolated within buckets), RSS idle and peak.
-//! The table is printed and written to `target/bench/worker.md`.
+//! The table is printed and written to `target/bench/worker.md`. `worker_http_sink_benchmark` does the
+//! same with the http sink against a local receiver (`target/bench/worker-http.md`).
 
 use std::time::{Duration, Instant};
 
 use iotsub_tests::{
-    Emulator, wait_until,
+    Emulator,
+    http_receiver::HttpReceiver,
+    wait_until,
     worker::{GROUP, TOPIC, Worker, WorkerOptions, parse_metric},
 };
 use serde_json::json;
@@ -97,7 +100,7 @@ async fn throughput(emulator: &Emulator, worker: &Worker, n: u64) -> anyhow::Res
 
 /// Quantile `q` from cumulative Prometheus buckets `(le, count)`, interpolated linearly.
 fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    let total = buckets.last().map_or(0.0, |b| b.1);
     let rank = q * total;
     let (mut prev_le, mut prev_count) = (0.0, 0.0);
     for &(le, count) in buckets {
@@ -123,7 +126,17 @@ fn buckets(metrics: &str, family: &str) -> Vec<(f64, f64)> {
 }
 
 async fn start_pinned(emulator: &Emulator, dir: &std::path::Path, connections: u32, cpu: usize) -> anyhow::Result<Worker> {
-    let mut options = WorkerOptions::for_emulator(emulator, "bench").connections(connections).arg("--credit", 500);
+    start_pinned_with(emulator, dir, connections, cpu, |o| o).await
+}
+
+async fn start_pinned_with(
+    emulator: &Emulator,
+    dir: &std::path::Path,
+    connections: u32,
+    cpu: usize,
+    configure: impl FnOnce(WorkerOptions) -> WorkerOptions,
+) -> anyhow::Result<Worker> {
+    let mut options = configure(WorkerOptions::for_emulator(emulator, "bench").connections(connections).arg("--credit", 500));
     options.stdout_null = true;
     let worker = Worker::start(dir, &options).await?;
     pin(worker.process.child.id(), cpu);
@@ -194,8 +207,7 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     })
     .await?;
     let after = buckets(&text, "iotsub_worker_ack_latency_seconds");
-    let delta: Vec<(f64, f64)> =
-        after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map(|b| b.1).unwrap_or(0.0))).collect();
+    let delta: Vec<(f64, f64)> = after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect();
     let (p50, p99) = (quantile(&delta, 0.50) * 1000.0, quantile(&delta, 0.99) * 1000.0);
     let (load_rss, _) = rss_mib(worker.process.child.id());
     line(format!(
@@ -205,6 +217,73 @@ async fn worker_benchmark() -> anyhow::Result<()> {
 
     std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"))?;
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/worker.md"), &report)?;
+    Ok(())
+}
+
+/// Acknowledgement latency (p50, p99 in ms) of `seconds` of the emulator's traffic at 1 000 msg/s.
+async fn latency_at_1000(emulator: &Emulator, worker: &Worker, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    let before = buckets(&worker.get("/metrics").await?.1, "iotsub_worker_ack_latency_seconds");
+    let base = parse_metric(&worker.get("/metrics").await?.1, "iotsub_worker_ack_latency_seconds_count").unwrap_or(0.0);
+    emulator
+        .post(
+            "/admin/traffic",
+            json!({"instanceId": "", "consumerGroupId": GROUP, "ratePerSecond": 1000, "devices": 20, "seconds": seconds}),
+        )
+        .await?;
+    let target = base + (seconds * 1000) as f64;
+    let text = wait_until("the traffic to be acknowledged", Duration::from_secs(seconds + 30), || async {
+        let text = worker.get("/metrics").await.ok()?.1;
+        (parse_metric(&text, "iotsub_worker_ack_latency_seconds_count")? >= target).then_some(text)
+    })
+    .await?;
+    let after = buckets(&text, "iotsub_worker_ack_latency_seconds");
+    let delta: Vec<(f64, f64)> = after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect();
+    Ok((quantile(&delta, 0.50) * 1000.0, quantile(&delta, 0.99) * 1000.0))
+}
+
+/// The worker with the http sink against a local receiver (a real HTTP server in this process
+/// answering 200 at once): the cost of a POST per message and of the delivery bookkeeping
+/// (outcome classification, circuit breaker, delivery counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run on a release build with --ignored --nocapture"]
+async fn worker_http_sink_benchmark() -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism()?.get();
+    let (emulator_cpu, worker_cpu) = (0, cpus - 1);
+    let emulator =
+        Emulator::start("[limits]\nrealtime_rate_per_connection = 0\nstacked_rate_per_group = 0\nack_timeout_ms = 120000\n").await?;
+    pin(emulator.process.child.id(), emulator_cpu);
+    let receiver = HttpReceiver::start().await?;
+    let dir = tempfile::tempdir()?;
+    let mut report = String::new();
+    let mut line = |s: String| {
+        println!("{s}");
+        report.push_str(&s);
+        report.push('\n');
+    };
+    line(format!(
+        "cpus: {cpus} (emulator on cpu {emulator_cpu}, worker on cpu {worker_cpu}, the receiver unpinned); load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")?.trim()
+    ));
+    for connections in [1, 4] {
+        let worker = start_pinned_with(&emulator, &dir.path().join(format!("http-{connections}")), connections, worker_cpu, |o| {
+            o.http_sink(&receiver.url)
+        })
+        .await?;
+        throughput(&emulator, &worker, 10_000).await?; // warm-up
+        let n = 50_000 * u64::from(connections.min(2));
+        let run = throughput(&emulator, &worker, n).await?;
+        let (_, peak) = rss_mib(worker.process.child.id());
+        line(format!(
+            "http sink, {connections} connection(s): {:.0} msg/s per pod, {:.1} ms worker CPU per 1000 messages, RSS peak {peak:.1} MiB",
+            run.rate, run.cpu_ms_per_1000
+        ));
+    }
+    let worker = start_pinned_with(&emulator, &dir.path().join("http-latency"), 1, worker_cpu, |o| o.http_sink(&receiver.url)).await?;
+    let (p50, p99) = latency_at_1000(&emulator, &worker, 20).await?;
+    line(format!("http sink, latency at 1000 msg/s (send → acknowledgement, the POST included): p50 {p50:.2} ms, p99 {p99:.2} ms"));
+    drop(worker);
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"))?;
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/worker-http.md"), &report)?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, process::Command, time::Duration};
 
 use iotsub_tests::{
     Emulator, binary, wait_until,
-    worker::{GROUP, TOPIC, Worker, WorkerOptions, count, group},
+    worker::{Fixture, GROUP, TOPIC, Worker, WorkerOptions, count, group},
 };
 use serde_json::{Value, json};
 
@@ -12,11 +12,8 @@ use serde_json::{Value, json};
 async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() -> anyhow::Result<()> {
     // A tight clock-skew rule: a login signed for an earlier attempt is refused, so the reconnect
     // below succeeds only if the worker signs afresh.
-    let emulator = Emulator::start("[limits]\nmax_timestamp_skew_ms = 1500\n").await?;
-    let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "w").connections(2).arg("--idle-timeout-ms", 45_000);
-    let worker = Worker::start(dir.path(), &options).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("[limits]\nmax_timestamp_skew_ms = 1500\n", "w", |o| o.connections(2).arg("--idle-timeout-ms", 45_000)).await?;
+    let (emulator, worker) = (&fx.emulator, &fx.worker);
 
     let clients = |g: &Value| -> BTreeSet<(String, u64, bool)> {
         g["clients"]
@@ -33,7 +30,7 @@ async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() 
             .collect()
     };
     let expected: BTreeSet<_> = [("w-0".to_owned(), 45_000, true), ("w-1".to_owned(), 45_000, true)].into();
-    assert_eq!(clients(&group(&emulator).await?), expected, "the emulator's view of the clients");
+    assert_eq!(clients(&group(emulator).await?), expected, "the emulator's view of the clients");
 
     // /status and /healthz
     let status = worker.status().await?;
@@ -50,7 +47,7 @@ async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() 
         (reconnects >= 2.0 && worker.ready().await).then_some(())
     })
     .await?;
-    assert_eq!(clients(&group(&emulator).await?), expected, "both clients back, with the same idle-time-out");
+    assert_eq!(clients(&group(emulator).await?), expected, "both clients back, with the same idle-time-out");
     let refusals: Value = reqwest::get(emulator.api_url("/admin/refusals")).await?.json().await?;
     let stale = refusals.as_array().into_iter().flatten().filter(|r| r["reason"].as_str().unwrap_or("").contains("timestamp")).count();
     assert_eq!(stale, 0, "a reconnect reused an old signature: {refusals}");
@@ -78,10 +75,8 @@ async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() 
 
 #[tokio::test]
 async fn log_sink_writes_one_json_line_per_message_then_acknowledges() -> anyhow::Result<()> {
-    let emulator = Emulator::start("").await?;
-    let dir = tempfile::tempdir()?;
-    let worker = Worker::start(dir.path(), &WorkerOptions::for_emulator(&emulator, "solo")).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("", "solo", |o| o).await?;
+    let (emulator, worker) = (&fx.emulator, &fx.worker);
 
     let payload = r#"{"items":{"Power":{"value":"on"}},"note":"é"}"#;
     let ids = emulator.publish(GROUP, TOPIC, payload, 3).await?;
@@ -103,7 +98,7 @@ async fn log_sink_writes_one_json_line_per_message_then_acknowledges() -> anyhow
     }
     assert_eq!(seen, ids.iter().cloned().collect());
     wait_until("the emulator to count 3 acknowledgements", Duration::from_secs(10), || async {
-        let g = group(&emulator).await.ok()?;
+        let g = group(emulator).await.ok()?;
         (count(&g, "acknowledged") == 3 && count(&g, "inFlight") == 0).then_some(())
     })
     .await?;
@@ -190,6 +185,6 @@ async fn an_untrusted_server_certificate_is_refused() -> anyhow::Result<()> {
     let error = status["connections"][0]["lastError"].as_str().unwrap();
     assert!(error.contains("certificate"), "{error}");
     assert!(!worker.ready().await);
-    assert!(group(&emulator).await?["clients"].as_array().is_some_and(|c| c.is_empty()));
+    assert!(group(&emulator).await?["clients"].as_array().is_some_and(Vec::is_empty));
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use iotsub_tests::{
     Emulator, wait_until,
-    worker::{GROUP, SinkServer, TOPIC, Worker, WorkerOptions, count, delivered_counts, group},
+    worker::{Fixture, GROUP, SinkServer, TOPIC, Worker, WorkerOptions, count, delivered_counts, group},
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -52,11 +52,8 @@ async fn sigkill_while_10000_messages_flow_loses_nothing() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow::Result<()> {
-    let emulator = Emulator::start(FAST_REDELIVERY).await?;
-    let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "r").connections(2);
-    let worker = Worker::start(dir.path(), &options).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start(FAST_REDELIVERY, "r", |o| o.connections(2)).await?;
+    let (emulator, worker, dir) = (&fx.emulator, &fx.worker, &fx.dir);
 
     let mut ids = Vec::new();
     for round in 0..3 {
@@ -74,7 +71,7 @@ async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow:
         ids.iter().all(|id| counts.contains_key(id)).then_some(())
     })
     .await?;
-    wait_until("the emulator to settle", Duration::from_secs(30), || settled(&emulator)).await?;
+    wait_until("the emulator to settle", Duration::from_secs(30), || settled(emulator)).await?;
 
     // Each reconnect waited a jittered delay: the logged delays are not all alike.
     let delays: Vec<u64> = worker
@@ -93,10 +90,8 @@ async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow:
 
 #[tokio::test]
 async fn refused_logins_back_off_long_and_say_why() -> anyhow::Result<()> {
-    let emulator = Emulator::start("").await?;
-    let dir = tempfile::tempdir()?;
-    let worker = Worker::start(dir.path(), &WorkerOptions::for_emulator(&emulator, "x")).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("", "x", |o| o).await?;
+    let (emulator, worker) = (&fx.emulator, &fx.worker);
 
     emulator.fault("refuse-logins", GROUP).await?;
     emulator.fault("drop-connections", GROUP).await?;
@@ -138,9 +133,13 @@ async fn failing_http_sink_acknowledges_nothing_before_success_and_loses_nothing
     let sink = SinkServer::start().await?;
     sink.answer(503);
     let dir = tempfile::tempdir()?;
-    // A 4 s acknowledgement window, so the worker's release-before-the-window shows within the test.
-    let options =
-        WorkerOptions::for_emulator(&emulator, "s").arg("--sink", "http").arg("--sink-url", &sink.url).arg("--ack-window-ms", 4_000);
+    // A 4 s acknowledgement window, so the worker's release-before-the-window shows within the test;
+    // a circuit breaker that does not open, so every message is retried inside its window (the
+    // breaker's own behaviour is worker_backpressure's).
+    let options = WorkerOptions::for_emulator(&emulator, "s")
+        .http_sink(&sink.url)
+        .arg("--ack-window-ms", 4_000)
+        .arg("--sink-failure-threshold", 100_000);
     let worker = Worker::start(dir.path(), &options).await?;
     worker.wait_ready(Duration::from_secs(20)).await?;
 
@@ -198,7 +197,7 @@ async fn sigterm_under_load_finishes_in_flight_and_exits_0() -> anyhow::Result<(
     // The emulator notices the closed connections on its own schedule.
     let g = wait_until("the emulator to drop the closed clients", Duration::from_secs(5), || async {
         let g = group(&emulator).await.ok()?;
-        g["clients"].as_array().is_some_and(|c| c.is_empty()).then_some(g)
+        g["clients"].as_array().is_some_and(Vec::is_empty).then_some(g)
     })
     .await?;
     assert_eq!(count(&g, "inFlight"), 0, "{g}");

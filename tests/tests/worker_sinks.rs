@@ -3,33 +3,25 @@
 use std::{collections::HashSet, time::Duration};
 
 use iotsub_tests::{
-    Emulator, wait_until,
-    worker::{GROUP, SinkServer, TOPIC, Worker, WorkerOptions, count, delivered_counts, group},
+    wait_until,
+    worker::{Fixture, SinkServer, count, delivered_counts},
 };
 
 #[tokio::test]
 async fn http_sink_posts_a_binary_mode_cloudevent_and_acknowledges_after_2xx() -> anyhow::Result<()> {
-    let emulator = Emulator::start("").await?;
     let sink = SinkServer::start().await?;
-    let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "h").arg("--sink", "http").env("IOTSUB_SINK_URL", &sink.url);
-    let worker = Worker::start(dir.path(), &options).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("", "h", |o| o.arg("--sink", "http").env("IOTSUB_SINK_URL", &sink.url)).await?;
 
     let payload = r#"{"items":{"Power":{"value":"on"}}}"#;
-    let ids = emulator.publish(GROUP, TOPIC, payload, 5).await?;
-    wait_until("5 acknowledgements", Duration::from_secs(15), || async {
-        let g = group(&emulator).await.ok()?;
-        (count(&g, "acknowledged") == 5).then_some(())
-    })
-    .await?;
+    let ids = fx.publish(payload, 5).await?;
+    fx.wait_group("5 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 5).await?;
     let requests = sink.requests();
     assert_eq!(requests.len(), 5);
     assert_eq!(sink.accepted_ids(), ids.iter().cloned().collect::<HashSet<_>>());
     for r in &requests {
         let h = &r.headers;
         assert_eq!(h["ce-specversion"], "1.0");
-        assert_eq!(h["ce-subject"], TOPIC);
+        assert_eq!(h["ce-subject"], iotsub_tests::worker::TOPIC);
         assert_eq!(h["ce-source"], "/aliyun/iot//DEFAULT_GROUP");
         assert!(!h["ce-type"].is_empty());
         assert!(time::OffsetDateTime::parse(&h["ce-time"], &time::format_description::well_known::Rfc3339).is_ok(), "{h:?}");
@@ -41,20 +33,13 @@ async fn http_sink_posts_a_binary_mode_cloudevent_and_acknowledges_after_2xx() -
 
 #[tokio::test]
 async fn poison_answers_are_logged_counted_and_acknowledged_once() -> anyhow::Result<()> {
-    let emulator = Emulator::start("").await?;
     let sink = SinkServer::start().await?;
     sink.answer(422);
-    let dir = tempfile::tempdir()?;
-    let options = WorkerOptions::for_emulator(&emulator, "p").arg("--sink", "http").arg("--sink-url", &sink.url);
-    let worker = Worker::start(dir.path(), &options).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("", "p", |o| o.http_sink(&sink.url)).await?;
+    let worker = &fx.worker;
 
-    let ids = emulator.publish(GROUP, TOPIC, "{}", 2).await?;
-    wait_until("2 acknowledgements", Duration::from_secs(15), || async {
-        let g = group(&emulator).await.ok()?;
-        (count(&g, "acknowledged") == 2 && count(&g, "inFlight") == 0).then_some(())
-    })
-    .await?;
+    let ids = fx.publish("{}", 2).await?;
+    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 2 && count(g, "inFlight") == 0).await?;
     assert_eq!(sink.requests().len(), 2, "a poison message is not retried");
     assert_eq!(worker.metric("iotsub_worker_messages_poison_total").await?, 2.0);
     let stderr = worker.stderr();
@@ -63,15 +48,11 @@ async fn poison_answers_are_logged_counted_and_acknowledged_once() -> anyhow::Re
     }
     // 429 is not poison: retried until it succeeds.
     sink.answer(429);
-    let more = emulator.publish(GROUP, TOPIC, "{}", 1).await?;
+    let more = fx.publish("{}", 1).await?;
     wait_until("a few 429 retries", Duration::from_secs(15), || async { (sink.requests().len() >= 4).then_some(()) }).await?;
-    assert_eq!(count(&group(&emulator).await?, "acknowledged"), 2, "nothing acknowledged on 429");
+    assert_eq!(count(&fx.group().await?, "acknowledged"), 2, "nothing acknowledged on 429");
     sink.answer(200);
-    wait_until("the retried message to be acknowledged", Duration::from_secs(15), || async {
-        let g = group(&emulator).await.ok()?;
-        (count(&g, "acknowledged") == 3).then_some(())
-    })
-    .await?;
+    fx.wait_group("the retried message to be acknowledged", Duration::from_secs(15), |g| count(g, "acknowledged") == 3).await?;
     assert!(sink.accepted_ids().contains(&more[0]));
     Ok(())
 }
@@ -79,19 +60,15 @@ async fn poison_answers_are_logged_counted_and_acknowledged_once() -> anyhow::Re
 #[tokio::test]
 async fn duplicates_are_acknowledged_without_a_second_delivery() -> anyhow::Result<()> {
     // The emulator re-pushes half of the acknowledged messages with the same messageId.
-    let emulator = Emulator::start("[limits]\nduplicate_probability = 0.5\n").await?;
-    let dir = tempfile::tempdir()?;
-    let worker = Worker::start(dir.path(), &WorkerOptions::for_emulator(&emulator, "d").connections(2)).await?;
-    worker.wait_ready(Duration::from_secs(20)).await?;
+    let fx = Fixture::start("[limits]\nduplicate_probability = 0.5\n", "d", |o| o.connections(2)).await?;
+    let (worker, dir) = (&fx.worker, &fx.dir);
 
-    let ids = emulator.publish(GROUP, TOPIC, "{\"n\":1}", 300).await?;
-    let g = wait_until("every copy acknowledged", Duration::from_secs(30), || async {
-        let g = group(&emulator).await.ok()?;
-        let settled =
-            count(&g, "backlog") == 0 && count(&g, "inFlight") == 0 && count(&g, "acknowledged") == 300 + count(&g, "duplicatesInjected");
-        settled.then_some(g)
-    })
-    .await?;
+    let ids = fx.publish("{\"n\":1}", 300).await?;
+    let g = fx
+        .wait_group("every copy acknowledged", Duration::from_secs(30), |g| {
+            count(g, "backlog") == 0 && count(g, "inFlight") == 0 && count(g, "acknowledged") == 300 + count(g, "duplicatesInjected")
+        })
+        .await?;
     let injected = count(&g, "duplicatesInjected");
     assert!(injected > 50, "the emulator injected only {injected} duplicates");
     let counts = delivered_counts(dir.path());

@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter, pure: the caller supplies the random number so tests are exact.
+//! Exponential backoff with jitter, pure: the caller supplies the random number
+//! (`iotsub_common::jitter::unit()`) so tests are exact.
 
 use std::time::Duration;
 
@@ -21,21 +22,12 @@ impl Backoff {
         let exp = self.initial.saturating_mul(1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX));
         let capped = exp.min(self.max);
         self.attempt = self.attempt.saturating_add(1);
-        capped.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+        iotsub_common::jitter::equal(capped, unit)
     }
 
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
-
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-}
-
-/// A uniform random number in [0, 1) for [`Backoff::next_delay`].
-pub fn jitter() -> f64 {
-    rand::random::<f64>()
 }
 
 #[cfg(test)]

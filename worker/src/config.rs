@@ -8,7 +8,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, ValueEnum};
 use iotsub_aliyun::amqp::{AccessKey, AuthMode, MAX_CLIENT_ID_CHARS, SignMethod, Subscriber};
 
-use crate::error::Error;
+use reqwest::Url;
+
+use crate::{error::Error, sink::url::redact};
 
 #[derive(Parser, Clone)]
 #[command(
@@ -69,6 +71,24 @@ pub struct Args {
     /// Timeout of one http sink request.
     #[arg(long, env = "IOTSUB_SINK_TIMEOUT_MS", default_value_t = 5_000)]
     pub sink_timeout_ms: u64,
+    /// A directory of request headers for the http sink (a mounted Secret): each file is one header
+    /// named after the file, its value the file's content, trimmed; read again when it changes.
+    #[arg(long, env = "IOTSUB_SINK_HEADERS_DIR")]
+    pub sink_headers_dir: Option<PathBuf>,
+    /// Consecutive failed sink attempts that open the circuit: no new credit until a probe succeeds.
+    #[arg(long, env = "IOTSUB_SINK_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sink_failure_threshold: u32,
+    /// Where dead letters go: `log` (one JSON line on stderr) or `http` (a CloudEvent to --dead-letter-url).
+    #[arg(long, env = "IOTSUB_DEAD_LETTER", value_enum, default_value_t = DeadLetterKind::Log)]
+    pub dead_letter: DeadLetterKind,
+    #[arg(long, env = "IOTSUB_DEAD_LETTER_URL")]
+    pub dead_letter_url: Option<String>,
+    /// Deliveries of one messageId (across redeliveries) that the sink failed before it becomes a dead letter.
+    #[arg(long, env = "IOTSUB_MAX_DELIVERIES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_deliveries: u32,
+    /// A larger message is not given to the sink: it becomes a dead letter.
+    #[arg(long, env = "IOTSUB_MAX_MESSAGE_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_message_bytes: u64,
     /// Health, readiness, metrics and status.
     #[arg(long, env = "IOTSUB_HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: SocketAddr,
@@ -85,9 +105,15 @@ pub struct Args {
     /// On SIGTERM, how long in-flight messages may take before the worker closes anyway.
     #[arg(long, env = "IOTSUB_SHUTDOWN_TIMEOUT_MS", default_value_t = 25_000)]
     pub shutdown_timeout_ms: u64,
-    /// First reconnect delay after a dropped connection; doubles (with jitter) up to 30 s.
-    #[arg(long, env = "IOTSUB_RECONNECT_BACKOFF_MS", default_value_t = 100)]
+    /// First reconnect delay after a dropped connection; doubles up to 30 s, each jittered to
+    /// 50–100 %, so at least 2000 (the first attempt comes after 1 s at the earliest).
+    #[arg(long, env = "IOTSUB_RECONNECT_BACKOFF_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(2_000..))]
     pub reconnect_backoff_ms: u64,
+    /// Connection attempts this pod may make in any minute, all its connections together: its share
+    /// of the consumer group's 100 (the operator sets it from the group's client count). Default:
+    /// twice the connections, at least 10, at most 100.
+    #[arg(long, env = "IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reconnect_attempts_per_minute: Option<u32>,
     /// First retry delay after a refused login or a throttled attempt; doubles (with jitter) up to 5 min.
     #[arg(long, env = "IOTSUB_LOGIN_BACKOFF_MS", default_value_t = 15_000)]
     pub login_backoff_ms: u64,
@@ -103,6 +129,12 @@ fn parse_sign_method(s: &str) -> Result<SignMethod, String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SinkKind {
+    Log,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeadLetterKind {
     Log,
     Http,
 }
@@ -125,19 +157,61 @@ pub struct Config {
     /// Extra trust roots, PEM.
     pub extra_ca_pem: Option<Vec<u8>>,
     pub sink: SinkConfig,
+    pub sink_failure_threshold: u32,
+    pub dead_letter: DeadLetterConfig,
+    pub max_deliveries: u32,
+    pub max_message_bytes: usize,
     pub http_addr: SocketAddr,
     pub http_addr_file: Option<PathBuf>,
     pub dedup_window: usize,
     pub ack_window: Duration,
     pub shutdown_timeout: Duration,
     pub reconnect_backoff: Duration,
+    pub reconnect_attempts_per_minute: u32,
     pub login_backoff: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum SinkConfig {
     Log,
-    Http { url: String, timeout: Duration },
+    Http { url: Url, timeout: Duration, headers_dir: Option<PathBuf> },
+}
+
+#[derive(Clone)]
+pub enum DeadLetterConfig {
+    Log,
+    Http { url: Url },
+}
+
+// URLs may carry credentials in their userinfo or query: shown redacted.
+impl std::fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkConfig::Log => f.write_str("Log"),
+            SinkConfig::Http { url, timeout, headers_dir } => {
+                f.debug_struct("Http").field("url", &redact(url)).field("timeout", timeout).field("headers_dir", headers_dir).finish()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DeadLetterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadLetterConfig::Log => f.write_str("Log"),
+            DeadLetterConfig::Http { url } => f.debug_struct("Http").field("url", &redact(url)).finish(),
+        }
+    }
+}
+
+/// `value` as an http(s) URL; errors name `flag` and never echo the value (it may hold a credential).
+fn http_url(flag: &str, value: Option<String>, needed_by: &str) -> Result<Url, Error> {
+    let value = value.filter(|u| !u.is_empty()).ok_or_else(|| Error::Config(format!("{needed_by} needs {flag}")))?;
+    let url: Url = value.parse().map_err(|e| Error::Config(format!("{flag} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::Config(format!("{flag} must be http or https")));
+    }
+    Ok(url)
 }
 
 impl std::fmt::Debug for Config {
@@ -156,10 +230,17 @@ impl std::fmt::Debug for Config {
             .field("source_address", &self.source_address)
             .field("extra_ca", &self.extra_ca_pem.is_some())
             .field("sink", &self.sink)
+            .field("sink_failure_threshold", &self.sink_failure_threshold)
+            .field("dead_letter", &self.dead_letter)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("max_message_bytes", &self.max_message_bytes)
             .field("http_addr", &self.http_addr)
             .field("dedup_window", &self.dedup_window)
             .field("ack_window", &self.ack_window)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("reconnect_backoff", &self.reconnect_backoff)
+            .field("reconnect_attempts_per_minute", &self.reconnect_attempts_per_minute)
+            .field("login_backoff", &self.login_backoff)
             .finish()
     }
 }
@@ -183,13 +264,16 @@ impl Config {
         }
         let sink = match args.sink {
             SinkKind::Log => SinkConfig::Log,
-            SinkKind::Http => {
-                let url = args.sink_url.filter(|u| !u.is_empty()).ok_or_else(|| Error::Config("--sink http needs --sink-url".into()))?;
-                let parsed: reqwest::Url = url.parse().map_err(|e| Error::Config(format!("--sink-url is not a URL: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(Error::Config("--sink-url must be http or https".into()));
-                }
-                SinkConfig::Http { url, timeout: Duration::from_millis(args.sink_timeout_ms.max(1)) }
+            SinkKind::Http => SinkConfig::Http {
+                url: http_url("--sink-url", args.sink_url, "--sink http")?,
+                timeout: Duration::from_millis(args.sink_timeout_ms.max(1)),
+                headers_dir: args.sink_headers_dir,
+            },
+        };
+        let dead_letter = match args.dead_letter {
+            DeadLetterKind::Log => DeadLetterConfig::Log,
+            DeadLetterKind::Http => {
+                DeadLetterConfig::Http { url: http_url("--dead-letter-url", args.dead_letter_url, "--dead-letter http")? }
             }
         };
         let extra_ca_pem = match (&args.ca_file, &args.ca_pem) {
@@ -211,12 +295,17 @@ impl Config {
             source_address: args.source_address,
             extra_ca_pem,
             sink,
+            sink_failure_threshold: args.sink_failure_threshold,
+            dead_letter,
+            max_deliveries: args.max_deliveries,
+            max_message_bytes: usize::try_from(args.max_message_bytes).unwrap_or(usize::MAX),
             http_addr: args.http_addr,
             http_addr_file: args.http_addr_file,
             dedup_window: args.dedup_window,
             ack_window: Duration::from_millis(args.ack_window_ms),
             shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
-            reconnect_backoff: Duration::from_millis(args.reconnect_backoff_ms.max(1)),
+            reconnect_backoff: Duration::from_millis(args.reconnect_backoff_ms),
+            reconnect_attempts_per_minute: args.reconnect_attempts_per_minute.unwrap_or_else(|| (2 * args.connections).clamp(10, 100)),
             login_backoff: Duration::from_millis(args.login_backoff_ms.max(1)),
         })
     }
@@ -290,6 +379,60 @@ mod tests {
         assert_eq!(config.auth_mode, AuthMode::AkSign);
         assert_eq!(config.sign_method, SignMethod::HmacSha1);
         assert!(matches!(config.sink, SinkConfig::Log));
+        assert!(matches!(config.dead_letter, DeadLetterConfig::Log));
+        assert_eq!(config.max_deliveries, 10);
+        assert_eq!(config.max_message_bytes, 1_048_576);
+        assert_eq!(config.sink_failure_threshold, 5);
+        assert_eq!(config.reconnect_backoff, Duration::from_secs(2), "jittered to 1–2 s: never sooner than 1 s");
+        assert_eq!(config.reconnect_attempts_per_minute, 10);
+        let many = Config::from_args(args(&["--connections", "16"]), || Some("p".into())).unwrap();
+        assert_eq!(many.reconnect_attempts_per_minute, 32, "every connection can connect at start and once more");
+    }
+
+    #[test]
+    fn dead_letters_over_http_need_a_url_and_urls_are_never_echoed() {
+        let err = Config::from_args(args(&["--dead-letter", "http"]), || Some("p".into())).unwrap_err().to_string();
+        assert!(err.contains("--dead-letter-url"), "{err}");
+        let err =
+            Config::from_args(args(&["--sink", "http", "--sink-url", "ftp://u:pw@h/x"]), || Some("p".into())).unwrap_err().to_string();
+        assert!(err.contains("http or https") && !err.contains("pw"), "{err}");
+        let config = Config::from_args(
+            args(&[
+                "--sink",
+                "http",
+                "--sink-url",
+                "https://user:pw@h/events?key=k1",
+                "--dead-letter",
+                "http",
+                "--dead-letter-url",
+                "http://d/?t=k2",
+            ]),
+            || Some("p".into()),
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pw") && !shown.contains("k1") && !shown.contains("k2"), "{shown}");
+        assert!(shown.contains("https://<redacted>@h/events?<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn a_first_reconnect_under_a_second_is_refused() {
+        assert!(
+            Args::try_parse_from([
+                "iotsub-worker",
+                "--host",
+                "h",
+                "--consumer-group-id",
+                "G",
+                "--access-key-id",
+                "a",
+                "--access-key-secret",
+                "s",
+                "--reconnect-backoff-ms",
+                "100"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! One connection, one client of the consumer group: connect (TCP → TLS → SASL PLAIN → Open with
-//! the idle-time-out), begin a session, attach one receiver, then receive → sink → settle until the
-//! connection is lost or the worker stops; reconnect with jittered backoff.
+//! One connection, one client of the consumer group: connect (sign → TCP → TLS → SASL PLAIN and Open
+//! with the idle-time-out → session → receiver), then receive → sink → settle until the connection
+//! is lost or the worker stops; reconnect with jittered backoff inside the pod's attempt budget.
 //!
-//! Credit is managed by hand so that at most `--credit` messages are unsettled at once and so that
-//! SIGTERM can stop granting it: after each settlement the link is topped up to
-//! `credit − in flight`, once at least half of the credit has been used.
+//! Credit is managed by hand ([`CreditBook`]): at most `--credit` messages are unsettled at once,
+//! SIGTERM stops granting it, and so does an open sink circuit (the platform then stacks the messages
+//! instead of redelivering them in a loop).
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -20,32 +20,32 @@ use fe2o3_amqp::{
     types::{
         definitions::{self, AmqpError, ErrorCondition},
         messaging::Body,
-        primitives::{Symbol, Value},
+        primitives::{LazyValue, Symbol},
     },
 };
-use iotsub_aliyun::amqp::sign_login;
+use iotsub_aliyun::amqp::{SignedLogin, sign_login};
 use rustls::pki_types::ServerName;
 use tokio::{
     net::TcpStream,
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::{Instant, timeout},
 };
-use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    backoff::{Backoff, jitter},
-    config::Config,
-    dedup::{Begin, DedupWindow},
+    backoff::Backoff,
+    breaker::BreakerState,
+    credit::{CreditBook, Mode},
+    dead_letter::Reason,
+    dedup::Begin,
+    delivery::{dead_letter, deliver},
     error::{Error, redact},
     message::IotMessage,
-    metrics::Metrics,
-    sink::{
-        Sink, Taken,
-        retry::{Final, RetryPolicy, deliver_with_retry, settle_deadline},
-    },
-    status::{ConnectionState, StatusBoard},
+    shared::Shared,
+    sink::retry::settle_deadline,
+    status::ConnectionState,
 };
 
 /// Limits on each phase of a connection attempt (the platform's own deadline for the receiver link
@@ -62,27 +62,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// more than a round trip, and one that arrives after we detach goes back to the platform).
 const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
-/// What every connection of the process shares.
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub tls: TlsConnector,
-    pub sink: Arc<Sink>,
-    pub dedup: Arc<Mutex<DedupWindow>>,
-    pub metrics: Arc<Metrics>,
-    pub status: Arc<StatusBoard>,
-    pub retry: RetryPolicy,
-}
-
-impl Shared {
-    fn secrets(&self) -> Vec<&str> {
-        let key = &self.config.access_key;
-        let mut secrets = vec![key.secret.as_str()];
-        if let Some(token) = &key.security_token {
-            secrets.push(token.as_str());
-        }
-        secrets
-    }
-}
+/// Removes the secrets from a text (held across awaits, hence `Sync`).
+type Redact<'a> = dyn Fn(String) -> String + Sync + 'a;
 
 /// A settled outcome, sent back to the connection's loop by a delivery's task.
 struct Completion {
@@ -99,6 +80,13 @@ enum End {
     Lost { error: Error, attached_for: Duration },
 }
 
+/// An attached link and what belongs to it.
+struct Attached {
+    connection: ConnectionHandle<()>,
+    session: SessionHandle<()>,
+    receiver: Receiver,
+}
+
 /// Runs connection `index` until `stop`, then drains it.
 pub async fn run(index: usize, shared: Arc<Shared>, stop: CancellationToken) {
     let config = shared.config.clone();
@@ -106,18 +94,14 @@ pub async fn run(index: usize, shared: Arc<Shared>, stop: CancellationToken) {
     let mut backoff = Backoff::new(config.reconnect_backoff, Duration::from_secs(30));
     let mut login_backoff = Backoff::new(config.login_backoff, Duration::from_secs(300));
     loop {
-        if stop.is_cancelled() {
+        if !wait_for_budget(index, &shared, &stop).await {
             break;
         }
-        shared.status.update(index, |s| {
-            s.state = ConnectionState::Connecting;
-            s.attempts += 1;
-        });
-        shared.metrics.set_state(&client_id, ConnectionState::Connecting);
+        shared.set_state(index, ConnectionState::Connecting, |s| s.attempts += 1);
         let (error, long) = match connect(index, &shared).await {
-            Ok((connection, session, receiver)) => {
+            Ok(attached) => {
                 login_backoff.reset();
-                match receive(index, &shared, connection, session, receiver, &stop).await {
+                match receive(index, &shared, attached, &stop).await {
                     End::Stopped => break,
                     End::Lost { error, attached_for } => {
                         if attached_for >= HEALTHY_AFTER {
@@ -133,35 +117,54 @@ pub async fn run(index: usize, shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         let message = redact(&error.to_string(), &shared.secrets());
+        let unit = iotsub_common::jitter::unit();
         let (state, delay) = if long {
-            shared.metrics.login_refused(&client_id);
-            (ConnectionState::LoginRefused, login_backoff.next_delay(jitter()))
+            (ConnectionState::LoginRefused, login_backoff.next_delay(unit))
         } else {
-            (ConnectionState::Backoff, backoff.next_delay(jitter()))
+            (ConnectionState::Backoff, backoff.next_delay(unit))
         };
+        let retry_in_ms = delay.as_millis() as u64;
         if long {
-            error!(client_id, error = %message, kind = error.kind(), retry_in_ms = delay.as_millis() as u64, "connection refused");
+            shared.metrics.login_refused(&client_id);
+            error!(client_id, error = %message, kind = error.kind(), retry_in_ms, "connection refused");
         } else {
-            warn!(client_id, error = %message, kind = error.kind(), retry_in_ms = delay.as_millis() as u64, "connection lost or failed");
+            warn!(client_id, error = %message, kind = error.kind(), retry_in_ms, "connection lost or failed");
         }
-        shared.status.update(index, |s| {
-            s.state = state;
+        shared.set_state(index, state, |s| {
             s.last_error = Some(message.clone());
             s.in_flight = 0;
         });
-        shared.metrics.set_state(&client_id, state);
         shared.metrics.reconnect(&client_id, error.kind());
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => break,
         }
     }
-    shared.status.update(index, |s| {
-        s.state = ConnectionState::Closed;
-        s.in_flight = 0;
-    });
-    shared.metrics.set_state(&client_id, ConnectionState::Closed);
+    shared.set_state(index, ConnectionState::Closed, |s| s.in_flight = 0);
     info!(client_id, "connection closed");
+}
+
+/// Takes one attempt from the pod's budget, waiting while it is used up. `false`: stopping.
+async fn wait_for_budget(index: usize, shared: &Shared, stop: &CancellationToken) -> bool {
+    loop {
+        if stop.is_cancelled() {
+            return false;
+        }
+        let taken = shared.attempts.lock().expect("attempt budget lock").take(Instant::now());
+        let Err(wait) = taken else { return true };
+        let client_id = &shared.config.client_ids[index];
+        warn!(
+            client_id,
+            per_minute = shared.config.reconnect_attempts_per_minute,
+            retry_in_ms = wait.as_millis() as u64,
+            "the pod's connection attempts for this minute are used up; waiting"
+        );
+        shared.status.update(index, |s| s.last_error = Some("waiting for the pod's connection-attempt budget".into()));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return false,
+        }
+    }
 }
 
 async fn within<T, E>(
@@ -176,95 +179,94 @@ async fn within<T, E>(
     }
 }
 
-/// One attempt: a fresh signature, TCP, TLS, SASL PLAIN and Open, a session, the receiver link.
-async fn connect(index: usize, shared: &Shared) -> Result<(ConnectionHandle<()>, SessionHandle<()>, Receiver), Error> {
+/// One attempt: a fresh signature, TCP and TLS, SASL PLAIN and Open, a session, the receiver link.
+async fn connect(index: usize, shared: &Shared) -> Result<Attached, Error> {
     let config = &shared.config;
-    let client_id = &config.client_ids[index];
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let login = sign_login(&config.subscriber(index), &config.access_key, now_ms)?;
     let secrets = shared.secrets();
     let redacted = |text: String| redact(&redact(&text, &secrets), &[login.password.as_str()]);
 
-    let addr = format!("{}:{}", config.host, config.port);
-    debug!(client_id, %addr, "connecting");
-    let tcp =
-        within("TCP connect", TCP_TIMEOUT, TcpStream::connect(addr.as_str()), |e| Error::Tcp { addr: addr.clone(), detail: e.to_string() })
-            .await?;
-    let _ = tcp.set_nodelay(true);
-    let server_name = ServerName::try_from(config.host.clone())
-        .map_err(|e| Error::Tls { host: config.host.clone(), detail: format!("not a valid server name: {e}") })?;
-    let tls = within("TLS handshake", TLS_TIMEOUT, shared.tls.connect(server_name, tcp), |e| Error::Tls {
-        host: config.host.clone(),
-        detail: e.to_string(),
-    })
-    .await?;
-
-    // The TLS stream is ours, so the AMQP layer runs plain over it ("amqp" scheme): that is the
-    // platform's way (TLS first, no AMQP TLS header), the same as `alt_tls_establishment(true)`.
-    // fe2o3-amqp advertises half of the value given to `idle_time_out` in the Open frame.
-    let connection = within(
-        "AMQP open",
-        OPEN_TIMEOUT,
-        Connection::builder()
-            .container_id(client_id.as_str())
-            .hostname(config.host.as_str())
-            .scheme("amqp")
-            .sasl_profile(SaslProfile::Plain { username: login.username.clone(), password: login.password.clone() })
-            .idle_time_out(2 * config.idle_timeout.as_millis() as u32)
-            .open_with_stream(tls),
-        |e| open_error(e, &redacted),
-    )
-    .await;
-    let mut connection = connection?;
-    let mut session = match within("session begin", ATTACH_TIMEOUT, Session::begin(&mut connection), |e| {
-        let peer = match &e {
-            BeginError::ConnectionStopped(reason) => connection_peer_error(reason),
-            BeginError::RemoteEndedWithError(error) => Some(error),
-            _ => None,
-        };
-        match peer {
-            Some(error) => condition_error(error, &redacted, Error::Session),
-            None => Error::Session(redacted(e.to_string())),
-        }
-    })
-    .await
-    {
+    let tls = open_tls(shared).await?;
+    let mut connection = open_amqp(index, shared, tls, &login, &redacted).await?;
+    let mut session = match begin_session(&mut connection, &redacted).await {
         Ok(session) => session,
         Err(e) => {
             let _ = timeout(CLOSE_TIMEOUT, connection.close()).await;
             return Err(e);
         }
     };
-    let attached = within(
-        "receiver attach",
-        ATTACH_TIMEOUT,
-        Receiver::builder()
-            .name(format!("{client_id}-receiver"))
-            .source(config.source_address.as_str())
-            .credit_mode(CreditMode::Manual)
-            .auto_accept(false)
-            .attach(&mut session),
-        |e| {
-            let peer = match &e {
-                ReceiverAttachError::SessionStopped(reason) => session_peer_error(reason),
-                ReceiverAttachError::RemoteClosedWithError(error) => Some(error),
-                _ => None,
-            };
-            match peer {
-                Some(error) => condition_error(error, &redacted, Error::Attach),
-                None => Error::Attach(redacted(e.to_string())),
-            }
-        },
-    )
-    .await;
-    match attached {
-        Ok(receiver) => Ok((connection, session, receiver)),
+    match attach_receiver(index, shared, &mut session, &redacted).await {
+        Ok(receiver) => Ok(Attached { connection, session, receiver }),
         Err(e) => {
             let _ = timeout(CLOSE_TIMEOUT, session.end()).await;
             let _ = timeout(CLOSE_TIMEOUT, connection.close()).await;
             Err(e)
         }
     }
+}
+
+async fn open_tls(shared: &Shared) -> Result<TlsStream<TcpStream>, Error> {
+    let config = &shared.config;
+    let addr = format!("{}:{}", config.host, config.port);
+    debug!(%addr, "connecting");
+    let tcp =
+        within("TCP connect", TCP_TIMEOUT, TcpStream::connect(addr.as_str()), |e| Error::Tcp { addr: addr.clone(), detail: e.to_string() })
+            .await?;
+    let _ = tcp.set_nodelay(true);
+    let server_name = ServerName::try_from(config.host.clone())
+        .map_err(|e| Error::Tls { host: config.host.clone(), detail: format!("not a valid server name: {e}") })?;
+    within("TLS handshake", TLS_TIMEOUT, shared.tls.connect(server_name, tcp), |e| Error::Tls {
+        host: config.host.clone(),
+        detail: e.to_string(),
+    })
+    .await
+}
+
+/// The TLS stream is ours, so the AMQP layer runs plain over it ("amqp" scheme): that is the
+/// platform's way (TLS first, no AMQP TLS header), the same as `alt_tls_establishment(true)`.
+/// fe2o3-amqp advertises half of the value given to `idle_time_out` in the Open frame.
+async fn open_amqp(
+    index: usize,
+    shared: &Shared,
+    tls: TlsStream<TcpStream>,
+    login: &SignedLogin,
+    redacted: &Redact<'_>,
+) -> Result<ConnectionHandle<()>, Error> {
+    let config = &shared.config;
+    within(
+        "AMQP open",
+        OPEN_TIMEOUT,
+        Connection::builder()
+            .container_id(config.client_ids[index].as_str())
+            .hostname(config.host.as_str())
+            .scheme("amqp")
+            .sasl_profile(SaslProfile::Plain { username: login.username.clone(), password: login.password.clone() })
+            .idle_time_out(2 * config.idle_timeout.as_millis() as u32)
+            .open_with_stream(tls),
+        |e| open_error(e, redacted),
+    )
+    .await
+}
+
+async fn begin_session(connection: &mut ConnectionHandle<()>, redacted: &Redact<'_>) -> Result<SessionHandle<()>, Error> {
+    within("session begin", ATTACH_TIMEOUT, Session::begin(connection), |e| peer_failure(&e, redacted, Error::Session)).await
+}
+
+async fn attach_receiver(index: usize, shared: &Shared, session: &mut SessionHandle<()>, redacted: &Redact<'_>) -> Result<Receiver, Error> {
+    let config = &shared.config;
+    within(
+        "receiver attach",
+        ATTACH_TIMEOUT,
+        Receiver::builder()
+            .name(format!("{}-receiver", config.client_ids[index]))
+            .source(config.source_address.as_str())
+            .credit_mode(CreditMode::Manual)
+            .auto_accept(false)
+            .attach(session),
+        |e| peer_failure(&e, redacted, Error::Attach),
+    )
+    .await
 }
 
 fn open_error(e: OpenError, redacted: &dyn Fn(String) -> String) -> Error {
@@ -278,8 +280,62 @@ fn open_error(e: OpenError, redacted: &dyn Fn(String) -> String) -> Error {
                  the sign method, the instance id, the consumer group, and the clock"
             )))
         }
-        OpenError::RemoteClosedWithError(error) => condition_error(&error, redacted, Error::Open),
-        other => Error::Open(redacted(other.to_string())),
+        other => peer_failure(&other, redacted, Error::Open),
+    }
+}
+
+/// An error of a connection phase that may carry the AMQP error the peer closed with.
+trait PeerError: std::fmt::Display {
+    fn peer(&self) -> Option<&definitions::Error>;
+}
+
+impl PeerError for OpenError {
+    fn peer(&self) -> Option<&definitions::Error> {
+        match self {
+            OpenError::RemoteClosedWithError(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl PeerError for BeginError {
+    fn peer(&self) -> Option<&definitions::Error> {
+        match self {
+            BeginError::ConnectionStopped(reason) => connection_peer_error(reason),
+            BeginError::RemoteEndedWithError(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl PeerError for ReceiverAttachError {
+    fn peer(&self) -> Option<&definitions::Error> {
+        match self {
+            ReceiverAttachError::SessionStopped(reason) => session_peer_error(reason),
+            ReceiverAttachError::RemoteClosedWithError(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl PeerError for RecvError {
+    fn peer(&self) -> Option<&definitions::Error> {
+        match self {
+            RecvError::LinkStateError(LinkStateError::RemoteDetachedWithError(error) | LinkStateError::RemoteClosedWithError(error)) => {
+                Some(error)
+            }
+            RecvError::LinkStateError(LinkStateError::SessionStopped(reason)) => session_peer_error(reason),
+            _ => None,
+        }
+    }
+}
+
+/// The one mapping of a failed phase: the peer's AMQP error when it gave one (sorted by
+/// [`condition_error`]), else the local error; both redacted.
+fn peer_failure(e: &dyn PeerError, redacted: &dyn Fn(String) -> String, phase: fn(String) -> Error) -> Error {
+    match e.peer() {
+        Some(error) => condition_error(error, redacted, phase),
+        None => phase(redacted(e.to_string())),
     }
 }
 
@@ -324,166 +380,229 @@ fn condition_name(condition: &ErrorCondition) -> String {
     }
 }
 
-fn recv_error(e: RecvError, redacted: &dyn Fn(String) -> String) -> Error {
-    let peer = match &e {
-        RecvError::LinkStateError(LinkStateError::RemoteDetachedWithError(error) | LinkStateError::RemoteClosedWithError(error)) => {
-            Some(error)
-        }
-        RecvError::LinkStateError(LinkStateError::SessionStopped(reason)) => session_peer_error(reason),
-        _ => None,
-    };
-    match peer {
-        Some(error) => condition_error(error, redacted, |text| Error::Receive(format!("closed by the peer: {text}"))),
-        None => Error::Receive(redacted(e.to_string())),
-    }
-}
-
 fn describe(error: &definitions::Error) -> String {
     format!("{}: {}", condition_name(&error.condition), error.description.as_deref().unwrap_or("(no description)"))
 }
 
-/// Receives until the connection is lost or `stop`; then drains and closes.
-async fn receive(
-    index: usize,
-    shared: &Arc<Shared>,
-    mut connection: ConnectionHandle<()>,
-    mut session: SessionHandle<()>,
-    mut receiver: Receiver,
-    stop: &CancellationToken,
-) -> End {
-    let config = &shared.config;
-    let client_id = config.client_ids[index].clone();
-    let credit = config.credit;
-    let attached_at = Instant::now();
-    let secrets = shared.secrets();
-    let redacted = |text: String| redact(&text, &secrets);
-
-    // Stops sink retries of this connection's deliveries at shutdown or when the connection is lost.
-    let local_stop = stop.child_token();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
-    let mut in_flight: usize = 0;
-    let mut credit_left: u32 = credit;
-    let mut draining = false;
-    let mut drained_at: Option<Instant> = None;
-
-    if let Err(e) = receiver.set_credit(credit).await {
-        return End::Lost { error: Error::Attach(format!("granting credit: {e}")), attached_for: Duration::ZERO };
+/// The credit mode that follows the sink's circuit.
+fn mode_for(state: BreakerState) -> Mode {
+    match state {
+        BreakerState::Ok => Mode::Flowing,
+        BreakerState::HalfOpen => Mode::Probing,
+        BreakerState::Open => Mode::Paused,
     }
-    shared.status.update(index, |s| {
-        s.state = ConnectionState::Attached;
-        s.last_error = None;
-    });
-    shared.metrics.set_state(&client_id, ConnectionState::Attached);
-    info!(client_id, credit, idle_timeout_ms = config.idle_timeout.as_millis() as u64, "receiver attached");
+}
+
+/// The receive loop of one attached link.
+struct Link<'a> {
+    index: usize,
+    shared: &'a Arc<Shared>,
+    client_id: String,
+    receiver: Receiver,
+    book: CreditBook,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    /// Stops sink retries of this link's deliveries at shutdown or when the connection is lost.
+    local_stop: CancellationToken,
+}
+
+impl Link<'_> {
+    async fn grant(&mut self, credit: Option<u32>) -> Result<(), Error> {
+        match credit {
+            Some(credit) => self.receiver.set_credit(credit).await.map_err(|e| Error::Receive(format!("granting credit {credit}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn show_in_flight(&self) {
+        let in_flight = self.book.in_flight() as usize;
+        self.shared.status.update(self.index, |s| s.in_flight = in_flight);
+    }
+
+    async fn start_draining(&mut self) -> Result<(), Error> {
+        self.shared.set_state(self.index, ConnectionState::Draining, |_| {});
+        info!(client_id = self.client_id, in_flight = self.book.in_flight(), "draining: no new credit, finishing what is in flight");
+        let credit = self.book.set_mode(Mode::Draining);
+        self.grant(credit).await
+    }
+
+    async fn follow_sink(&mut self, state: BreakerState) -> Result<(), Error> {
+        let credit = self.book.set_mode(mode_for(state));
+        if credit.is_some() {
+            debug!(client_id = self.client_id, sink = state.as_str(), credit, "credit follows the sink's circuit");
+        }
+        self.grant(credit).await
+    }
+
+    async fn completed(&mut self, first: Completion, rest: &mut mpsc::UnboundedReceiver<Completion>) -> Result<(), Error> {
+        let mut done = Some(first);
+        while let Some(completion) = done {
+            settle(self.shared, &self.receiver, completion).await?;
+            let credit = self.book.settled();
+            self.grant(credit).await?;
+            done = rest.try_recv().ok();
+        }
+        self.show_in_flight();
+        Ok(())
+    }
+
+    async fn received(&mut self, received: Result<fe2o3_amqp::link::delivery::Delivery<Body<LazyValue>>, RecvError>) -> Result<(), Error> {
+        let shared = self.shared;
+        let (info, message) = match received {
+            Ok(delivery) => {
+                let tag = delivery.delivery_tag().to_vec();
+                let (info, message) = delivery.into_parts();
+                (info, IotMessage::from_amqp(message, &tag))
+            }
+            // What could not be decoded becomes a dead letter with what is known; the link stays up.
+            Err(RecvError::MessageDecode(e)) => {
+                self.book.received();
+                shared.metrics.received.inc();
+                let message = IotMessage::undecodable(e.info.delivery_tag());
+                warn!(client_id = self.client_id, message_id = %message.message_id, error = %e.source, "a delivery could not be decoded");
+                let detail = format!("the delivery could not be decoded as an AMQP message: {}", e.source);
+                let (shared, client_id, done_tx) = (shared.clone(), self.client_id.clone(), self.done_tx.clone());
+                tokio::spawn(async move {
+                    let accept = dead_letter(&shared, &client_id, &message, Reason::Undecodable, detail, None, 1).await;
+                    let _ = done_tx.send(Completion { info: e.info, message_id: message.message_id, sent_at_us: None, accept });
+                });
+                self.show_in_flight();
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(peer_failure(&e, &|text| redact(&text, &shared.secrets()), |text| {
+                    Error::Receive(format!("closed by the peer: {text}"))
+                }));
+            }
+        };
+        self.book.received();
+        shared.metrics.received.inc();
+        if let Some(error) = message.body_error.clone() {
+            // The properties were read, the body was not: a dead letter with what could be read.
+            warn!(client_id = self.client_id, message_id = %message.message_id, error = %error, "a message body could not be decoded");
+            let (shared, client_id, done_tx) = (shared.clone(), self.client_id.clone(), self.done_tx.clone());
+            tokio::spawn(async move {
+                let accept = dead_letter(&shared, &client_id, &message, Reason::Undecodable, error, None, message.delivery_count + 1).await;
+                let _ = done_tx.send(Completion { info, message_id: message.message_id, sent_at_us: None, accept });
+            });
+            self.show_in_flight();
+            return Ok(());
+        }
+        let done = |accept: bool| Completion {
+            info: info.clone(),
+            message_id: message.message_id.clone(),
+            sent_at_us: message.sent_at_us,
+            accept,
+        };
+        if !self.book.admits() {
+            // On the wire before the credit stop reached the peer: back to the platform untouched.
+            debug!(client_id = self.client_id, message_id = %message.message_id, "released: the sink's circuit is open");
+            let completion = done(false);
+            settle(shared, &self.receiver, completion).await?;
+            let credit = self.book.settled();
+            return self.grant(credit).await;
+        }
+        let begin = shared.dedup.lock().expect("dedup lock").begin(&message.message_id);
+        match begin {
+            Begin::Duplicate => {
+                shared.metrics.duplicates.inc();
+                debug!(client_id = self.client_id, message_id = %message.message_id, "duplicate acknowledged without a second delivery");
+                settle(shared, &self.receiver, done(true)).await?;
+                let credit = self.book.settled();
+                self.grant(credit).await?;
+            }
+            Begin::Pending(outcome) => {
+                shared.metrics.duplicates.inc();
+                let done_tx = self.done_tx.clone();
+                let mut completion = done(false);
+                tokio::spawn(async move {
+                    // The copy with the sink decides: taken → acknowledge this one too.
+                    completion.accept = outcome.await.unwrap_or(false);
+                    let _ = done_tx.send(completion);
+                });
+            }
+            Begin::New => {
+                let deadline = settle_deadline(Instant::now(), shared.config.ack_window);
+                let (shared, done_tx, stop, client_id) =
+                    (shared.clone(), self.done_tx.clone(), self.local_stop.clone(), self.client_id.clone());
+                let mut completion = done(false);
+                tokio::spawn(async move {
+                    completion.accept = deliver(&shared, &client_id, &message, deadline, &stop).await;
+                    let _ = done_tx.send(completion);
+                });
+            }
+        }
+        self.show_in_flight();
+        Ok(())
+    }
+}
+
+/// Receives until the connection is lost or `stop`; then drains and closes.
+async fn receive(index: usize, shared: &Arc<Shared>, attached: Attached, stop: &CancellationToken) -> End {
+    let Attached { mut connection, mut session, receiver } = attached;
+    let config = &shared.config;
+    let attached_at = Instant::now();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
+    let mut sink_state: watch::Receiver<BreakerState> = shared.sink_health.subscribe();
+    let mode = mode_for(*sink_state.borrow_and_update());
+    let mut link = Link {
+        index,
+        shared,
+        client_id: config.client_ids[index].clone(),
+        receiver,
+        book: CreditBook::new(config.credit, mode),
+        done_tx,
+        local_stop: stop.child_token(),
+    };
+    let credit = link.book.initial();
+    if let Err(e) = link.grant(credit).await {
+        return End::Lost { error: Error::Attach(e.to_string()), attached_for: Duration::ZERO };
+    }
+    shared.set_state(index, ConnectionState::Attached, |s| s.last_error = None);
+    info!(
+        client_id = link.client_id,
+        credit = config.credit,
+        idle_timeout_ms = config.idle_timeout.as_millis() as u64,
+        "receiver attached"
+    );
 
     let shutdown_deadline = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(shutdown_deadline);
+    let mut draining = false;
+    let mut drained_at: Option<Instant> = None;
 
     let error = loop {
         // Draining with nothing in flight: wait a moment for deliveries already on the wire before
         // the credit stop reached the peer, then close.
-        let quiet_until = if draining && in_flight == 0 {
+        let quiet_until = if draining && link.book.in_flight() == 0 {
             Some(*drained_at.get_or_insert_with(|| Instant::now() + DRAIN_QUIET))
         } else {
             drained_at = None;
             None
         };
-        tokio::select! {
+        let step = tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(quiet_until.unwrap_or_else(Instant::now)), if quiet_until.is_some() => {
-                break None;
-            }
-            _ = stop.cancelled(), if !draining => {
+            () = tokio::time::sleep_until(quiet_until.unwrap_or_else(Instant::now)), if quiet_until.is_some() => break None,
+            () = stop.cancelled(), if !draining => {
                 draining = true;
-                shared.status.update(index, |s| s.state = ConnectionState::Draining);
-                shared.metrics.set_state(&client_id, ConnectionState::Draining);
-                info!(client_id, in_flight, "draining: no new credit, finishing what is in flight");
                 shutdown_deadline.as_mut().reset(Instant::now() + config.shutdown_timeout);
-                if let Err(e) = receiver.set_credit(0).await {
-                    break Some(Error::Receive(format!("stopping credit: {e}")));
-                }
-                credit_left = 0;
+                link.start_draining().await
             }
-            _ = &mut shutdown_deadline => {
-                warn!(client_id, in_flight, "shutdown timeout: closing with deliveries in flight (the platform redelivers them)");
+            () = &mut shutdown_deadline => {
+                warn!(client_id = link.client_id, in_flight = link.book.in_flight(), "shutdown timeout: closing with deliveries in flight (the platform redelivers them)");
                 break None;
             }
-            Some(done) = done_rx.recv() => {
-                let mut batch = vec![done];
-                while let Ok(more) = done_rx.try_recv() {
-                    batch.push(more);
-                }
-                let mut failed = None;
-                for done in batch {
-                    in_flight -= 1;
-                    if let Err(e) = settle(shared, &receiver, done).await {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-                if let Some(e) = failed {
-                    break Some(e);
-                }
-                shared.status.update(index, |s| s.in_flight = in_flight);
+            Some(done) = done_rx.recv() => link.completed(done, &mut done_rx).await,
+            Ok(()) = sink_state.changed() => {
+                let state = *sink_state.borrow_and_update();
+                link.follow_sink(state).await
             }
-            received = receiver.recv::<Body<Value>>() => {
-                let delivery = match received {
-                    Ok(delivery) => delivery,
-                    Err(e) => break Some(recv_error(e, &redacted)),
-                };
-                credit_left = credit_left.saturating_sub(1);
-                shared.metrics.received.inc();
-                let info = DeliveryInfo::from(&delivery);
-                let message = IotMessage::from_amqp(delivery.into_message());
-                let begin = shared.dedup.lock().expect("dedup lock").begin(&message.message_id);
-                match begin {
-                    Begin::Duplicate => {
-                        shared.metrics.duplicates.inc();
-                        debug!(client_id, message_id = %message.message_id, "duplicate acknowledged without a second delivery");
-                        let done = Completion { info, message_id: message.message_id, sent_at_us: message.sent_at_us, accept: true };
-                        if let Err(e) = settle(shared, &receiver, done).await {
-                            break Some(e);
-                        }
-                    }
-                    Begin::Pending(outcome) => {
-                        shared.metrics.duplicates.inc();
-                        in_flight += 1;
-                        let done_tx = done_tx.clone();
-                        tokio::spawn(async move {
-                            // The copy with the sink decides: taken → acknowledge this one too.
-                            let accept = outcome.await.unwrap_or(false);
-                            let _ = done_tx.send(Completion { info, message_id: message.message_id, sent_at_us: message.sent_at_us, accept });
-                        });
-                    }
-                    Begin::New => {
-                        in_flight += 1;
-                        let deadline = settle_deadline(Instant::now(), config.ack_window);
-                        let shared = shared.clone();
-                        let done_tx = done_tx.clone();
-                        let stop = local_stop.clone();
-                        let client_id = client_id.clone();
-                        tokio::spawn(async move {
-                            let accept = deliver(&shared, &client_id, &message, deadline, &stop).await;
-                            let _ = done_tx.send(Completion { info, message_id: message.message_id, sent_at_us: message.sent_at_us, accept });
-                        });
-                    }
-                }
-                shared.status.update(index, |s| s.in_flight = in_flight);
-            }
-        }
-        // Top the link up to `credit − in flight` once half of the credit is used (duplicates
-        // settled on arrival count too), so unsettled deliveries never exceed `credit`.
-        if !draining {
-            let target = credit.saturating_sub(in_flight as u32);
-            if target >= credit_left + credit.div_ceil(2) {
-                if let Err(e) = receiver.set_credit(target).await {
-                    break Some(Error::Receive(format!("granting credit: {e}")));
-                }
-                credit_left = target;
-            }
+            received = link.receiver.recv::<Body<LazyValue>>() => link.received(received).await,
+        };
+        if let Err(e) = step {
+            break Some(e);
         }
     };
-    local_stop.cancel();
+    link.local_stop.cancel();
     let attached_for = attached_at.elapsed();
     match error {
         Some(error) => {
@@ -492,14 +611,14 @@ async fn receive(
             End::Lost { error, attached_for }
         }
         None => {
-            info!(client_id, "drained: detaching and closing");
-            shared.status.update(index, |s| s.state = ConnectionState::Closed);
-            if let Err(e) = timeout(CLOSE_TIMEOUT, receiver.close())
+            info!(client_id = link.client_id, "drained: detaching and closing");
+            shared.set_state(index, ConnectionState::Closed, |_| {});
+            if let Err(e) = timeout(CLOSE_TIMEOUT, link.receiver.close())
                 .await
                 .map_err(|_| "timed out".to_string())
                 .and_then(|r| r.map_err(|e| format!("{e:?}")))
             {
-                debug!(client_id, error = %e, "detach");
+                debug!(client_id = link.client_id, error = %e, "detach");
             }
             let _ = timeout(CLOSE_TIMEOUT, session.end()).await;
             let _ = timeout(CLOSE_TIMEOUT, connection.close()).await;
@@ -508,42 +627,13 @@ async fn receive(
     }
 }
 
-/// Hands `message` to the sink, retrying inside the acknowledgement window; records the outcome in
-/// the dedup window. Returns whether to acknowledge.
-async fn deliver(shared: &Shared, client_id: &str, message: &IotMessage, deadline: Instant, stop: &CancellationToken) -> bool {
-    let started = Instant::now();
-    let metrics = &shared.metrics;
-    let outcome = deliver_with_retry(&shared.sink, message, client_id, deadline, &shared.retry, stop, |e, attempt| {
-        metrics.sink_errors.inc();
-        warn!(client_id, message_id = %message.message_id, attempt, error = %e, "sink failed; retrying");
-    })
-    .await;
-    let accept = match outcome {
-        Final::Acknowledge(Taken::Delivered) => {
-            metrics.sink_latency.observe(started.elapsed().as_secs_f64());
-            true
-        }
-        Final::Acknowledge(Taken::Poison(reason)) => {
-            metrics.poison.inc();
-            error!(client_id, message_id = %message.message_id, topic = %message.topic, reason = %reason, "poison message: the sink refused it for good; acknowledged");
-            true
-        }
-        Final::Release(reason) => {
-            warn!(client_id, message_id = %message.message_id, reason = %reason, "releasing the message to the platform");
-            false
-        }
-    };
-    shared.dedup.lock().expect("dedup lock").finish(&message.message_id, accept);
-    accept
-}
-
 /// Accepts or releases one delivery.
 async fn settle(shared: &Shared, receiver: &Receiver, done: Completion) -> Result<(), Error> {
     if done.accept {
         receiver.accept(done.info).await.map_err(|e| Error::Settle(format!("accept {}: {e:?}", done.message_id)))?;
         shared.metrics.acknowledged.inc();
         if let Some(sent_at_us) = done.sent_at_us {
-            let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+            let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
             if now_us >= sent_at_us {
                 shared.metrics.ack_latency.observe((now_us - sent_at_us) as f64 / 1e6);
             }
@@ -579,6 +669,21 @@ mod tests {
     }
 
     #[test]
+    fn every_phase_maps_the_peers_error_the_same_way() {
+        let limit = definitions::Error::new(AmqpError::ResourceLimitExceeded, Some("64 clients".to_string()), None);
+        let open = OpenError::RemoteClosedWithError(limit.clone());
+        let begin = BeginError::RemoteEndedWithError(limit.clone());
+        let attach = ReceiverAttachError::RemoteClosedWithError(limit.clone());
+        let recv = RecvError::LinkStateError(LinkStateError::RemoteDetachedWithError(limit));
+        for e in [&open as &dyn PeerError, &begin, &attach, &recv] {
+            let mapped = peer_failure(e, &keep, Error::Receive);
+            assert!(matches!(&mapped, Error::Throttled(t) if t == "amqp:resource-limit-exceeded: 64 clients"), "{mapped}");
+        }
+        let local = peer_failure(&RecvError::TransferLimitExceeded, &keep, Error::Receive);
+        assert!(matches!(local, Error::Receive(_)));
+    }
+
+    #[test]
     fn a_failed_sasl_outcome_is_a_refused_login_without_the_password() {
         let password = "c2VjcmV0LXNpZ25hdHVyZQ==".to_string();
         let redacted = |text: String| redact(&text, &[password.as_str()]);
@@ -589,5 +694,12 @@ mod tests {
         assert!(e.wants_long_backoff());
         let text = e.to_string();
         assert!(text.contains("outcome `auth`") && !text.contains(&password), "{text}");
+    }
+
+    #[test]
+    fn credit_follows_the_sinks_circuit() {
+        assert_eq!(mode_for(BreakerState::Ok), Mode::Flowing);
+        assert_eq!(mode_for(BreakerState::HalfOpen), Mode::Probing);
+        assert_eq!(mode_for(BreakerState::Open), Mode::Paused);
     }
 }

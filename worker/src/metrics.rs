@@ -6,7 +6,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::status::ConnectionState;
+use crate::{breaker::BreakerState, dead_letter::Reason, status::ConnectionState};
 
 type ClientLabels = Vec<(String, String)>;
 
@@ -18,6 +18,10 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub poison: Counter,
     pub sink_errors: Counter,
+    /// Times the sink's circuit opened.
+    pub sink_circuit_opens: Counter,
+    /// Dead letters that could not be written (their messages were released, not acknowledged).
+    pub dead_letter_failures: Counter,
     /// From the hand-over to the sink to its answer, for each attempt that succeeded.
     pub sink_latency: Histogram,
     /// From the sender's `x-opt-sent-at-us` annotation (when present) to the acknowledgement.
@@ -26,6 +30,9 @@ pub struct Metrics {
     connection_state: Family<ClientLabels, Gauge>,
     reconnects: Family<ClientLabels, Counter>,
     login_refusals: Family<ClientLabels, Counter>,
+    dead_letters: Family<ClientLabels, Counter>,
+    /// 1 for the sink circuit's current state, 0 for the others.
+    sink_circuit_state: Family<ClientLabels, Gauge>,
 }
 
 /// Fine buckets around the 5 ms latency target, coarse beyond.
@@ -42,18 +49,38 @@ impl Metrics {
             duplicates: Counter::default(),
             poison: Counter::default(),
             sink_errors: Counter::default(),
+            sink_circuit_opens: Counter::default(),
+            dead_letter_failures: Counter::default(),
             sink_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
             connection_state: Family::default(),
             reconnects: Family::default(),
             login_refusals: Family::default(),
+            dead_letters: Family::default(),
+            sink_circuit_state: Family::default(),
             registry: Registry::default(),
         };
         registry.register("messages_received", "Deliveries received", m.received.clone());
         registry.register("messages_acknowledged", "Deliveries accepted (acknowledged)", m.acknowledged.clone());
         registry.register("messages_released", "Deliveries released back to the platform", m.released.clone());
         registry.register("messages_duplicate", "Duplicate deliveries acknowledged without a second delivery", m.duplicates.clone());
-        registry.register("messages_poison", "Messages the sink refused for good, logged and acknowledged", m.poison.clone());
+        registry.register(
+            "messages_poison",
+            "Messages the sink rejected (HTTP 400, 413, 415, 422): dead letters, then acknowledged",
+            m.poison.clone(),
+        );
+        registry.register("dead_letters", "Dead letters written, by reason", m.dead_letters.clone());
+        registry.register(
+            "dead_letter_failures",
+            "Dead letters that could not be written (the message was released)",
+            m.dead_letter_failures.clone(),
+        );
+        registry.register(
+            "sink_circuit_state",
+            "1 for the current state of the sink's circuit breaker (ok, open, half-open)",
+            m.sink_circuit_state.clone(),
+        );
+        registry.register("sink_circuit_opens", "Times the sink's circuit opened (no new credit while open)", m.sink_circuit_opens.clone());
         registry.register("sink_errors", "Failed sink attempts (each retried or released)", m.sink_errors.clone());
         registry.register("sink_latency_seconds", "Time the sink took to take a message", m.sink_latency.clone());
         registry.register(
@@ -83,6 +110,16 @@ impl Metrics {
         self.login_refusals.get_or_create(&vec![("client_id".into(), client_id.into())]).inc();
     }
 
+    pub fn dead_letter(&self, reason: Reason) {
+        self.dead_letters.get_or_create(&vec![("reason".into(), reason.as_str().into())]).inc();
+    }
+
+    pub fn set_sink_state(&self, state: BreakerState) {
+        for s in BreakerState::ALL {
+            self.sink_circuit_state.get_or_create(&vec![("state".into(), s.as_str().into())]).set(i64::from(s == state));
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("encoding metrics into a String cannot fail");
@@ -107,6 +144,8 @@ mod tests {
         m.set_state("w-0", ConnectionState::Attached);
         m.reconnect("w-0", "receive");
         m.ack_latency.observe(0.002);
+        m.dead_letter(Reason::MaxDeliveries);
+        m.set_sink_state(BreakerState::Open);
         let text = m.render();
         for name in [
             "iotsub_worker_messages_received_total 1",
@@ -119,6 +158,10 @@ mod tests {
             "iotsub_worker_connection_state{client_id=\"w-0\",state=\"connecting\"} 0",
             "iotsub_worker_reconnects_total{client_id=\"w-0\",reason=\"receive\"} 1",
             "iotsub_worker_ack_latency_seconds_bucket{le=\"0.003\"} 1",
+            "iotsub_worker_dead_letters_total{reason=\"max-deliveries\"} 1",
+            "iotsub_worker_sink_circuit_state{state=\"open\"} 1",
+            "iotsub_worker_sink_circuit_state{state=\"ok\"} 0",
+            "iotsub_worker_sink_circuit_opens_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -1,4 +1,4 @@
-//! Wiring: trust roots, sink, metrics, HTTP server, one task per connection, and the shutdown.
+//! Wiring: trust roots, sink, dead letters, metrics, HTTP server, one task per connection, and the shutdown.
 
 use std::{
     sync::{Arc, Mutex},
@@ -10,16 +10,30 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, SinkConfig},
-    connection::{self, Shared},
+    attempt_budget::AttemptBudget,
+    config::{Config, DeadLetterConfig, SinkConfig},
+    connection,
+    dead_letter::DeadLetterSink,
     dedup::DedupWindow,
+    delivery_count::DeliveryCounts,
     error::Error,
     metrics::Metrics,
     server::{self, AppState},
-    sink::{Sink, http::HttpSink, log::LogSink, retry::RetryPolicy},
+    shared::Shared,
+    sink::{
+        Sink,
+        headers::HeaderFiles,
+        health::SinkHealth,
+        http::{HttpSink, ce_source},
+        log::LogSink,
+        retry::RetryPolicy,
+    },
     status::StatusBoard,
     tls,
 };
+
+/// Messageids whose failed deliveries are remembered for `--max-deliveries`.
+const DELIVERY_COUNT_CAPACITY: usize = 100_000;
 
 /// Runs until SIGTERM/SIGINT (through `stop`) and every connection has drained.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
@@ -30,14 +44,24 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         port = config.port,
         consumer_group_id = %config.consumer_group_id,
         sink = ?config.sink,
+        dead_letter = ?config.dead_letter,
         "starting"
     );
     let tls = TlsConnector::from(tls::client_config(config.extra_ca_pem.as_deref())?);
+    let source = ce_source(&config.instance_id, &config.consumer_group_id);
     let (sink, attempt_timeout) = match &config.sink {
         SinkConfig::Log => (Sink::Log(LogSink::start(std::io::stdout())), Duration::from_secs(10)),
-        SinkConfig::Http { url, timeout } => (Sink::Http(HttpSink::new(url, &config.instance_id, &config.consumer_group_id)?), *timeout),
+        SinkConfig::Http { url, timeout, headers_dir } => {
+            let headers = headers_dir.as_deref().map(HeaderFiles::load).transpose()?;
+            (Sink::Http(Box::new(HttpSink::new(url, source.clone(), headers)?)), *timeout)
+        }
+    };
+    let dead_letters = match &config.dead_letter {
+        DeadLetterConfig::Log => DeadLetterSink::log(),
+        DeadLetterConfig::Http { url } => DeadLetterSink::http(url, source, attempt_timeout)?,
     };
     let metrics = Arc::new(Metrics::new());
+    let sink_health = SinkHealth::new(config.sink_failure_threshold, metrics.clone(), sink.describe());
     let status = Arc::new(StatusBoard::new(&config.client_ids));
     let http_stop = CancellationToken::new();
     let http = server::serve(
@@ -48,7 +72,9 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
             status: status.clone(),
             consumer_group_id: config.consumer_group_id.clone(),
             instance_id: config.instance_id.clone(),
-            sink: sink.name(),
+            sink: sink.kind(),
+            sink_health: sink_health.clone(),
+            dead_letter: dead_letters.describe(),
         },
         http_stop.clone(),
     )
@@ -56,8 +82,12 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     let shared = Arc::new(Shared {
         config: config.clone(),
         tls,
-        sink: Arc::new(sink),
-        dedup: Arc::new(Mutex::new(DedupWindow::new(config.dedup_window))),
+        sink,
+        sink_health,
+        dead_letters,
+        dedup: Mutex::new(DedupWindow::new(config.dedup_window)),
+        delivery_counts: Mutex::new(DeliveryCounts::new(DELIVERY_COUNT_CAPACITY)),
+        attempts: Mutex::new(AttemptBudget::new(config.reconnect_attempts_per_minute)),
         metrics,
         status,
         retry: RetryPolicy { first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5), attempt_timeout },

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::Error, metrics::Metrics, status::StatusBoard};
+use crate::{breaker::BreakerState, error::Error, metrics::Metrics, sink::health::SinkHealth, status::StatusBoard};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,7 +24,11 @@ pub struct AppState {
     pub status: Arc<StatusBoard>,
     pub consumer_group_id: String,
     pub instance_id: String,
+    /// `log` or `http`.
     pub sink: &'static str,
+    pub sink_health: Arc<SinkHealth>,
+    /// Where dead letters go, as shown.
+    pub dead_letter: String,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -36,18 +40,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Ready when every connection is attached and the sink's circuit is not open.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.status.ready() {
+    let mut reasons: Vec<String> = state
+        .status
+        .snapshot()
+        .into_iter()
+        .filter(|c| c.state != crate::status::ConnectionState::Attached)
+        .map(|c| format!("{}: {}", c.client_id, c.state.as_str()))
+        .collect();
+    let sink = state.sink_health.snapshot();
+    if sink.state != BreakerState::Ok {
+        reasons.push(format!(
+            "sink {} failing (circuit {} since {}, {} consecutive failures; last error: {})",
+            state.sink_health.name,
+            sink.state.as_str(),
+            sink.since,
+            sink.consecutive_failures,
+            sink.last_error.as_deref().unwrap_or("none")
+        ));
+    }
+    if reasons.is_empty() {
         (StatusCode::OK, "ready\n".to_owned())
     } else {
-        let waiting: Vec<String> = state
-            .status
-            .snapshot()
-            .into_iter()
-            .filter(|c| c.state != crate::status::ConnectionState::Attached)
-            .map(|c| format!("{}: {}", c.client_id, c.state.as_str()))
-            .collect();
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", waiting.join(", ")))
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", reasons.join(", ")))
     }
 }
 
@@ -57,11 +73,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn status(State(state): State<AppState>) -> impl IntoResponse {
     let connections = state.status.snapshot();
+    let sink = state.sink_health.snapshot();
+    let ready = state.status.ready() && sink.state == BreakerState::Ok;
     Json(json!({
         "consumerGroupId": state.consumer_group_id,
         "instanceId": state.instance_id,
-        "sink": state.sink,
-        "ready": state.status.ready(),
+        "sink": {
+            "type": state.sink,
+            "target": state.sink_health.name,
+            "deadLetter": state.dead_letter,
+            "state": sink.state,
+            "consecutiveFailures": sink.consecutive_failures,
+            "lastError": sink.last_error,
+            "since": sink.since,
+        },
+        "ready": ready,
         "clientIds": connections.iter().map(|c| c.client_id.clone()).collect::<Vec<_>>(),
         "connections": connections,
     }))

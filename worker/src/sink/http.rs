@@ -1,65 +1,63 @@
 //! The `http` sink: each message is POSTed as a CloudEvent in HTTP binary mode.
 //!
 //! `ce-id` = messageId, `ce-subject` = topic, `ce-time` = generateTime (RFC 3339),
-//! `ce-source` = `/aliyun/iot/<instance>/<group>`, body = the payload. 2xx = taken;
-//! 4xx other than 408/429 = poison; anything else (and any transport error) = retry.
+//! `ce-source` = `/aliyun/iot/<instance>/<group>`, body = the payload, `content-type` = its
+//! `dataContentType`. Redirects are never followed (a POST that a client follows through a 301, 302
+//! or 303 turns into a GET without a body, and the landing page's 200 would look like a delivery).
+//! What each answer means: [`super::outcome`].
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{
+    Url,
+    header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER},
+    redirect,
+};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{SinkError, Taken};
-use crate::message::IotMessage;
+use super::{
+    headers::HeaderFiles,
+    outcome::{Attempt, Class, classify_status, parse_retry_after},
+    url::redact,
+};
+use crate::message::{GenerateTime, IotMessage};
 
 pub const CE_TYPE: &str = "com.aliyun.iot.message";
-
-/// What an HTTP status means for the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Taken,
-    Poison,
-    Retry,
-}
-
-pub fn classify(status: u16) -> Verdict {
-    match status {
-        200..=299 => Verdict::Taken,
-        408 | 429 => Verdict::Retry,
-        400..=499 => Verdict::Poison,
-        _ => Verdict::Retry,
-    }
-}
 
 pub fn ce_source(instance_id: &str, group: &str) -> String {
     format!("/aliyun/iot/{instance_id}/{group}")
 }
 
+fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    // Header values cannot carry control characters; such a value is percent-encoded instead.
+    let value = HeaderValue::from_str(value)
+        .unwrap_or_else(|_| HeaderValue::from_str(&percent_encode_controls(value)).expect("percent-encoded value is a valid header"));
+    headers.insert(HeaderName::from_static(name), value);
+}
+
 /// The CloudEvents headers of `message` (pure).
 pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let mut put = |name: &'static str, value: &str| {
-        // Header values cannot carry control characters; such a value is percent-encoded instead.
-        let value = HeaderValue::from_str(value)
-            .unwrap_or_else(|_| HeaderValue::from_str(&percent_encode_controls(value)).expect("percent-encoded value is a valid header"));
-        headers.insert(HeaderName::from_static(name), value);
-    };
-    put("ce-specversion", "1.0");
-    put("ce-id", &message.message_id);
-    put("ce-source", source);
-    put("ce-type", CE_TYPE);
+    put(&mut headers, "ce-specversion", "1.0");
+    put(&mut headers, "ce-id", &message.message_id);
+    put(&mut headers, "ce-source", source);
+    put(&mut headers, "ce-type", CE_TYPE);
     if !message.topic.is_empty() {
-        put("ce-subject", &message.topic);
+        put(&mut headers, "ce-subject", &message.topic);
     }
-    let time = message
-        .generate_time
-        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-        .and_then(|t| t.format(&Rfc3339).ok());
-    if let Some(text) = time {
-        put("ce-time", &text);
+    // ce-time must be RFC 3339: epoch milliseconds (a long, or its decimal text) are converted, an
+    // RFC 3339 text passes, anything else is kept as sent in the extension `generatetime`.
+    let rfc3339 =
+        |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok());
+    if let Some(time) = &message.generate_time {
+        match (time.millis().and_then(rfc3339), time) {
+            (Some(text), _) => put(&mut headers, "ce-time", &text),
+            (None, GenerateTime::Text(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => put(&mut headers, "ce-time", text),
+            (None, GenerateTime::Text(text)) => put(&mut headers, "ce-generatetime", text),
+            (None, GenerateTime::Millis(ms)) => put(&mut headers, "ce-generatetime", &ms.to_string()),
+        }
     }
-    let looks_json = message.payload.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'['));
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(if looks_json { "application/json" } else { "application/octet-stream" }));
+    put(&mut headers, CONTENT_TYPE.as_str(), &message.data_content_type);
     headers
 }
 
@@ -78,49 +76,26 @@ fn percent_encode_controls(value: &str) -> String {
     out
 }
 
-pub struct HttpSink {
-    client: reqwest::Client,
-    url: reqwest::Url,
-    source: String,
+/// An HTTP client that never follows a redirect.
+pub fn client() -> Result<reqwest::Client, crate::Error> {
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| crate::Error::Sink(format!("building the HTTP client: {e}")))
 }
 
-impl HttpSink {
-    pub fn new(url: &str, instance_id: &str, group: &str) -> Result<HttpSink, crate::Error> {
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| crate::Error::Sink(format!("building the HTTP client: {e}")))?;
-        let url = url.parse().map_err(|e| crate::Error::Config(format!("--sink-url: {e}")))?;
-        Ok(HttpSink { client, url, source: ce_source(instance_id, group) })
-    }
-
-    pub async fn post(&self, message: &IotMessage, timeout: Duration) -> Result<Taken, SinkError> {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .headers(cloudevent_headers(message, &self.source))
-            .body(message.payload.clone())
-            .timeout(timeout)
-            .send()
-            .await
-            // reqwest's error names the URL but never a header or a body.
-            .map_err(|e| SinkError(format!("POST {}: {}", self.url, error_chain(&e))))?;
-        let status = response.status();
-        match classify(status.as_u16()) {
-            Verdict::Taken => Ok(Taken::Delivered),
-            Verdict::Poison => {
-                let body = response.text().await.unwrap_or_default();
-                let snippet: String = body.chars().take(200).collect();
-                Ok(Taken::Poison(format!("{status}: {snippet}")))
-            }
-            Verdict::Retry => Err(SinkError(format!("POST {} answered {status}", self.url))),
-        }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
+/// The cause of a transport failure, without the URL (the caller names the redacted one).
+pub fn transport_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    let mut text = what.to_owned();
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
@@ -129,33 +104,86 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// What the answer `status` (with its headers) means, with a detail fit for logs.
+pub fn judge(status: reqwest::StatusCode, headers: &HeaderMap, snippet: &str, shown_url: &str) -> Attempt {
+    let code = status.as_u16();
+    let class = classify_status(code);
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let detail = match class {
+        Class::Taken => String::new(),
+        _ if status.is_redirection() => {
+            format!("POST {shown_url} answered {status} (redirects are not followed; Location: {})", header(LOCATION).unwrap_or("none"))
+        }
+        Class::SinkDown => format!("POST {shown_url} answered {status}: the sink is misconfigured or down, not the message"),
+        Class::Rejected => format!("POST {shown_url} answered {status}: {snippet}"),
+        Class::Transient => format!("POST {shown_url} answered {status}"),
+    };
+    let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(v, SystemTime::now()));
+    Attempt { class, status: Some(code), detail, retry_after }
+}
+
+pub struct HttpSink {
+    client: reqwest::Client,
+    url: Url,
+    shown_url: String,
+    source: String,
+    headers: Option<HeaderFiles>,
+}
+
+impl HttpSink {
+    pub fn new(url: &Url, source: String, headers: Option<HeaderFiles>) -> Result<HttpSink, crate::Error> {
+        Ok(HttpSink { client: client()?, url: url.clone(), shown_url: redact(url), source, headers })
+    }
+
+    /// The URL as it may be shown.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
+    }
+
+    pub async fn post(&self, message: &IotMessage, timeout: Duration) -> Attempt {
+        let mut headers = self.headers.as_ref().map(HeaderFiles::current).unwrap_or_default();
+        headers.extend(cloudevent_headers(message, &self.source));
+        let sent = self.client.post(self.url.clone()).headers(headers).body(message.payload.clone()).timeout(timeout).send().await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Attempt::unreachable(format!("POST {}: {}", self.shown_url, transport_error(&e))),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempt::taken();
+        }
+        let headers = response.headers().clone();
+        let snippet = if classify_status(status.as_u16()) == Class::Rejected {
+            let body = response.text().await.unwrap_or_default();
+            body.chars().take(200).collect()
+        } else {
+            String::new()
+        };
+        judge(status, &headers, &snippet, &self.shown_url)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn statuses_sort_into_taken_poison_retry() {
-        assert_eq!(classify(200), Verdict::Taken);
-        assert_eq!(classify(204), Verdict::Taken);
-        assert_eq!(classify(400), Verdict::Poison);
-        assert_eq!(classify(422), Verdict::Poison);
-        assert_eq!(classify(408), Verdict::Retry);
-        assert_eq!(classify(429), Verdict::Retry);
-        assert_eq!(classify(500), Verdict::Retry);
-        assert_eq!(classify(503), Verdict::Retry);
-        assert_eq!(classify(302), Verdict::Retry);
+    fn message() -> IotMessage {
+        IotMessage {
+            message_id: "42".into(),
+            topic: "/pk/dn/thing/event/property/post".into(),
+            generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
+            payload: b" {\"x\":1}".to_vec(),
+            data_content_type: "application/json".into(),
+            encoded: false,
+            delivery_count: 0,
+            sent_at_us: None,
+            body_error: None,
+        }
     }
 
     #[test]
     fn headers_follow_the_binary_mode() {
-        let message = IotMessage {
-            message_id: "42".into(),
-            topic: "/pk/dn/thing/event/property/post".into(),
-            generate_time: Some(1_573_489_088_171),
-            payload: b" {\"x\":1}".to_vec(),
-            sent_at_us: None,
-        };
-        let h = cloudevent_headers(&message, &ce_source("iot-1", "G"));
+        let h = cloudevent_headers(&message(), &ce_source("iot-1", "G"));
         assert_eq!(h["ce-specversion"], "1.0");
         assert_eq!(h["ce-id"], "42");
         assert_eq!(h["ce-subject"], "/pk/dn/thing/event/property/post");
@@ -166,7 +194,37 @@ mod tests {
     }
 
     #[test]
+    fn a_generate_time_that_is_not_a_time_goes_to_an_extension() {
+        let mut m = message();
+        m.generate_time = Some(GenerateTime::Text("yesterday".into()));
+        let h = cloudevent_headers(&m, "s");
+        assert!(!h.contains_key("ce-time"));
+        assert_eq!(h["ce-generatetime"], "yesterday");
+        m.generate_time = Some(GenerateTime::Text("2019-11-11T16:18:08Z".into()));
+        assert_eq!(cloudevent_headers(&m, "s")["ce-time"], "2019-11-11T16:18:08Z");
+        m.generate_time = Some(GenerateTime::Text("1573489088171".into()));
+        assert_eq!(cloudevent_headers(&m, "s")["ce-time"], "2019-11-11T16:18:08.171Z", "milliseconds sent as text");
+    }
+
+    #[test]
     fn control_characters_are_percent_encoded() {
         assert_eq!(percent_encode_controls("a\nb"), "a%0Ab");
+    }
+
+    #[test]
+    fn a_redirect_is_a_sink_failure_naming_its_location() {
+        let mut headers = HeaderMap::new();
+        headers.insert(LOCATION, HeaderValue::from_static("/landing"));
+        let a = judge(reqwest::StatusCode::FOUND, &headers, "", "http://s/events");
+        assert_eq!((a.class, a.status), (Class::SinkDown, Some(302)));
+        assert!(a.detail.contains("Location: /landing") && a.detail.contains("not followed"), "{}", a.detail);
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_answer() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        let a = judge(reqwest::StatusCode::TOO_MANY_REQUESTS, &headers, "", "u");
+        assert_eq!((a.class, a.retry_after), (Class::Transient, Some(Duration::from_secs(2))));
     }
 }

@@ -1,7 +1,8 @@
 //! The `log` sink: one JSON object per message on stdout.
 //!
 //! `{"messageId":…,"topic":…,"generateTime":…,"clientId":…,"payload":"<utf-8 text>"}`, or
-//! `"payloadBase64"` when the body is not UTF-8. A message counts as taken once its line has been
+//! `"payloadBase64"` when the body is not UTF-8; an amqp-value or amqp-sequence body is written as
+//! its JSON text, with `"dataContentType":"application/json"` saying so. A message counts as taken once its line has been
 //! written to the stdout file descriptor (not merely buffered), so a SIGKILL right after the
 //! acknowledgement loses nothing. One writer thread batches whatever lines are waiting into one
 //! write, so the cost of the syscall is shared at high rates.
@@ -12,16 +13,17 @@ use base64::Engine;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::SinkError;
-use crate::message::IotMessage;
+use crate::message::{GenerateTime, IotMessage};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {
     message_id: &'a str,
     topic: &'a str,
-    generate_time: Option<i64>,
+    generate_time: Option<&'a GenerateTime>,
     client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_content_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,8 +36,9 @@ pub fn format_line(message: &IotMessage, client_id: &str) -> Vec<u8> {
     let line = Line {
         message_id: &message.message_id,
         topic: &message.topic,
-        generate_time: message.generate_time,
+        generate_time: message.generate_time.as_ref(),
         client_id,
+        data_content_type: message.encoded.then_some(message.data_content_type.as_str()),
         payload: text,
         payload_base64: match text {
             Some(_) => None,
@@ -89,13 +92,18 @@ impl LogSink {
         LogSink { jobs }
     }
 
-    pub async fn write(&self, message: &IotMessage, client_id: &str) -> Result<(), SinkError> {
+    pub async fn write(&self, message: &IotMessage, client_id: &str) -> Result<(), String> {
+        self.write_line(format_line(message, client_id)).await
+    }
+
+    /// Writes `line` (with its newline); returns once it is out of the process.
+    pub async fn write_line(&self, line: Vec<u8>) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
-        self.jobs.send((format_line(message, client_id), done)).await.map_err(|_| SinkError("the stdout writer stopped".into()))?;
+        self.jobs.send((line, done)).await.map_err(|_| "the writer thread stopped".to_owned())?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SinkError(format!("writing to stdout: {e}"))),
-            Err(_) => Err(SinkError("the stdout writer stopped".into())),
+            Ok(Err(e)) => Err(format!("writing: {e}")),
+            Err(_) => Err("the writer thread stopped".to_owned()),
         }
     }
 }
@@ -110,9 +118,13 @@ mod tests {
         IotMessage {
             message_id: "m-1".into(),
             topic: "/pk/dn/thing/event/property/post".into(),
-            generate_time: Some(1_573_489_088_171),
+            generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
             payload: payload.to_vec(),
+            data_content_type: "application/json".into(),
+            encoded: false,
+            delivery_count: 0,
             sent_at_us: None,
+            body_error: None,
         }
     }
 
@@ -130,6 +142,14 @@ mod tests {
         let line = String::from_utf8(format_line(&message(&[0xff, 0x00, 0x01]), "c")).unwrap();
         assert!(line.ends_with(",\"payloadBase64\":\"/wAB\"}\n"), "{line}");
         assert!(!line.contains("\"payload\":"));
+    }
+
+    #[test]
+    fn an_encoded_body_says_it_is_json() {
+        let mut m = message(br#"{"a":1}"#);
+        m.encoded = true;
+        let line = String::from_utf8(format_line(&m, "c")).unwrap();
+        assert!(line.contains(r#""dataContentType":"application/json","payload":"{\"a\":1}""#), "{line}");
     }
 
     #[test]
@@ -176,6 +196,6 @@ mod tests {
     async fn write_errors_are_reported_not_swallowed() {
         let sink = LogSink::start(Broken);
         let err = sink.write(&message(b"x"), "c").await.unwrap_err();
-        assert!(err.0.contains("pipe closed"), "{err}");
+        assert!(err.contains("pipe closed"), "{err}");
     }
 }

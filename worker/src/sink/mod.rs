@@ -1,48 +1,51 @@
 //! Where messages go: the `log` sink (JSON lines on stdout) or the `http` sink (CloudEvents).
 //!
-//! A sink answers [`Taken`] when the message is safely handed over (then, and only then, the worker
-//! acknowledges it), or a [`SinkError`] that is worth retrying.
+//! One attempt answers an [`outcome::Attempt`]: taken (then, and only then, the worker
+//! acknowledges), rejected by the receiver (a dead letter), or a failure of the sink (retried, then
+//! released). [`health`] turns the attempts into the circuit breaker's state.
 
+pub mod headers;
+pub mod health;
 pub mod http;
 pub mod log;
+pub mod outcome;
 pub mod retry;
+pub mod url;
 
 use std::time::Duration;
 
 use crate::message::IotMessage;
-
-/// The sink has the message: acknowledge it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Taken {
-    Delivered,
-    /// The sink refused it for good (an HTTP 4xx other than 408/429): retrying cannot help, so the
-    /// message is logged, counted and acknowledged rather than blocking the queue.
-    Poison(String),
-}
-
-/// A failure worth retrying (5xx, 408, 429, timeouts, connection errors, a full pipe).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
+use outcome::Attempt;
 
 pub enum Sink {
     Log(log::LogSink),
-    Http(http::HttpSink),
+    Http(Box<http::HttpSink>),
 }
 
 impl Sink {
     /// One attempt, bounded by `timeout`.
-    pub async fn deliver(&self, message: &IotMessage, client_id: &str, timeout: Duration) -> Result<Taken, SinkError> {
+    pub async fn deliver(&self, message: &IotMessage, client_id: &str, timeout: Duration) -> Attempt {
         match self {
-            Sink::Log(sink) => sink.write(message, client_id).await.map(|()| Taken::Delivered),
+            Sink::Log(sink) => match sink.write(message, client_id).await {
+                Ok(()) => Attempt::taken(),
+                Err(e) => Attempt::transient(e),
+            },
             Sink::Http(sink) => sink.post(message, timeout).await,
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Sink::Log(_) => "log",
             Sink::Http(_) => "http",
+        }
+    }
+
+    /// How `/readyz` and logs name the sink (a URL without its userinfo and query).
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Log(_) => "log (stdout)".into(),
+            Sink::Http(sink) => format!("http {}", sink.shown_url()),
         }
     }
 }

@@ -1,0 +1,189 @@
+//! A real HTTP server on 127.0.0.1 standing in for the user's business server (the http sink) or a
+//! dead-letter endpoint: it records every request and answers what the test sets — a status for all
+//! or for one ce-id, a `Location` for redirects (to `/landing`, which answers 200 to anything and is
+//! recorded too, so a followed redirect shows), a `Retry-After`, a delay.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::any,
+};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Bytes,
+    /// What the receiver answered (or would have, when the client gave up first).
+    pub status: u16,
+    pub at: std::time::Instant,
+}
+
+impl ReceivedRequest {
+    pub fn ce_id(&self) -> Option<&str> {
+        self.headers.get("ce-id").map(String::as_str)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Answers {
+    requests: Arc<Mutex<Vec<ReceivedRequest>>>,
+    /// ce-ids answered 2xx, kept apart so a test polling them under load stays cheap.
+    accepted: Arc<Mutex<HashSet<String>>>,
+    status: Arc<AtomicU16>,
+    overrides: Arc<Mutex<HashMap<String, u16>>>,
+    delays: Arc<Mutex<HashMap<String, Duration>>>,
+    delay_ms: Arc<AtomicU64>,
+    retry_after: Arc<Mutex<Option<String>>>,
+}
+
+pub struct HttpReceiver {
+    /// The events endpoint (`/events`).
+    pub url: String,
+    answers: Answers,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpReceiver {
+    pub async fn start() -> anyhow::Result<HttpReceiver> {
+        let answers = Answers { status: Arc::new(AtomicU16::new(200)), ..Answers::default() };
+        let app = Router::new().fallback(any(receive)).with_state(answers.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/events", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(HttpReceiver { url, answers, task })
+    }
+
+    /// A URL on 127.0.0.1 where nothing listens (connection refused).
+    pub async fn closed_port_url() -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        drop(listener);
+        Ok(format!("http://{addr}/events"))
+    }
+
+    /// Every answer (but `/landing`'s) is `status` from now on.
+    pub fn answer(&self, status: u16) {
+        self.answers.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests with this ce-id are answered `status`.
+    pub fn answer_for(&self, ce_id: &str, status: u16) {
+        self.answers.overrides.lock().unwrap().insert(ce_id.into(), status);
+    }
+
+    /// Requests with this ce-id wait `delay` before their answer.
+    pub fn delay_for(&self, ce_id: &str, delay: Duration) {
+        self.answers.delays.lock().unwrap().insert(ce_id.into(), delay);
+    }
+
+    /// Every answer waits this long first (a slow application).
+    pub fn delay(&self, delay: Duration) {
+        self.answers.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// 429 and 503 answers carry `Retry-After: <value>`.
+    pub fn retry_after(&self, value: &str) {
+        *self.answers.retry_after.lock().unwrap() = Some(value.into());
+    }
+
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.answers.requests.lock().unwrap().clone()
+    }
+
+    /// Requests to the events endpoint carrying `ce_id`.
+    pub fn requests_for(&self, ce_id: &str) -> Vec<ReceivedRequest> {
+        self.requests().into_iter().filter(|r| r.ce_id() == Some(ce_id)).collect()
+    }
+
+    /// Requests that reached `/landing` (only a followed redirect goes there).
+    pub fn landing_requests(&self) -> Vec<ReceivedRequest> {
+        self.requests().into_iter().filter(|r| r.path == "/landing").collect()
+    }
+
+    /// ce-ids answered 2xx.
+    pub fn accepted_ids(&self) -> HashSet<String> {
+        self.answers.accepted.lock().unwrap().clone()
+    }
+
+    /// How many of `ids` were not answered 2xx yet.
+    pub fn missing(&self, ids: &[String]) -> usize {
+        let accepted = self.answers.accepted.lock().unwrap();
+        ids.iter().filter(|id| !accepted.contains(*id)).count()
+    }
+
+    /// How many requests arrived.
+    pub fn request_count(&self) -> usize {
+        self.answers.requests.lock().unwrap().len()
+    }
+
+    /// ce-id → requests received for it.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for r in self.requests() {
+            if let Some(id) = r.ce_id() {
+                *counts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl Drop for HttpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(State(answers): State<Answers>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let headers: BTreeMap<String, String> =
+        headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+    let id = headers.get("ce-id").cloned().unwrap_or_default();
+    let landing = uri.path() == "/landing";
+    let delay = answers.delays.lock().unwrap().get(&id).copied().unwrap_or(Duration::from_millis(answers.delay_ms.load(Ordering::SeqCst)));
+    let status = if landing {
+        200
+    } else {
+        answers.overrides.lock().unwrap().get(&id).copied().unwrap_or_else(|| answers.status.load(Ordering::SeqCst))
+    };
+    if (200..300).contains(&status) && !landing && !id.is_empty() {
+        answers.accepted.lock().unwrap().insert(id.clone());
+    }
+    answers.requests.lock().unwrap().push(ReceivedRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        status,
+        at: std::time::Instant::now(),
+    });
+    // Recorded on arrival: a client that gives up before the answer still shows.
+    if !landing && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut response = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+    if (300..400).contains(&status) {
+        response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/landing"));
+    }
+    let retry_after = answers.retry_after.lock().unwrap().clone();
+    if let Some(value) = retry_after.filter(|_| matches!(status, 429 | 503)) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&value).expect("a valid Retry-After"));
+    }
+    response
+}
