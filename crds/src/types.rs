@@ -9,8 +9,16 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Platform limit of clients of one consumer group (PLATFORM.md; another page says 128).
-pub const DEFAULT_CLIENT_CAP: i32 = 64;
+pub use iotsub_aliyun::{AuthMode, SignMethod};
+
+/// The platform's limit of clients of one consumer group (PLATFORM.md; another page says 128).
+/// A macro too, so the CRD's CEL rule is written with the same number.
+macro_rules! default_client_cap {
+    () => {
+        64
+    };
+}
+pub const DEFAULT_CLIENT_CAP: i32 = default_client_cap!();
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -40,9 +48,11 @@ pub const DEFAULT_CLIENT_CAP: i32 = 64;
 #[x_kube(validation = Rule::new(
     "!has(self.autoscaling) || !self.autoscaling.enabled || self.autoscaling.maxReplicas * self.connection.connectionsPerPod <= self.autoscaling.clientCap"
 ).message("autoscaling.maxReplicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".autoscaling.maxReplicas"))]
-#[x_kube(validation = Rule::new(
-    "(has(self.autoscaling) && self.autoscaling.enabled) || self.replicas * self.connection.connectionsPerPod <= (has(self.autoscaling) ? self.autoscaling.clientCap : 64)"
-).message("replicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".replicas"))]
+#[x_kube(validation = Rule::new(concat!(
+    "(has(self.autoscaling) && self.autoscaling.enabled) || self.replicas * self.connection.connectionsPerPod <= (has(self.autoscaling) ? self.autoscaling.clientCap : ",
+    default_client_cap!(),
+    ")"
+)).message("replicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".replicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerGroupSubscriptionSpec {
     pub endpoint: Endpoint,
@@ -116,42 +126,6 @@ pub struct Credentials {
     pub auth_mode: AuthMode,
     #[serde(default)]
     pub sign_method: SignMethod,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    #[default]
-    Aksign,
-    Ststoken,
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::Aksign => "aksign",
-            AuthMode::Ststoken => "ststoken",
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SignMethod {
-    #[default]
-    Hmacsha1,
-    Hmacsha256,
-    Hmacmd5,
-}
-
-impl SignMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignMethod::Hmacsha1 => "hmacsha1",
-            SignMethod::Hmacsha256 => "hmacsha256",
-            SignMethod::Hmacmd5 => "hmacmd5",
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -373,7 +347,8 @@ impl ConsumerGroupSubscriptionStatus {
 }
 
 impl ConsumerGroupSubscriptionSpec {
-    pub fn autoscaling_enabled(&self) -> bool {
-        self.autoscaling.as_ref().is_some_and(|a| a.enabled)
+    /// The autoscaling block when it is enabled: the autoscaler sets the replicas, not `replicas`.
+    pub fn enabled_autoscaling(&self) -> Option<&Autoscaling> {
+        self.autoscaling.as_ref().filter(|a| a.enabled)
     }
 }

@@ -186,7 +186,7 @@ async fn the_openapi_reports_backlog_and_clients_with_a_verified_signature() -> 
     let http = reqwest::Client::new();
     let status: ConsumerGroupStatus =
         http.get(query("demo-secret", uuid::Uuid::new_v4().to_string())).send().await?.error_for_status()?.json().await?;
-    assert!(status.success);
+    assert!(status.envelope.success);
     assert_eq!(status.accumulation_count, 7);
     assert_eq!(status.client_connection_status_list.clients.len(), 1);
     assert_eq!(status.client_connection_status_list.clients[0].client_id, "api-visible");

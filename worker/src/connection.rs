@@ -76,9 +76,9 @@ pub struct Shared {
 impl Shared {
     fn secrets(&self) -> Vec<&str> {
         let key = &self.config.access_key;
-        let mut secrets = vec![key.secret.as_str()];
+        let mut secrets = vec![key.secret.expose().as_str()];
         if let Some(token) = &key.security_token {
-            secrets.push(token.as_str());
+            secrets.push(token.expose().as_str());
         }
         secrets
     }
@@ -183,7 +183,7 @@ async fn connect(index: usize, shared: &Shared) -> Result<(ConnectionHandle<()>,
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let login = sign_login(&config.subscriber(index), &config.access_key, now_ms)?;
     let secrets = shared.secrets();
-    let redacted = |text: String| redact(&redact(&text, &secrets), &[login.password.as_str()]);
+    let redacted = |text: String| redact(&redact(&text, &secrets), &[login.password.expose().as_str()]);
 
     let addr = format!("{}:{}", config.host, config.port);
     debug!(client_id, %addr, "connecting");
@@ -209,7 +209,7 @@ async fn connect(index: usize, shared: &Shared) -> Result<(ConnectionHandle<()>,
             .container_id(client_id.as_str())
             .hostname(config.host.as_str())
             .scheme("amqp")
-            .sasl_profile(SaslProfile::Plain { username: login.username.clone(), password: login.password.clone() })
+            .sasl_profile(SaslProfile::Plain { username: login.username.expose().clone(), password: login.password.expose().clone() })
             .idle_time_out(2 * config.idle_timeout.as_millis() as u32)
             .open_with_stream(tls),
         |e| open_error(e, &redacted),

@@ -10,11 +10,10 @@
 
 use std::collections::VecDeque;
 
-use iotsub_crds::{
-    Autoscaling, ConsumerGroupSubscriptionSpec,
-    conditions::{self, reason},
-};
+use iotsub_crds::{Autoscaling, ConsumerGroupSubscriptionSpec, conditions::reason};
 use time::{Duration, OffsetDateTime};
+
+use crate::{conditions::Condition, timestamps::rfc3339};
 
 /// The policy's parameters, from the spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,21 +163,20 @@ pub fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
     decision(input.current, Outcome::StabilizingScaleDown { recommended: recommendation, until: until.max(input.now) })
 }
 
-/// The Autoscaling condition for `decision`: (status, reason, message).
-pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'static str, String) {
+/// The Autoscaling condition that explains `decision`.
+pub fn condition(input: &Input<'_>, decision: &Decision) -> Condition {
     let policy = input.policy;
     let backlog =
         input.reading.map_or_else(String::new, |r| format!("backlog {} at {} per replica", r.backlog, policy.target_backlog_per_replica));
     let to = decision.replicas;
     match &decision.outcome {
-        Outcome::ScaledUp { from } => (conditions::TRUE, reason::SCALED_UP, format!("scaled up from {from} to {to}: {backlog}")),
-        Outcome::ScaledDown { from } => (conditions::TRUE, reason::SCALED_DOWN, format!("scaled down from {from} to {to}: {backlog}")),
+        Outcome::ScaledUp { from } => Condition::holds(reason::SCALED_UP, format!("scaled up from {from} to {to}: {backlog}")),
+        Outcome::ScaledDown { from } => Condition::holds(reason::SCALED_DOWN, format!("scaled down from {from} to {to}: {backlog}")),
         Outcome::CappedByClientLimit { wanted, allowed, draining } => {
             let others = input.reading.map_or(0, |r| r.others);
             let rollout = if input.rolling_out { ", one pod's clients kept free during the rollout" } else { "" };
             let draining = if *draining > 0 { format!(", {draining} of ours still closing") } else { String::new() };
-            (
-                conditions::TRUE,
+            Condition::holds(
                 reason::CAPPED_BY_CLIENT_LIMIT,
                 format!(
                     "{backlog} asks for {wanted} replicas, {allowed} fit: {others} of the group's {} clients are not this subscription's ({} per pod){draining}{rollout}",
@@ -186,17 +184,12 @@ pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'sta
                 ),
             )
         }
-        Outcome::StabilizingScaleDown { recommended, until } => (
-            conditions::TRUE,
+        Outcome::StabilizingScaleDown { recommended, until } => Condition::holds(
             reason::STABILIZING_SCALE_DOWN,
-            format!(
-                "{backlog} allows {recommended}; holding {to} until {} (scale-down stabilization window)",
-                crate::status::rfc3339(*until)
-            ),
+            format!("{backlog} allows {recommended}; holding {to} until {} (scale-down stabilization window)", rfc3339(*until)),
         ),
-        Outcome::Steady => (conditions::TRUE, reason::STEADY, format!("{to} replicas: {backlog}")),
-        Outcome::BacklogUnavailable => (
-            conditions::FALSE,
+        Outcome::Steady => Condition::holds(reason::STEADY, format!("{to} replicas: {backlog}")),
+        Outcome::BacklogUnavailable => Condition::fails(
             reason::BACKLOG_UNAVAILABLE,
             format!("holding {to} replicas: the backlog can't be read (see BacklogAvailable)"),
         ),

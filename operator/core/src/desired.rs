@@ -1,8 +1,9 @@
-//! Desired state, pure: the worker Deployment a subscription should have. No client, no clock.
+//! The worker Deployment a subscription should have.
 
 use std::collections::BTreeMap;
 
-use iotsub_crds::{AuthMode, ConsumerGroupSubscription, SinkKind};
+use iotsub_aliyun::AuthMode;
+use iotsub_crds::{ConsumerGroupSubscription, SinkKind};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
@@ -16,19 +17,16 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use kube::{Resource, ResourceExt};
+use kube_core::{Resource, ResourceExt};
 
-use crate::observe::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN};
+use crate::{
+    names::{
+        ACCESS_KEY_ID, ACCESS_KEY_SECRET, APPLIED_HASH_ANNOTATION, CREDENTIALS_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER,
+        NAME_LABEL, SECURITY_TOKEN, WORKER_NAME,
+    },
+    observed::short_hex,
+};
 
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const WORKER_NAME: &str = "iotsub-worker";
-/// Changes when a credential the workers use changes, so the Deployment rolls its pods.
-pub const CREDENTIALS_HASH_ANNOTATION: &str = "iotsub.dev/credentials-hash";
-/// A hash of the Deployment as last applied: an unchanged one is not applied again, so a
-/// reconcile of a settled subscription makes no API call.
-pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";
 pub const WORKER_PORT: i32 = 9090;
 /// Longer than the platform's 30 s acknowledgement window, so in-flight messages finish on SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 45;
@@ -39,44 +37,56 @@ pub const MIN_READY_SECONDS: i32 = 5;
 /// The user of distroless `nonroot` images.
 pub const RUN_AS_USER: i64 = 65532;
 
-/// The label selector of a subscription's pods, as a string (status.selector, pod lists).
-pub fn selector(name: &str) -> String {
-    format!("{INSTANCE_LABEL}={name},{NAME_LABEL}={WORKER_NAME}")
-}
-
 fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(INSTANCE_LABEL.into(), name.into()), (NAME_LABEL.into(), WORKER_NAME.into())])
 }
 
 fn labels(name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(name);
-    labels.insert(MANAGED_BY_LABEL.into(), crate::context::MANAGER.into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
     labels
-}
-
-/// The clientIds a pod opens: its name, or `<pod>-<i>` with several connections (the worker's rule).
-pub fn client_ids(pod_name: &str, connections_per_pod: i32) -> Vec<String> {
-    if connections_per_pod <= 1 { vec![pod_name.to_owned()] } else { (0..connections_per_pod).map(|i| format!("{pod_name}-{i}")).collect() }
 }
 
 /// Replicas when autoscaling is off: `spec.replicas` (the CRD's rules keep it under the cap).
 /// With autoscaling on, [`crate::autoscale`] decides.
-pub fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
+pub(crate) fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
     cgs.spec.replicas.max(0)
 }
 
 /// The worker Deployment: named after the subscription, owned by it, stamped with its own hash.
-pub fn deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, credentials_hash: &str, default_image: &str) -> Deployment {
+pub(crate) fn deployment(
+    cgs: &ConsumerGroupSubscription,
+    replicas: i32,
+    paused: bool,
+    credentials_hash: &str,
+    default_image: &str,
+) -> Deployment {
     let mut deployment = unstamped_deployment(cgs, replicas, paused, credentials_hash, default_image);
     let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(&text);
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hash = short_hex(&<sha2::Sha256 as sha2::Digest>::digest(&text));
     deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
     deployment
 }
 
-pub fn applied_hash(deployment: &Deployment) -> Option<&String> {
+pub(crate) fn applied_hash(deployment: &Deployment) -> Option<&String> {
     deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
+}
+
+/// Whether the Deployment in the cluster is `wanted`: applied last (its hash) and not edited by
+/// hand since where an edit would matter (the count, the pause, the image, the pod annotations;
+/// the API server's defaults elsewhere make a whole comparison useless).
+pub(crate) fn is_current(observed: &Deployment, wanted: &Deployment) -> bool {
+    let (Some(have), Some(want)) = (observed.spec.as_ref(), wanted.spec.as_ref()) else {
+        return false;
+    };
+    let annotations = |t: &PodTemplateSpec| t.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default();
+    let image = |t: &PodTemplateSpec| t.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
+    let have_annotations = annotations(&have.template);
+    applied_hash(observed) == applied_hash(wanted)
+        && have.replicas == want.replicas
+        && have.paused.unwrap_or(false) == want.paused.unwrap_or(false)
+        && image(&have.template) == image(&want.template)
+        && annotations(&want.template).iter().all(|(k, v)| have_annotations.get(k) == Some(v))
 }
 
 fn unstamped_deployment(
@@ -201,7 +211,7 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
         secret("IOTSUB_ACCESS_KEY_ID", credentials, ACCESS_KEY_ID),
         secret("IOTSUB_ACCESS_KEY_SECRET", credentials, ACCESS_KEY_SECRET),
     ];
-    if spec.credentials.auth_mode == AuthMode::Ststoken {
+    if spec.credentials.auth_mode == AuthMode::StsToken {
         env.push(secret("IOTSUB_SECURITY_TOKEN", credentials, SECURITY_TOKEN));
     }
     if let Some(ca) = &spec.endpoint.ca_secret_ref {
@@ -289,7 +299,7 @@ mod tests {
     #[test]
     fn ststoken_adds_the_token_and_http_sink_its_url() {
         let mut cgs = fixtures::subscription();
-        cgs.spec.credentials.auth_mode = AuthMode::Ststoken;
+        cgs.spec.credentials.auth_mode = AuthMode::StsToken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
         let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
         assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
