@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use iotsub_aliyun::AuthMode;
-use iotsub_crds::{ConsumerGroupSubscription, SinkKind};
+use iotsub_crds::{ConsumerGroupSubscription, DEFAULT_CLIENT_CAP, DeadLetterKind, SinkKind};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
+            PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -36,6 +36,9 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 45;
 pub const MIN_READY_SECONDS: i32 = 5;
 /// The user of distroless `nonroot` images.
 pub const RUN_AS_USER: i64 = 65532;
+/// Where the `sink.http.headersFrom` Secret is mounted (the worker's `--sink-headers-dir`).
+pub const SINK_HEADERS_DIR: &str = "/var/run/iotsub/sink-headers";
+const SINK_HEADERS_VOLUME: &str = "sink-headers";
 
 fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(INSTANCE_LABEL.into(), name.into()), (NAME_LABEL.into(), WORKER_NAME.into())])
@@ -101,6 +104,7 @@ fn unstamped_deployment(
     let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
     let mut annotations = spec.worker.pod_annotations.clone();
     annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash.into());
+    let (volumes, mounts) = sink_headers(cgs).map_or((None, None), |(volume, mount)| (Some(vec![volume]), Some(vec![mount])));
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
         period_seconds: Some(period),
@@ -145,6 +149,7 @@ fn unstamped_deployment(
                     }),
                     node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
                     tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
+                    volumes,
                     containers: vec![Container {
                         name: "worker".into(),
                         image: Some(image.into()),
@@ -158,6 +163,7 @@ fn unstamped_deployment(
                         readiness_probe: Some(probe("/readyz", 5, 3)),
                         liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe("/healthz", 10, 3) }),
                         resources: spec.worker.resources.clone(),
+                        volume_mounts: mounts,
                         security_context: Some(SecurityContext {
                             allow_privilege_escalation: Some(false),
                             read_only_root_filesystem: Some(true),
@@ -221,6 +227,8 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
         value("IOTSUB_CONNECTIONS", spec.connection.connections_per_pod.to_string()),
         value("IOTSUB_IDLE_TIMEOUT_MS", spec.connection.idle_timeout_ms.to_string()),
         value("IOTSUB_CREDIT", spec.connection.credit.to_string()),
+        value("IOTSUB_MAX_MESSAGE_BYTES", spec.connection.max_message_bytes.to_string()),
+        value("IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE", reconnect_attempts_per_minute(cgs).to_string()),
     ]);
     match spec.sink.kind {
         SinkKind::Log => env.push(value("IOTSUB_SINK", "log".into())),
@@ -229,10 +237,49 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
             if let Some(http) = &spec.sink.http {
                 env.push(value("IOTSUB_SINK_URL", http.url.clone()));
                 env.push(value("IOTSUB_SINK_TIMEOUT_MS", (i64::from(http.timeout_seconds) * 1000).to_string()));
+                if http.headers_from.is_some() {
+                    env.push(value("IOTSUB_SINK_HEADERS_DIR", SINK_HEADERS_DIR.into()));
+                }
             }
         }
     }
+    env.push(value("IOTSUB_DEAD_LETTER", spec.sink.dead_letter.kind.as_str().into()));
+    if spec.sink.dead_letter.kind == DeadLetterKind::Http {
+        env.push(value("IOTSUB_DEAD_LETTER_URL", spec.sink.dead_letter.url.clone()));
+    }
+    env.push(value("IOTSUB_MAX_DELIVERIES", spec.sink.max_deliveries.to_string()));
     env
+}
+
+/// The platform allows this many connection attempts per minute per consumer group, shared by
+/// all its clients; 10 of its 100 are left to other consumers of the group.
+const GROUP_ATTEMPTS_PER_MINUTE: i32 = 90;
+
+/// One pod's share of the group's reconnect budget: its clients' part of the most clients the
+/// group can have (the client cap), at least 1, so the cap's clients reconnecting after an outage
+/// stay under the platform's limit together. A fixed figure (not the clients connected now), so
+/// the pods do not roll whenever the group's client count changes.
+fn reconnect_attempts_per_minute(cgs: &ConsumerGroupSubscription) -> i32 {
+    let clients = cgs.spec.autoscaling.as_ref().map_or(DEFAULT_CLIENT_CAP, |a| a.client_cap).max(1);
+    let per_pod = GROUP_ATTEMPTS_PER_MINUTE * cgs.spec.connection.connections_per_pod.max(1) / clients;
+    per_pod.max(1)
+}
+
+/// The sink's request headers from `sink.http.headersFrom`, one file per header.
+fn sink_headers(cgs: &ConsumerGroupSubscription) -> Option<(Volume, VolumeMount)> {
+    let headers_from = cgs.spec.sink.http.as_ref()?.headers_from.as_ref()?;
+    let volume = Volume {
+        name: SINK_HEADERS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(headers_from.secret_name.clone()),
+            optional: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mount =
+        VolumeMount { name: SINK_HEADERS_VOLUME.into(), mount_path: SINK_HEADERS_DIR.into(), read_only: Some(true), ..Default::default() };
+    Some((volume, mount))
 }
 
 #[cfg(test)]
@@ -306,6 +353,50 @@ mod tests {
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
         assert_eq!(env["IOTSUB_SINK_TIMEOUT_MS"].value.as_deref(), Some("5000"));
+    }
+
+    #[test]
+    fn sink_delivery_settings_reach_the_worker() {
+        let mut cgs = fixtures::subscription();
+        let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
+        let value = |env: &BTreeMap<String, EnvVar>, name: &str| env.get(name).and_then(|e| e.value.clone());
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("log"), "nothing dropped without a record by default");
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL"), None);
+        assert_eq!(value(&env, "IOTSUB_MAX_DELIVERIES").as_deref(), Some("10"));
+        assert_eq!(value(&env, "IOTSUB_MAX_MESSAGE_BYTES").as_deref(), Some("1048576"));
+        assert_eq!(value(&env, "IOTSUB_SINK_HEADERS_DIR"), None);
+        cgs.spec.sink = serde_json::from_value(serde_json::json!({
+            "type": "http",
+            "http": {"url": "https://hooks.example/iot", "headersFrom": {"secretName": "sink-auth"}},
+            "deadLetter": {"type": "http", "url": "https://hooks.example/dead"},
+            "maxDeliveries": 3,
+        }))
+        .unwrap();
+        let d = deployment(&cgs, 2, false, "h", "img");
+        let env = env_of(&d);
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("http"));
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL").as_deref(), Some("https://hooks.example/dead"));
+        assert_eq!(value(&env, "IOTSUB_MAX_DELIVERIES").as_deref(), Some("3"));
+        assert_eq!(value(&env, "IOTSUB_SINK_HEADERS_DIR").as_deref(), Some(SINK_HEADERS_DIR));
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let volume = &pod.volumes.unwrap()[0];
+        assert_eq!(volume.secret.as_ref().and_then(|s| s.secret_name.as_deref()), Some("sink-auth"));
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!((mount.name.as_str(), mount.mount_path.as_str(), mount.read_only), (volume.name.as_str(), SINK_HEADERS_DIR, Some(true)));
+    }
+
+    #[test]
+    fn each_pod_gets_its_share_of_the_groups_reconnect_budget() {
+        // (clientCap, connections per pod) → attempts per minute per pod
+        let cases =
+            [(None, 1, 1), (Some(64), 1, 1), (Some(64), 4, 5), (Some(10), 1, 9), (Some(10), 2, 18), (Some(128), 1, 1), (Some(1), 1, 90)];
+        for (cap, connections, attempts) in cases {
+            let mut cgs = fixtures::subscription();
+            cgs.spec.connection.connections_per_pod = connections;
+            cgs.spec.autoscaling = cap.map(|client_cap| iotsub_crds::Autoscaling { client_cap, ..Default::default() });
+            let env = env_of(&deployment(&cgs, 1, false, "h", "img"));
+            assert_eq!(env["IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE"].value, Some(attempts.to_string()), "cap {cap:?}, {connections} per pod");
+        }
     }
 
     #[test]
