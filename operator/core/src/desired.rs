@@ -64,7 +64,8 @@ pub(crate) fn deployment(
     credentials_hash: &str,
     default_image: &str,
 ) -> Deployment {
-    let mut deployment = unstamped_deployment(cgs, replicas, paused, credentials_hash, default_image);
+    let image = if cgs.spec.worker.image.is_empty() { default_image } else { &cgs.spec.worker.image };
+    let mut deployment = unstamped_deployment(cgs, &Pods { replicas, paused, credentials_hash, image });
     let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
     let hash = short_hex(&<sha2::Sha256 as sha2::Digest>::digest(&text));
     deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
@@ -92,16 +93,18 @@ pub(crate) fn is_current(observed: &Deployment, wanted: &Deployment) -> bool {
         && annotations(&want.template).iter().all(|(k, v)| have_annotations.get(k) == Some(v))
 }
 
-fn unstamped_deployment(
-    cgs: &ConsumerGroupSubscription,
+/// What a reconcile decides about the pods; the rest of the Deployment follows from the spec.
+struct Pods<'a> {
     replicas: i32,
     paused: bool,
-    credentials_hash: &str,
-    default_image: &str,
-) -> Deployment {
+    credentials_hash: &'a str,
+    image: &'a str,
+}
+
+fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Deployment {
+    let Pods { replicas, paused, credentials_hash, image } = *pods;
     let name = cgs.name_any();
     let spec = &cgs.spec;
-    let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
     let mut annotations = spec.worker.pod_annotations.clone();
     annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash.into());
     let (volumes, mounts) = sink_headers(cgs).map_or((None, None), |(volume, mount)| (Some(vec![volume]), Some(vec![mount])));

@@ -10,7 +10,7 @@
 //!   condition) and [`events`].
 
 pub mod autoscale;
-pub mod conditions;
+mod conditions;
 pub mod decide;
 mod desired;
 pub mod events;

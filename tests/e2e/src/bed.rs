@@ -59,6 +59,26 @@ impl Bed {
     }
 }
 
+/// An emulator configuration: the `demo` account, a `rotated` one to switch to, the legacy
+/// instance with `DEFAULT_GROUP`, after `limits` (a TOML `[limits]` table, or nothing).
+pub fn emulator_config(limits: &str) -> String {
+    format!(
+        r#"{limits}
+[[accounts]]
+access_key_id = "demo"
+access_key_secret = "demo-secret"
+
+[[accounts]]
+access_key_id = "rotated"
+access_key_secret = "rotated-secret"
+
+[[instances]]
+id = ""
+consumer_groups = ["DEFAULT_GROUP"]
+"#
+    )
+}
+
 /// The arguments of an operator that watches only `ns`, without leader election.
 pub fn operator_args(ns: &TestNamespace) -> [&str; 4] {
     ["--watch-namespace", &ns.name, "--leader-election", "false"]

@@ -16,7 +16,7 @@ use std::{
 
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_e2e::{
-    Bed, holds_for,
+    Bed, bed, holds_for,
     subscription::{self, pod_names, wait_status},
     workspace_root,
 };
@@ -38,25 +38,7 @@ const POLL_SECONDS: u64 = 2;
 const TOPIC: &str = "/a1demo/meter/thing/event/property/post";
 
 fn emulator_config() -> String {
-    format!(
-        r#"
-[limits]
-client_cap_per_group = {CAP}
-stacked_rate_per_group = 1000
-
-[[accounts]]
-access_key_id = "demo"
-access_key_secret = "demo-secret"
-
-[[accounts]]
-access_key_id = "rotated"
-access_key_secret = "rotated-secret"
-
-[[instances]]
-id = ""
-consumer_groups = ["DEFAULT_GROUP"]
-"#
-    )
+    bed::emulator_config(&format!("[limits]\nclient_cap_per_group = {CAP}\nstacked_rate_per_group = 1000\n"))
 }
 
 fn manifest(emulator: &Emulator, sink_url: &str) -> Value {

@@ -6,6 +6,7 @@ use std::{collections::BTreeSet, time::Duration};
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_e2e::{
     Bed,
+    bed::emulator_config,
     cluster::kubectl,
     subscription::{self, all_connected, emulator_clients, pod_names, selector, wait_status},
     workspace_root,
@@ -19,21 +20,6 @@ use kube::{
     Api,
     api::{DeleteParams, ListParams},
 };
-
-/// The `demo` account, and the `rotated` one a rotation switches to.
-const EMULATOR: &str = r#"
-[[accounts]]
-access_key_id = "demo"
-access_key_secret = "demo-secret"
-
-[[accounts]]
-access_key_id = "rotated"
-access_key_secret = "rotated-secret"
-
-[[instances]]
-id = ""
-consumer_groups = ["DEFAULT_GROUP"]
-"#;
 
 fn worker_log(ns: &str, pod: &str) -> String {
     std::fs::read_to_string(workspace_root().join(format!("target/localkube/logs/{ns}_{pod}_worker.log"))).unwrap_or_default()
@@ -50,7 +36,7 @@ fn template_hash(d: &Deployment) -> Option<String> {
 
 #[tokio::test]
 async fn workers_connect_as_their_pods_and_messages_reach_the_log_sink() -> anyhow::Result<()> {
-    let bed = Bed::start("e2e-life", EMULATOR).await?;
+    let bed = Bed::start("e2e-life", &emulator_config("")).await?;
     let status = bed.subscribe("orders", 2).await?;
     let first_pods = pod_names(&bed.ns, "orders").await;
     let status_pods: BTreeSet<String> = status.clients.iter().map(|c| c.pod.clone()).collect();
@@ -70,7 +56,7 @@ async fn workers_connect_as_their_pods_and_messages_reach_the_log_sink() -> anyh
 
 #[tokio::test]
 async fn kubectl_scale_writes_the_replicas_through_the_scale_subresource() -> anyhow::Result<()> {
-    let bed = Bed::start("e2e-scale-sub", EMULATOR).await?;
+    let bed = Bed::start("e2e-scale-sub", &emulator_config("")).await?;
     bed.subscribe("orders", 2).await?;
     let scaled = std::process::Command::new(kubectl())
         .args(["-n", &bed.ns.name, "scale", "cgs/orders", "--replicas=3"])
@@ -89,7 +75,7 @@ async fn kubectl_scale_writes_the_replicas_through_the_scale_subresource() -> an
 
 #[tokio::test]
 async fn rotating_the_secret_rolls_the_pods_onto_the_new_key() -> anyhow::Result<()> {
-    let bed = Bed::start("e2e-rotate", EMULATOR).await?;
+    let bed = Bed::start("e2e-rotate", &emulator_config("")).await?;
     bed.subscribe("orders", 3).await?;
     let before_rotation = pod_names(&bed.ns, "orders").await;
     let deployments: Api<Deployment> = bed.ns.api();
@@ -113,7 +99,7 @@ async fn rotating_the_secret_rolls_the_pods_onto_the_new_key() -> anyhow::Result
 
 #[tokio::test]
 async fn an_operator_restarted_mid_way_converges_without_duplicate_children() -> anyhow::Result<()> {
-    let mut bed = Bed::start("e2e-restart", EMULATOR).await?;
+    let mut bed = Bed::start("e2e-restart", &emulator_config("")).await?;
     bed.subscribe("orders", 3).await?;
     bed.kill_operator().await?;
     subscription::apply(&bed.ns, &subscription::manifest("orders", &bed.emulator, 2)).await?; // the spec changes while it is down
@@ -139,7 +125,7 @@ async fn an_operator_restarted_mid_way_converges_without_duplicate_children() ->
 
 #[tokio::test]
 async fn deleting_the_subscription_removes_the_workers_and_their_clients() -> anyhow::Result<()> {
-    let bed = Bed::start("e2e-delete", EMULATOR).await?;
+    let bed = Bed::start("e2e-delete", &emulator_config("")).await?;
     bed.subscribe("orders", 2).await?;
     let subscriptions: Api<ConsumerGroupSubscription> = bed.ns.api();
     subscriptions.delete("orders", &DeleteParams::foreground()).await?;
