@@ -142,3 +142,22 @@ async fn deleting_the_subscription_removes_the_workers_and_their_clients() -> an
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hand_edit_of_the_deployment_is_undone() -> anyhow::Result<()> {
+    let bed = Bed::start("e2e-hand", &emulator_config("")).await?;
+    bed.subscribe("orders", 2).await?;
+    let scaled = std::process::Command::new(kubectl())
+        .args(["-n", &bed.ns.name, "scale", "deployment/orders", "--replicas=4"])
+        .env("KUBECONFIG", &bed.cluster.kubeconfig)
+        .output()?;
+    assert!(scaled.status.success(), "kubectl scale: {}", String::from_utf8_lossy(&scaled.stderr));
+    let deployments: Api<Deployment> = bed.ns.api();
+    wait_until("the operator to put the Deployment back to 2 replicas", Duration::from_secs(20), || async {
+        let replicas = deployments.get("orders").await.ok()?.spec?.replicas;
+        (replicas == Some(2)).then_some(())
+    })
+    .await?;
+    wait_status(&bed.ns, "orders", "2 workers connected", Duration::from_secs(60), all_connected(2)).await?;
+    Ok(())
+}
