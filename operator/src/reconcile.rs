@@ -83,16 +83,20 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
         ask_platform(ctx, cgs, &mut observed, &mut memory, now).await;
     }
     let mut decision = decide(cgs, &observed, &memory, now, &ctx.worker_image);
+    // Remembered before anything can fail: the platform's answer and the autoscaler's
+    // recommendation stand even when the apply does not go through.
+    ctx.memories.put(key.clone(), decision.memory.clone());
     if let Some(deployment) = &decision.deployment {
         apply::deployment(&ctx.client, deployment).await.map_err(Error::ApplyDeployment)?;
     }
+    let mut memory = decision.memory.clone();
     if !platform_first(cgs) && ask_platform(ctx, cgs, &mut observed, &mut memory, now).await {
         // Asked after the apply, so a slow OpenAPI never delays the workers; its answer cannot
         // change the Deployment (no autoscaling), only the status and Events.
         decision = Decision { deployment: None, ..decide(cgs, &observed, &memory, now, &ctx.worker_image) };
+        ctx.memories.put(key, decision.memory.clone());
     }
     log_notes(cgs, &decision.notes);
-    ctx.memories.put(key, decision.memory);
     ctx.metrics.observe_subscription(cgs, decision.status.as_ref().or(cgs.status.as_ref()));
     if let Some(status) = &decision.status {
         apply::status(&ctx.client, cgs, status).await.map_err(Error::WriteStatus)?;
@@ -231,5 +235,18 @@ mod tests {
         let (result, ctx) = reconcile_in(&world, Scenario(vec![])).await;
         assert_eq!(result.expect("reconciled"), Action::await_change());
         assert_eq!(ctx.memories.get(&ObjectRef::from_obj(&world.cgs)), Memory::default());
+    }
+
+    #[tokio::test]
+    async fn what_a_failed_reconcile_learned_is_remembered() {
+        let mut cgs = subscription();
+        cgs.spec.autoscaling = Some(iotsub_crds::Autoscaling { target_backlog_per_replica: 100, ..Default::default() });
+        let mut world = World::new(cgs);
+        world.backlog = 300;
+        world.ask_platform();
+        let (result, ctx) = reconcile_in(&world, Scenario(vec![(ApplyDeployment, Fail)])).await;
+        assert!(matches!(result, Err(Error::ApplyDeployment(_))), "{result:?}");
+        let memory = ctx.memories.get(&ObjectRef::from_obj(&world.cgs));
+        assert_eq!(memory.recent.observed_since(), Some(now()), "the autoscaler's recommendation counts for its window");
     }
 }
