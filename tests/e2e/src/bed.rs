@@ -46,6 +46,17 @@ impl Bed {
         wait_status(&self.ns, name, &what, Duration::from_secs(90), all_connected(replicas)).await
     }
 
+    /// Runs `kubectl -n <namespace> <args>` and fails with its stderr.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<()> {
+        let output = std::process::Command::new(crate::cluster::kubectl())
+            .args(["-n", &self.ns.name])
+            .args(args)
+            .env("KUBECONFIG", &self.cluster.kubeconfig)
+            .output()?;
+        anyhow::ensure!(output.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+        Ok(())
+    }
+
     /// Kills the operator with SIGKILL (no goodbye) and waits until it is gone.
     pub async fn kill_operator(&mut self) -> anyhow::Result<()> {
         self.operator.process.signal(nix::sys::signal::Signal::SIGKILL)?;

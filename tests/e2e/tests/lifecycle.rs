@@ -7,7 +7,6 @@ use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_e2e::{
     Bed,
     bed::emulator_config,
-    cluster::kubectl,
     subscription::{self, all_connected, emulator_clients, pod_names, selector, wait_status},
     workspace_root,
 };
@@ -58,11 +57,7 @@ async fn workers_connect_as_their_pods_and_messages_reach_the_log_sink() -> anyh
 async fn kubectl_scale_writes_the_replicas_through_the_scale_subresource() -> anyhow::Result<()> {
     let bed = Bed::start("e2e-scale-sub", &emulator_config("")).await?;
     bed.subscribe("orders", 2).await?;
-    let scaled = std::process::Command::new(kubectl())
-        .args(["-n", &bed.ns.name, "scale", "cgs/orders", "--replicas=3"])
-        .env("KUBECONFIG", &bed.cluster.kubeconfig)
-        .output()?;
-    assert!(scaled.status.success(), "kubectl scale: {}", String::from_utf8_lossy(&scaled.stderr));
+    bed.kubectl(&["scale", "cgs/orders", "--replicas=3"])?;
     let status = wait_status(&bed.ns, "orders", "3 workers connected", Duration::from_secs(60), all_connected(3)).await?;
     assert_eq!((status.desired_replicas, status.replicas), (3, 3));
     assert!(status.last_scale_time.is_some());
@@ -147,11 +142,7 @@ async fn deleting_the_subscription_removes_the_workers_and_their_clients() -> an
 async fn a_hand_edit_of_the_deployment_is_undone() -> anyhow::Result<()> {
     let bed = Bed::start("e2e-hand", &emulator_config("")).await?;
     bed.subscribe("orders", 2).await?;
-    let scaled = std::process::Command::new(kubectl())
-        .args(["-n", &bed.ns.name, "scale", "deployment/orders", "--replicas=4"])
-        .env("KUBECONFIG", &bed.cluster.kubeconfig)
-        .output()?;
-    assert!(scaled.status.success(), "kubectl scale: {}", String::from_utf8_lossy(&scaled.stderr));
+    bed.kubectl(&["scale", "deployment/orders", "--replicas=4"])?;
     let deployments: Api<Deployment> = bed.ns.api();
     wait_until("the operator to put the Deployment back to 2 replicas", Duration::from_secs(20), || async {
         let replicas = deployments.get("orders").await.ok()?.spec?.replicas;
