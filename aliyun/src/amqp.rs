@@ -7,16 +7,22 @@
 
 use std::{fmt, str::FromStr};
 
+use iotsub_common::Secret;
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, hmac_sign};
 
 /// The platform's limit on a clientId.
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How a login is authorized: `aksign` (an account or a directly authorized RAM user signs with
+/// its AccessKey) or `ststoken` (a RAM user through a RAM role: the STS token is signed too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum AuthMode {
-    /// An account or a directly authorized RAM user signs with its AccessKey.
+    #[default]
     AkSign,
-    /// A RAM user through a RAM role: the STS token is signed too.
     StsToken,
 }
 
@@ -46,8 +52,12 @@ impl fmt::Display for AuthMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The HMAC of the SASL password.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum SignMethod {
+    #[default]
     HmacSha1,
     HmacSha256,
     HmacMd5,
@@ -85,21 +95,11 @@ impl fmt::Display for SignMethod {
 }
 
 /// An AccessKey pair, with the STS token of a RAM role when there is one.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
     pub id: String,
-    pub secret: String,
-    pub security_token: Option<String>,
-}
-
-impl fmt::Debug for AccessKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessKey")
-            .field("id", &self.id)
-            .field("secret", &"<redacted>")
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub secret: Secret<String>,
+    pub security_token: Option<Secret<String>>,
 }
 
 /// Who connects, to which consumer group, and how it signs.
@@ -113,24 +113,18 @@ pub struct Subscriber {
     pub sign_method: SignMethod,
 }
 
-/// A SASL PLAIN username and password, ready for one connection attempt.
-#[derive(Clone, PartialEq, Eq)]
+/// A SASL PLAIN username and password, ready for one connection attempt. The username carries
+/// the STS token in ststoken mode, so neither half is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedLogin {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for SignedLogin {
-    // The username carries the STS token in ststoken mode, so neither half is shown.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SignedLogin { <redacted> }")
-    }
+    pub username: Secret<String>,
+    pub password: Secret<String>,
 }
 
 /// Signs a login for `timestamp_ms`. Call it afresh at every connection attempt.
 pub fn sign_login(subscriber: &Subscriber, key: &AccessKey, timestamp_ms: u64) -> Result<SignedLogin, Error> {
     let security_token = match (subscriber.auth_mode, &key.security_token) {
-        (AuthMode::StsToken, Some(token)) if !token.is_empty() => Some(token.clone()),
+        (AuthMode::StsToken, Some(token)) if !token.expose().is_empty() => Some(token.clone()),
         (AuthMode::StsToken, _) => return Err(Error::SecurityTokenMissing),
         (AuthMode::AkSign, _) => None,
     };
@@ -145,12 +139,12 @@ pub fn sign_login(subscriber: &Subscriber, key: &AccessKey, timestamp_ms: u64) -
         security_token,
     };
     username.validate()?;
-    let password = username.password(&key.secret);
-    Ok(SignedLogin { username: username.to_string(), password })
+    let password = username.password(key.secret.expose());
+    Ok(SignedLogin { username: username.to_string().into(), password: password.into() })
 }
 
 /// A parsed username. The key=value pairs may come in any order.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username {
     pub client_id: String,
     pub auth_mode: AuthMode,
@@ -160,29 +154,14 @@ pub struct Username {
     pub auth_id: String,
     pub instance_id: Option<String>,
     pub consumer_group_id: String,
-    pub security_token: Option<String>,
-}
-
-impl fmt::Debug for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Username")
-            .field("client_id", &self.client_id)
-            .field("auth_mode", &self.auth_mode)
-            .field("sign_method", &self.sign_method)
-            .field("timestamp", &self.timestamp)
-            .field("auth_id", &self.auth_id)
-            .field("instance_id", &self.instance_id)
-            .field("consumer_group_id", &self.consumer_group_id)
-            .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub security_token: Option<Secret<String>>,
 }
 
 impl Username {
     /// `authId=…[&securityToken=…]&timestamp=…`: the signed keys, sorted by name.
     pub fn string_to_sign(&self) -> String {
         match &self.security_token {
-            Some(token) => format!("authId={}&securityToken={}&timestamp={}", self.auth_id, token, self.timestamp),
+            Some(token) => format!("authId={}&securityToken={}&timestamp={}", self.auth_id, token.expose(), self.timestamp),
             None => format!("authId={}&timestamp={}", self.auth_id, self.timestamp),
         }
     }
@@ -221,7 +200,7 @@ impl Username {
             ("authId", Some(&self.auth_id)),
             ("consumerGroupId", Some(&self.consumer_group_id)),
             ("iotInstanceId", self.instance_id.as_ref()),
-            ("securityToken", self.security_token.as_ref()),
+            ("securityToken", self.security_token.as_ref().map(Secret::expose)),
         ] {
             if value.is_some_and(|v| v.contains([',', '|'])) || (name != "securityToken" && value.is_some_and(|v| v.contains('='))) {
                 return Err(Error::ReservedCharacter(name));
@@ -268,7 +247,7 @@ impl FromStr for Username {
             auth_id: fields.auth_id.ok_or(Error::MissingField("authId"))?,
             instance_id: fields.instance_id.filter(|v| !v.is_empty()),
             consumer_group_id: fields.consumer_group_id.ok_or(Error::MissingField("consumerGroupId"))?,
-            security_token: fields.security_token.filter(|v| !v.is_empty()),
+            security_token: fields.security_token.filter(|v| !v.is_empty()).map(Secret::new),
         };
         username.validate()?;
         Ok(username)
@@ -287,7 +266,7 @@ impl fmt::Display for Username {
         }
         write!(f, ",consumerGroupId={}", self.consumer_group_id)?;
         if let Some(token) = &self.security_token {
-            write!(f, ",securityToken={token}")?;
+            write!(f, ",securityToken={}", token.expose())?;
         }
         f.write_str("|")
     }
@@ -349,7 +328,7 @@ mod tests {
     }
 
     fn key(token: Option<&str>) -> AccessKey {
-        AccessKey { id: ID.into(), secret: SECRET.into(), security_token: token.map(Into::into) }
+        AccessKey { id: ID.into(), secret: SECRET.to_owned().into(), security_token: token.map(|t| t.to_owned().into()) }
     }
 
     /// PLATFORM.md's known answers.
@@ -361,16 +340,16 @@ mod tests {
             (SignMethod::HmacMd5, "TDOW8wRiI1y+mZzqlfJhPQ=="),
         ] {
             let login = sign_login(&subscriber(AuthMode::AkSign, method), &key(None), TS).unwrap();
-            assert_eq!(login.password, expected, "{method}");
+            assert_eq!(login.password.expose(), expected, "{method}");
         }
         let sts = sign_login(&subscriber(AuthMode::StsToken, SignMethod::HmacSha1), &key(Some("STS.demoToken")), TS).unwrap();
-        assert_eq!(sts.password, "/lRfnA4xQepNd4yT0cH1N26gwA0=");
+        assert_eq!(sts.password.expose(), "/lRfnA4xQepNd4yT0cH1N26gwA0=");
     }
 
     #[test]
     fn string_to_sign_sorts_keys() {
         let sts = sign_login(&subscriber(AuthMode::StsToken, SignMethod::HmacSha1), &key(Some("STS.demoToken")), TS).unwrap();
-        let parsed: Username = sts.username.parse().unwrap();
+        let parsed: Username = sts.username.expose().parse().unwrap();
         assert_eq!(parsed.string_to_sign(), "authId=LTAI5tDemoKey&securityToken=STS.demoToken&timestamp=1573489088171");
     }
 
@@ -380,16 +359,16 @@ mod tests {
             for method in SignMethod::ALL {
                 let key = key((mode == AuthMode::StsToken).then_some("STS.tok/en+with=padding=="));
                 let login = sign_login(&subscriber(mode, method), &key, TS).unwrap();
-                let parsed: Username = login.username.parse().unwrap();
+                let parsed: Username = login.username.expose().parse().unwrap();
                 assert_eq!(parsed.auth_mode, mode);
                 assert_eq!(parsed.sign_method, method);
                 assert_eq!(parsed.client_id, "worker-0");
                 assert_eq!(parsed.instance_id.as_deref(), Some("iot-cn-test"));
                 assert_eq!(parsed.timestamp_ms(), TS);
                 assert_eq!(parsed.security_token, key.security_token);
-                parsed.verify_password(&login.password, SECRET).unwrap();
-                assert_eq!(parsed.verify_password(&login.password, "other"), Err(Error::SignatureMismatch));
-                assert_eq!(parsed.to_string(), login.username);
+                parsed.verify_password(login.password.expose(), SECRET).unwrap();
+                assert_eq!(parsed.verify_password(login.password.expose(), "other"), Err(Error::SignatureMismatch));
+                assert_eq!(&parsed.to_string(), login.username.expose());
             }
         }
     }
@@ -450,9 +429,12 @@ mod tests {
     #[test]
     fn debug_output_hides_secrets() {
         let login = sign_login(&subscriber(AuthMode::StsToken, SignMethod::HmacSha1), &key(Some("STS.secretToken")), TS).unwrap();
-        let parsed: Username = login.username.parse().unwrap();
+        let parsed: Username = login.username.expose().parse().unwrap();
         for shown in [format!("{login:?}"), format!("{parsed:?}"), format!("{:?}", key(Some("STS.secretToken")))] {
-            assert!(!shown.contains("STS.secretToken") && !shown.contains(SECRET) && !shown.contains(&login.password), "{shown}");
+            assert!(
+                !shown.contains("STS.secretToken") && !shown.contains(SECRET) && !shown.contains(login.password.expose().as_str()),
+                "{shown}"
+            );
         }
     }
 }

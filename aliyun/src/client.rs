@@ -9,41 +9,11 @@ use std::{
 
 use time::OffsetDateTime;
 
-use crate::{
-    amqp::AccessKey,
-    consumer_group::{ConsumerGroupStatus, GatewayError},
-    openapi,
-};
+pub use crate::answer::{CallError, is_credential_code, is_transient, parse_answer};
+use crate::{amqp::AccessKey, consumer_group::ConsumerGroupStatus, openapi};
 
 /// The platform's OpenAPI rate: calls per second per AccessKey.
 pub const CALLS_PER_SECOND: f64 = 5.0;
-
-/// Why a call gave no answer. Messages never carry the secret or the token.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum CallError {
-    #[error("the local rate limiter for this AccessKey has no call left (5 calls/s)")]
-    Throttled,
-    #[error("OpenAPI endpoint unreachable: {0}")]
-    Unreachable(String),
-    /// The gateway refused the credentials or the signature (`InvalidAccessKeyId.NotFound`,
-    /// `SignatureDoesNotMatch`, `Forbidden…`).
-    #[error("credentials refused: {code}: {message}")]
-    Refused { code: String, message: String },
-    /// Any other gateway error or `Success: false` (e.g. an unknown consumer group, throttling).
-    #[error("{code}: {message}")]
-    Platform { code: String, message: String },
-    #[error("unreadable answer (HTTP {status}): {detail}")]
-    Decode { status: u16, detail: String },
-}
-
-/// Which gateway codes mean "these credentials are not accepted".
-pub fn is_credential_code(code: &str) -> bool {
-    code.starts_with("InvalidAccessKeyId")
-        || code.starts_with("SignatureDoesNotMatch")
-        || code.starts_with("InvalidSecurityToken")
-        || code.starts_with("Forbidden")
-        || code == "IncompleteSignature"
-}
 
 /// A token bucket per AccessKey id.
 #[derive(Debug)]
@@ -89,18 +59,6 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy { attempts: 3, first_backoff: Duration::from_millis(250) }
-    }
-}
-
-/// Whether trying the same call again may give an answer.
-pub fn is_transient(error: &CallError) -> bool {
-    match error {
-        CallError::Unreachable(_) => true,
-        CallError::Decode { status, .. } => *status >= 500,
-        CallError::Platform { code, .. } => {
-            code.starts_with("Throttling") || code.starts_with("ServiceUnavailable") || code.starts_with("InternalError")
-        }
-        CallError::Throttled | CallError::Refused { .. } => false,
     }
 }
 
@@ -153,7 +111,7 @@ impl OpenApiClient {
             match self.query_once(target, instance_id, group_id).await {
                 Err(error) if is_transient(&error) && attempt < self.retry.attempts => {
                     last = error;
-                    tokio::time::sleep(jittered(backoff)).await;
+                    tokio::time::sleep(iotsub_common::jitter::equal_random(backoff)).await;
                     backoff *= 2;
                 }
                 result => return result,
@@ -175,32 +133,16 @@ impl OpenApiClient {
             params.insert("IotInstanceId".into(), instance.into());
         }
         if let Some(token) = &target.access_key.security_token {
-            params.insert("SecurityToken".into(), token.clone());
+            params.insert("SecurityToken".into(), token.expose().clone());
         }
-        let url = format!("{}/?{}", target.base_url.trim_end_matches('/'), openapi::signed_query(&params, &target.access_key.secret));
+        let url =
+            format!("{}/?{}", target.base_url.trim_end_matches('/'), openapi::signed_query(&params, target.access_key.secret.expose()));
         // reqwest's error text includes the URL, which carries the signature and maybe the token.
         let response = self.http.get(url).send().await.map_err(|e| CallError::Unreachable(describe(&e)))?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| CallError::Unreachable(describe(&e)))?;
         parse_answer(status, &body)
     }
-}
-
-/// Turns an HTTP answer into a status or the error it says.
-pub fn parse_answer(status: u16, body: &[u8]) -> Result<ConsumerGroupStatus, CallError> {
-    if !(200..300).contains(&status) {
-        let gateway: GatewayError = serde_json::from_slice(body).map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
-        return Err(if is_credential_code(&gateway.code) {
-            CallError::Refused { code: gateway.code, message: gateway.message }
-        } else {
-            CallError::Platform { code: gateway.code, message: gateway.message }
-        });
-    }
-    let answer: ConsumerGroupStatus = serde_json::from_slice(body).map_err(|e| CallError::Decode { status, detail: e.to_string() })?;
-    if !answer.success {
-        return Err(CallError::Platform { code: answer.code.unwrap_or_default(), message: answer.error_message.unwrap_or_default() });
-    }
-    Ok(answer)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -216,12 +158,6 @@ fn describe(e: &reqwest::Error) -> String {
         Some(host) => format!("{kind} ({host})"),
         None => kind.to_owned(),
     }
-}
-
-/// Between half and the whole of `backoff`, so clients that failed together retry apart.
-fn jittered(backoff: Duration) -> Duration {
-    let nanos = OffsetDateTime::now_utc().nanosecond();
-    backoff.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
 }
 
 fn nonce() -> String {
@@ -244,31 +180,5 @@ mod tests {
         assert!(limiter.try_acquire_at("b", t0), "another key has its own budget");
         assert!(!limiter.try_acquire_at("a", t0 + Duration::from_millis(100)));
         assert!(limiter.try_acquire_at("a", t0 + Duration::from_millis(250)));
-    }
-
-    #[test]
-    fn only_transient_failures_are_retried() {
-        let platform = |code: &str| CallError::Platform { code: code.into(), message: String::new() };
-        assert!(is_transient(&CallError::Unreachable("timed out".into())));
-        assert!(is_transient(&CallError::Decode { status: 503, detail: String::new() }));
-        assert!(is_transient(&platform("Throttling.User")));
-        assert!(is_transient(&platform("ServiceUnavailable")));
-        assert!(!is_transient(&CallError::Decode { status: 200, detail: String::new() }));
-        assert!(!is_transient(&platform("iot.consumergroup.NotExistedConsumerGroup")));
-        assert!(!is_transient(&CallError::Refused { code: "SignatureDoesNotMatch".into(), message: String::new() }));
-        assert!(!is_transient(&CallError::Throttled), "our own limiter: the caller tries later");
-    }
-
-    #[test]
-    fn answers_become_status_or_typed_errors() {
-        let ok = br#"{"RequestId":"r","Success":true,"AccumulationCount":7}"#;
-        assert_eq!(parse_answer(200, ok).unwrap().accumulation_count, 7);
-        let refused = br#"{"RequestId":"r","HostId":"h","Code":"SignatureDoesNotMatch","Message":"bad"}"#;
-        assert!(matches!(parse_answer(400, refused), Err(CallError::Refused { .. })));
-        let throttled = br#"{"RequestId":"r","Code":"Throttling.User","Message":"slow down"}"#;
-        assert!(matches!(parse_answer(400, throttled), Err(CallError::Platform { .. })));
-        let failed = br#"{"RequestId":"r","Success":false,"Code":"iot.consumergroup.NotExistedConsumerGroup","ErrorMessage":"no"}"#;
-        assert!(matches!(parse_answer(200, failed), Err(CallError::Platform { code, .. }) if code.contains("NotExisted")));
-        assert!(matches!(parse_answer(502, b"<html>"), Err(CallError::Decode { status: 502, .. })));
     }
 }

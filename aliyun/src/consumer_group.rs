@@ -2,16 +2,28 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `QueryConsumerGroupStatus`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What every action answers besides its own fields; all of `ResetConsumerGroupPosition`'s answer,
+/// and the shape of a business error (`Success: false`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ConsumerGroupStatus {
+pub struct Envelope {
     pub request_id: String,
     pub success: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+}
+
+/// `ResetConsumerGroupPosition`: the envelope alone.
+pub type ActionResult = Envelope;
+
+/// `QueryConsumerGroupStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsumerGroupStatus {
+    #[serde(flatten)]
+    pub envelope: Envelope,
     /// Messages in the stacked queue.
     #[serde(default)]
     pub accumulation_count: i64,
@@ -53,8 +65,8 @@ pub struct ClientConnectionInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ConsumerGroupList {
-    pub request_id: String,
-    pub success: bool,
+    #[serde(flatten)]
+    pub envelope: Envelope,
     #[serde(default)]
     pub current_page: u32,
     #[serde(default)]
@@ -80,18 +92,6 @@ pub struct ConsumerGroupDto {
     pub group_name: String,
     /// e.g. `2020-05-29 11:37:56`.
     pub create_time: String,
-}
-
-/// `ResetConsumerGroupPosition`, and the business-error shape of every action.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ActionResult {
-    pub request_id: String,
-    pub success: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
 }
 
 /// What the API gateway answers (HTTP 4xx/5xx) when a request is refused before the action runs:
@@ -120,8 +120,10 @@ mod tests {
               {"ClientId":"w-0","ClientIpPort":"10.0.0.1:5000","OnlineTime":1590723476000,"RealTimeConsumeCountPerMinute":3}]}}"#;
         let status: ConsumerGroupStatus = serde_json::from_str(json).unwrap();
         assert_eq!(status.accumulation_count, 1200);
+        assert_eq!((status.envelope.request_id.as_str(), status.envelope.success), ("r", true));
         assert_eq!(status.client_connection_status_list.clients[0].client_id, "w-0");
         let back = serde_json::to_value(&status).unwrap();
         assert_eq!(back["ClientConnectionStatusList"]["ConsumerGroupClientConnectionInfo"][0]["OnlineTime"], 1590723476000i64);
+        assert_eq!((back["RequestId"].as_str(), back["Success"].as_bool()), (Some("r"), Some(true)), "the envelope is flat");
     }
 }

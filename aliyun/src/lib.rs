@@ -3,9 +3,11 @@
 //! - [`amqp`]: the server-side subscription's SASL PLAIN username and password: sign, parse, verify.
 //! - [`openapi`]: the RPC-style OpenAPI signature v1: sign and verify query parameters.
 //! - [`consumer_group`]: the JSON of `QueryConsumerGroupStatus` and friends.
+//! - [`answer`]: an OpenAPI answer as a status or a typed error.
 //! - `client` (feature `client`): the HTTP client of those actions, rate-limited per AccessKey.
 
 pub mod amqp;
+pub mod answer;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod consumer_group;
@@ -13,4 +15,5 @@ pub mod error;
 pub mod hmac_sign;
 pub mod openapi;
 
+pub use amqp::{AuthMode, SignMethod};
 pub use error::Error;

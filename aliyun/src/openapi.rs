@@ -31,7 +31,7 @@ pub fn format_timestamp(at: OffsetDateTime) -> String {
 }
 
 pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
-    time::PrimitiveDateTime::parse(text, TIMESTAMP_FORMAT).ok().map(|t| t.assume_utc())
+    time::PrimitiveDateTime::parse(text, TIMESTAMP_FORMAT).ok().map(time::PrimitiveDateTime::assume_utc)
 }
 
 /// The common parameters of an RPC call; add the action's own parameters, then [`sign`].

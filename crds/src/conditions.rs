@@ -28,7 +28,6 @@ pub mod reason {
     pub const ACCEPTED_BY_PLATFORM: &str = "AcceptedByPlatform";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
-    pub const CA_SECRET_NOT_FOUND: &str = "CASecretNotFound";
     pub const REFUSED_BY_PLATFORM: &str = "RefusedByPlatform";
     // BacklogAvailable
     pub const QUERIED: &str = "Queried";

@@ -9,8 +9,16 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Platform limit of clients of one consumer group (PLATFORM.md; another page says 128).
-pub const DEFAULT_CLIENT_CAP: i32 = 64;
+pub use iotsub_aliyun::{AuthMode, SignMethod};
+
+/// The platform's limit of clients of one consumer group (PLATFORM.md; another page says 128).
+/// A macro too, so the CRD's CEL rule is written with the same number.
+macro_rules! default_client_cap {
+    () => {
+        64
+    };
+}
+pub const DEFAULT_CLIENT_CAP: i32 = default_client_cap!();
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -40,9 +48,11 @@ pub const DEFAULT_CLIENT_CAP: i32 = 64;
 #[x_kube(validation = Rule::new(
     "!has(self.autoscaling) || !self.autoscaling.enabled || self.autoscaling.maxReplicas * self.connection.connectionsPerPod <= self.autoscaling.clientCap"
 ).message("autoscaling.maxReplicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".autoscaling.maxReplicas"))]
-#[x_kube(validation = Rule::new(
-    "(has(self.autoscaling) && self.autoscaling.enabled) || self.replicas * self.connection.connectionsPerPod <= (has(self.autoscaling) ? self.autoscaling.clientCap : 64)"
-).message("replicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".replicas"))]
+#[x_kube(validation = Rule::new(concat!(
+    "(has(self.autoscaling) && self.autoscaling.enabled) || self.replicas * self.connection.connectionsPerPod <= (has(self.autoscaling) ? self.autoscaling.clientCap : ",
+    default_client_cap!(),
+    ")"
+)).message("replicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".replicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerGroupSubscriptionSpec {
     pub endpoint: Endpoint,
@@ -118,42 +128,6 @@ pub struct Credentials {
     pub sign_method: SignMethod,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    #[default]
-    Aksign,
-    Ststoken,
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::Aksign => "aksign",
-            AuthMode::Ststoken => "ststoken",
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SignMethod {
-    #[default]
-    Hmacsha1,
-    Hmacsha256,
-    Hmacmd5,
-}
-
-impl SignMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignMethod::Hmacsha1 => "hmacsha1",
-            SignMethod::Hmacsha256 => "hmacsha256",
-            SignMethod::Hmacmd5 => "hmacmd5",
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
@@ -169,6 +143,10 @@ pub struct Connection {
     #[serde(default = "credit")]
     #[schemars(range(min = 1, max = 10000))]
     pub credit: i32,
+    /// The largest message the link accepts; a larger one becomes a dead letter.
+    #[serde(default = "max_message_bytes")]
+    #[schemars(range(min = 1024, max = 67_108_864))]
+    pub max_message_bytes: i64,
 }
 
 fn idle_timeout_ms() -> i32 {
@@ -179,9 +157,13 @@ fn credit() -> i32 {
     100
 }
 
+fn max_message_bytes() -> i64 {
+    1_048_576
+}
+
 impl Default for Connection {
     fn default() -> Self {
-        Connection { connections_per_pod: 1, idle_timeout_ms: idle_timeout_ms(), credit: credit() }
+        Connection { connections_per_pod: 1, idle_timeout_ms: idle_timeout_ms(), credit: credit(), max_message_bytes: max_message_bytes() }
     }
 }
 
@@ -249,7 +231,7 @@ impl Default for Autoscaling {
     }
 }
 
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.type != 'http' || (has(self.http) && has(self.http.url))").message("sink.http.url is required when sink.type is http").field_path(".http"))]
 #[serde(rename_all = "camelCase")]
 pub struct Sink {
@@ -257,6 +239,54 @@ pub struct Sink {
     pub kind: SinkKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSink>,
+    /// Where a message the sink refuses for good (or never takes) is recorded before it is
+    /// acknowledged.
+    #[serde(default)]
+    pub dead_letter: DeadLetter,
+    /// Deliveries of one messageId (across redeliveries) before it becomes a dead letter.
+    #[serde(default = "max_deliveries")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_deliveries: i32,
+}
+
+fn max_deliveries() -> i32 {
+    10
+}
+
+impl Default for Sink {
+    fn default() -> Self {
+        Sink { kind: SinkKind::default(), http: None, dead_letter: DeadLetter::default(), max_deliveries: max_deliveries() }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("self.type != 'http' || (has(self.url) && self.url != '')").message("sink.deadLetter.url is required when sink.deadLetter.type is http").field_path(".url"))]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// `log`: one JSON line with the whole message (payload base64) on the worker's stdout;
+    /// `http`: a CloudEvent to `url`.
+    #[serde(default, rename = "type")]
+    pub kind: DeadLetterKind,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[x_kube(validation = Rule::new("self == '' || self.startsWith('http://') || self.startsWith('https://')").message("sink.deadLetter.url must be an http(s) URL"))]
+    pub url: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterKind {
+    #[default]
+    Log,
+    Http,
+}
+
+impl DeadLetterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Log => "log",
+            DeadLetterKind::Http => "http",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -275,6 +305,16 @@ pub struct HttpSink {
     #[serde(default = "sink_timeout")]
     #[schemars(range(min = 1, max = 60))]
     pub timeout_seconds: i32,
+    /// A Secret of the namespace whose keys become request headers (e.g. `Authorization`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_from: Option<HeadersFrom>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadersFrom {
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
 }
 
 fn sink_timeout() -> i32 {
@@ -373,7 +413,8 @@ impl ConsumerGroupSubscriptionStatus {
 }
 
 impl ConsumerGroupSubscriptionSpec {
-    pub fn autoscaling_enabled(&self) -> bool {
-        self.autoscaling.as_ref().is_some_and(|a| a.enabled)
+    /// The autoscaling block when it is enabled: the autoscaler sets the replicas, not `replicas`.
+    pub fn enabled_autoscaling(&self) -> Option<&Autoscaling> {
+        self.autoscaling.as_ref().filter(|a| a.enabled)
     }
 }

@@ -111,7 +111,9 @@ impl Platform {
                 redacted_string_to_sign(&parsed)
             ));
         }
-        if parsed.auth_mode == AuthMode::StsToken && account.security_token.as_deref() != parsed.security_token.as_deref() {
+        if parsed.auth_mode == AuthMode::StsToken
+            && account.security_token.as_deref() != parsed.security_token.as_ref().map(|t| t.expose().as_str())
+        {
             return refuse(format!("securityToken of authId `{}` is not valid (expired or never issued)", parsed.auth_id));
         }
         let skew = self.limits.max_timestamp_skew_ms;
@@ -219,11 +221,11 @@ mod tests {
             sign_method: SignMethod::HmacSha256,
         };
         let signed = sign_login(&sub, key, epoch_ms() as u64).unwrap();
-        (signed.username, signed.password)
+        (signed.username.into_inner(), signed.password.into_inner())
     }
 
     fn demo() -> AccessKey {
-        AccessKey { id: "demo".into(), secret: "demo-secret".into(), security_token: None }
+        AccessKey { id: "demo".into(), secret: "demo-secret".to_owned().into(), security_token: None }
     }
 
     #[test]
@@ -241,7 +243,7 @@ mod tests {
         assert!(reason(&u, &pw).contains("unknown iotInstanceId `iot-404`"));
         let (u, pw) = login(None, "NOPE", &demo(), AuthMode::AkSign);
         assert!(reason(&u, &pw).contains("unknown consumerGroupId `NOPE`"));
-        let stranger = AccessKey { id: "who".into(), secret: "x".into(), security_token: None };
+        let stranger = AccessKey { id: "who".into(), secret: "x".to_owned().into(), security_token: None };
         let (u, pw) = login(None, "DEFAULT_GROUP", &stranger, AuthMode::AkSign);
         assert!(reason(&u, &pw).contains("unknown accessKeyId"));
         assert!(reason("garbage", "x").contains("malformed"));
@@ -250,10 +252,11 @@ mod tests {
     #[test]
     fn sts_logins_need_the_issued_token_and_never_log_it() {
         let p = platform();
-        let good = AccessKey { id: "sts".into(), secret: "sts-secret".into(), security_token: Some("STS.good".into()) };
+        let good =
+            AccessKey { id: "sts".into(), secret: "sts-secret".to_owned().into(), security_token: Some("STS.good".to_owned().into()) };
         let (u, pw) = login(None, "DEFAULT_GROUP", &good, AuthMode::StsToken);
         assert!(p.authenticate(&u, &pw).is_ok());
-        let stale = AccessKey { security_token: Some("STS.stale".into()), ..good };
+        let stale = AccessKey { security_token: Some("STS.stale".to_owned().into()), ..good };
         let (u, pw) = login(None, "DEFAULT_GROUP", &stale, AuthMode::StsToken);
         let why = p.authenticate(&u, &pw).unwrap_err().reason;
         assert!(why.contains("securityToken") && !why.contains("STS.stale"), "{why}");

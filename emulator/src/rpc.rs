@@ -10,8 +10,8 @@ use std::{
 use axum::http::StatusCode;
 use iotsub_aliyun::{
     consumer_group::{
-        ActionResult, ClientConnectionInfo, ClientConnectionStatusList, ConsumerGroupDto, ConsumerGroupList, ConsumerGroupListData,
-        ConsumerGroupStatus, GatewayError,
+        ClientConnectionInfo, ClientConnectionStatusList, ConsumerGroupDto, ConsumerGroupList, ConsumerGroupListData, ConsumerGroupStatus,
+        Envelope, GatewayError,
     },
     openapi::{self, Params},
 };
@@ -49,7 +49,7 @@ fn gateway_error(status: StatusCode, code: &str, message: String) -> Reply {
 }
 
 fn business_error(code: &str, message: &str) -> Reply {
-    let body = ActionResult { request_id: request_id(), success: false, code: Some(code.into()), error_message: Some(message.into()) };
+    let body = Envelope { request_id: request_id(), success: false, code: Some(code.into()), error_message: Some(message.into()) };
     (StatusCode::OK, serde_json::to_value(body).expect("serializable"))
 }
 
@@ -194,8 +194,7 @@ impl OpenApi {
         };
         let snap = group.snapshot();
         let body = ConsumerGroupStatus {
-            request_id: request_id(),
-            success: true,
+            envelope: Envelope { request_id: request_id(), success: true, ..Default::default() },
             accumulation_count: snap.backlog as i64,
             consumer_speed: snap.consumed_per_minute as i64,
             accumulated_consume_count_per_minute: snap.stacked_consumed_per_minute as i64,
@@ -226,7 +225,7 @@ impl OpenApi {
         };
         let purged = group.purge();
         tracing::info!(group = %group.key.consumer_group_id, purged, "stacked queue purged (ResetConsumerGroupPosition)");
-        let body = ActionResult { request_id: request_id(), success: true, code: None, error_message: None };
+        let body = Envelope { request_id: request_id(), success: true, code: None, error_message: None };
         (StatusCode::OK, serde_json::to_value(body).expect("serializable"))
     }
 
@@ -258,8 +257,7 @@ impl OpenApi {
         let total = matching.len() as u32;
         let groups = matching.into_iter().skip(((page - 1) * size) as usize).take(size as usize).collect();
         let body = ConsumerGroupList {
-            request_id: request_id(),
-            success: true,
+            envelope: Envelope { request_id: request_id(), success: true, ..Default::default() },
             current_page: page,
             page_size: size,
             page_count: total.div_ceil(size),

@@ -1,14 +1,18 @@
-//! Apply: server-side apply of the children and of the status, as field manager `iotsub-operator`.
+//! Apply: server-side apply of the Deployment and the status as field manager `iotsub-operator`,
+//! and the Events.
 
 use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
+use iotsub_operator_core::{
+    events::{Event, EventType},
+    names::MANAGER,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
+    runtime::events::{self, Recorder},
 };
 use serde_json::json;
-
-use crate::context::MANAGER;
 
 fn params() -> PatchParams {
     // `force`: this operator owns these fields; a hand edit of them is undone.
@@ -33,4 +37,24 @@ pub async fn status(
     });
     api.patch_status(&cgs.name_any(), &params(), &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+/// Publishes each Event; a failure is logged, not returned (an Event is not worth a retry).
+pub async fn events(recorder: &Recorder, cgs: &ConsumerGroupSubscription, events: Vec<Event>) {
+    let reference = cgs.object_ref(&());
+    for event in events {
+        let event = events::Event {
+            type_: match event.type_ {
+                EventType::Normal => events::EventType::Normal,
+                EventType::Warning => events::EventType::Warning,
+            },
+            reason: event.reason,
+            note: Some(event.note),
+            action: event.action,
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
+        }
+    }
 }

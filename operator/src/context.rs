@@ -1,4 +1,5 @@
-//! What every reconcile shares.
+//! What every reconcile shares: the client, the watch caches, the OpenAPI client, and the
+//! per-subscription memory.
 
 use std::{
     collections::HashMap,
@@ -6,18 +7,18 @@ use std::{
 };
 
 use iotsub_aliyun::client::OpenApiClient;
+use iotsub_crds::ConsumerGroupSubscription;
+use iotsub_operator_core::{Memory, names::MANAGER};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret},
 };
 use kube::runtime::{
     events::{Recorder, Reporter},
-    reflector::Store,
+    reflector::{ObjectRef, Store},
 };
 
-use crate::{autoscale::Recent, cli::Args, metrics::Metrics, platform::PlatformObservation};
-
-pub const MANAGER: &str = "iotsub-operator";
+use crate::{cli::Args, metrics::Metrics};
 
 /// Watch caches of what reconciles read, so a reconcile costs no API read.
 #[derive(Clone)]
@@ -47,6 +48,25 @@ impl Stores {
     }
 }
 
+/// What the operator remembers per subscription. The controller never reconciles one object
+/// twice at once, so a reconcile takes its entry and puts the new one back.
+#[derive(Default)]
+pub struct Memories(Mutex<HashMap<ObjectRef<ConsumerGroupSubscription>, Memory>>);
+
+impl Memories {
+    pub fn get(&self, key: &ObjectRef<ConsumerGroupSubscription>) -> Memory {
+        self.0.lock().expect("memory lock").get(key).cloned().unwrap_or_default()
+    }
+
+    pub fn put(&self, key: ObjectRef<ConsumerGroupSubscription>, memory: Memory) {
+        self.0.lock().expect("memory lock").insert(key, memory);
+    }
+
+    fn remove(&self, key: &ObjectRef<ConsumerGroupSubscription>) {
+        self.0.lock().expect("memory lock").remove(key);
+    }
+}
+
 pub struct Context {
     pub client: kube::Client,
     pub stores: Stores,
@@ -55,12 +75,7 @@ pub struct Context {
     pub openapi: OpenApiClient,
     pub worker_image: String,
     pub watch_namespace: Option<String>,
-    /// The last platform answer per subscription (`namespace/name`), so the OpenAPI is asked once
-    /// per poll interval however often the subscription is reconciled.
-    pub platform_cache: Mutex<HashMap<String, PlatformObservation>>,
-    /// The autoscaler's recent recommendations per subscription (`namespace/name`). Not persisted:
-    /// a new leader waits a whole stabilization window before it scales anything down.
-    pub recent_recommendations: Mutex<HashMap<String, Recent>>,
+    pub memories: Memories,
 }
 
 impl Context {
@@ -74,8 +89,13 @@ impl Context {
             openapi: OpenApiClient::with_defaults()?,
             worker_image: args.worker_image.clone(),
             watch_namespace: args.watch_namespace.clone(),
-            platform_cache: Mutex::new(HashMap::new()),
-            recent_recommendations: Mutex::new(HashMap::new()),
+            memories: Memories::default(),
         })
+    }
+
+    /// A deleted subscription: its memory and its metric series go, in this one place.
+    pub fn forget(&self, cgs: &ConsumerGroupSubscription) {
+        self.memories.remove(&ObjectRef::from_obj(cgs));
+        self.metrics.forget_subscription(cgs);
     }
 }

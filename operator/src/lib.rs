@@ -1,20 +1,17 @@
-//! The operator: observe → desired (pure) → apply → status (pure) → Events.
+//! The operator's I/O: watch caches and the platform's OpenAPI in (observe), the Deployment, the
+//! status and Events out (apply). What to do in between is decided by the pure
+//! `iotsub_operator_core::decide`.
 
-pub mod apply;
-pub mod autoscale;
+mod apply;
 pub mod cli;
-pub mod context;
-pub mod controller;
-pub mod desired;
-pub mod events;
-pub mod http;
-pub mod leader;
-pub mod metrics;
-pub mod observe;
-pub mod platform;
-pub mod rollout;
-pub mod status;
-pub mod telemetry;
+mod context;
+mod controller;
+mod http;
+mod leader;
+mod metrics;
+mod observe;
+mod platform;
+mod reconcile;
 
 #[cfg(test)]
 mod fixtures;

@@ -8,6 +8,6 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // A workspace build may link both of rustls's providers (feature unification): name one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    iotsub_operator::telemetry::init();
+    iotsub_common::telemetry::init();
     run(args).await
 }

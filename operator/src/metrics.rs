@@ -72,7 +72,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_subscription(&self, cgs: &ConsumerGroupSubscription, status: &ConsumerGroupSubscriptionStatus) {
+    /// The subscription's series from its status (`None` before the first one is written).
+    pub fn observe_subscription(&self, cgs: &ConsumerGroupSubscription, status: Option<&ConsumerGroupSubscriptionStatus>) {
+        let Some(status) = status else {
+            return;
+        };
         let labels = labels(cgs);
         if let Some(backlog) = &status.backlog {
             self.backlog.get_or_create(&labels).set(backlog.messages);

@@ -32,7 +32,7 @@ impl ClientOptions {
             consumer_group_id: "DEFAULT_GROUP".into(),
             auth_mode: AuthMode::AkSign,
             sign_method: SignMethod::HmacSha1,
-            key: AccessKey { id: "demo".into(), secret: "demo-secret".into(), security_token: None },
+            key: AccessKey { id: "demo".into(), secret: "demo-secret".to_owned().into(), security_token: None },
             idle_time_out_ms: Some(60_000),
             credit: 100,
             max_message_size: None,
@@ -60,7 +60,7 @@ pub async fn open(emulator: &Emulator, options: &ClientOptions) -> anyhow::Resul
         .container_id(options.client_id.clone())
         .alt_tls_establishment(true)
         .rustls_connector(tokio_rustls::TlsConnector::from(emulator.client_tls()?))
-        .sasl_profile(SaslProfile::Plain { username: login.username, password: login.password });
+        .sasl_profile(SaslProfile::Plain { username: login.username.into_inner(), password: login.password.into_inner() });
     if let Some(ms) = options.idle_time_out_ms {
         // fe2o3-amqp advertises half of what it is given.
         builder = builder.idle_time_out(ms * 2);

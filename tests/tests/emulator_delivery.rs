@@ -195,7 +195,7 @@ async fn the_openapi_reports_backlog_and_clients_with_a_verified_signature() -> 
     let http = reqwest::Client::new();
     let status: ConsumerGroupStatus =
         http.get(query("demo-secret", uuid::Uuid::new_v4().to_string())).send().await?.error_for_status()?.json().await?;
-    assert!(status.success);
+    assert!(status.envelope.success);
     assert_eq!(status.accumulation_count, 7);
     assert_eq!(status.client_connection_status_list.clients.len(), 1);
     assert_eq!(status.client_connection_status_list.clients[0].client_id, "api-visible");
@@ -496,7 +496,7 @@ async fn every_login_attempt_naming_a_group_is_counted_refused_or_not() -> anyho
     assert_eq!(emulator.group_snapshot("DEFAULT_GROUP").await?.connection_attempts, ConnectionAttempts { total: 0, last_minute: 0 });
     let _first = consumer(&emulator, &ClientOptions::demo("attempt-1")).await?;
     let mut wrong = ClientOptions::demo("attempt-2");
-    wrong.key.secret = "not-the-secret".into();
+    wrong.key.secret = "not-the-secret".to_string().into();
     assert!(consumer(&emulator, &wrong).await.is_err(), "a wrong secret is refused at SASL");
     let _third = consumer(&emulator, &ClientOptions::demo("attempt-3")).await?;
     // The fourth in a minute is over the limit of 3: refused, and counted all the same.

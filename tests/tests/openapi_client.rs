@@ -16,7 +16,7 @@ use iotsub_tests::{
 const TOPIC: &str = "/a1demo/dev1/thing/event/property/post";
 
 fn key(id: &str, secret: &str) -> AccessKey {
-    AccessKey { id: id.into(), secret: secret.into(), security_token: None }
+    AccessKey { id: id.into(), secret: secret.to_owned().into(), security_token: None }
 }
 
 fn client() -> OpenApiClient {

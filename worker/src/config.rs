@@ -288,7 +288,11 @@ impl Config {
             consumer_group_id: args.consumer_group_id,
             auth_mode: args.auth_mode,
             sign_method: args.sign_method,
-            access_key: AccessKey { id: args.access_key_id, secret: args.access_key_secret, security_token },
+            access_key: AccessKey {
+                id: args.access_key_id,
+                secret: args.access_key_secret.into(),
+                security_token: security_token.map(Into::into),
+            },
             client_ids,
             idle_timeout: Duration::from_millis(args.idle_timeout_ms.into()),
             credit: args.credit,

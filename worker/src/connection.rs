@@ -185,7 +185,7 @@ async fn connect(index: usize, shared: &Shared) -> Result<Attached, Error> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let login = sign_login(&config.subscriber(index), &config.access_key, now_ms)?;
     let secrets = shared.secrets();
-    let redacted = |text: String| redact(&redact(&text, &secrets), &[login.password.as_str()]);
+    let redacted = |text: String| redact(&redact(&text, &secrets), &[login.password.expose().as_str()]);
 
     let tls = open_tls(shared).await?;
     let mut connection = open_amqp(index, shared, tls, &login, &redacted).await?;
@@ -241,7 +241,7 @@ async fn open_amqp(
             .container_id(config.client_ids[index].as_str())
             .hostname(config.host.as_str())
             .scheme("amqp")
-            .sasl_profile(SaslProfile::Plain { username: login.username.clone(), password: login.password.clone() })
+            .sasl_profile(SaslProfile::Plain { username: login.username.expose().clone(), password: login.password.expose().clone() })
             .idle_time_out(2 * config.idle_timeout.as_millis() as u32)
             .open_with_stream(tls),
         |e| open_error(e, redacted),

@@ -34,9 +34,9 @@ impl Shared {
     /// The values no log or error may show.
     pub fn secrets(&self) -> Vec<&str> {
         let key = &self.config.access_key;
-        let mut secrets = vec![key.secret.as_str()];
+        let mut secrets = vec![key.secret.expose().as_str()];
         if let Some(token) = &key.security_token {
-            secrets.push(token.as_str());
+            secrets.push(token.expose().as_str());
         }
         secrets
     }

@@ -27,9 +27,8 @@ impl Cluster {
     pub async fn connect() -> anyhow::Result<Cluster> {
         // ring (kube, reqwest) and aws-lc-rs (the harness's AMQP client) are both linked: choose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let kubeconfig = std::env::var_os("LOCALKUBE_KUBECONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target/localkube/kubeconfig"));
+        let kubeconfig =
+            std::env::var_os("LOCALKUBE_KUBECONFIG").map_or_else(|| workspace_root().join("target/localkube/kubeconfig"), PathBuf::from);
         anyhow::ensure!(kubeconfig.exists(), "{} is missing: run `make cluster-up`", kubeconfig.display());
         let config = Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &KubeConfigOptions::default()).await?;
         let client = Client::try_from(config)?;

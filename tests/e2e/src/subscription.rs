@@ -1,12 +1,14 @@
 //! Subscriptions for tests: pointing at a local emulator, and waits on their status.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
 use iotsub_tests::{Emulator, wait_until};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 
@@ -86,4 +88,16 @@ pub async fn emulator_clients(emulator: &Emulator) -> anyhow::Result<Vec<String>
         group["clients"].as_array().into_iter().flatten().filter_map(|c| c["clientId"].as_str().map(str::to_owned)).collect();
     ids.sort();
     Ok(ids)
+}
+
+/// The label selector of the subscription `name`'s worker pods.
+pub fn selector(name: &str) -> String {
+    format!("app.kubernetes.io/instance={name},app.kubernetes.io/name=iotsub-worker")
+}
+
+/// The names of the subscription `name`'s worker pods that are not shutting down.
+pub async fn pod_names(ns: &TestNamespace, name: &str) -> BTreeSet<String> {
+    let pods: Api<Pod> = ns.api();
+    let list = pods.list(&ListParams::default().labels(&selector(name))).await.map(|l| l.items).unwrap_or_default();
+    list.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(kube::ResourceExt::name_any).collect()
 }

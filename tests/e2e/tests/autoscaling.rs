@@ -16,8 +16,8 @@ use std::{
 
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_e2e::{
-    Cluster, Operator,
-    subscription::{self, wait_status},
+    Bed, bed, holds_for,
+    subscription::{self, pod_names, wait_status},
     workspace_root,
 };
 use iotsub_tests::{
@@ -26,11 +26,8 @@ use iotsub_tests::{
     wait_until,
     worker::SinkServer,
 };
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Event, Pod},
-};
-use kube::{Api, ResourceExt, api::ListParams};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
+use kube::{Api, api::ListParams};
 use serde_json::{Value, json};
 
 const CAP: usize = 10;
@@ -41,25 +38,7 @@ const POLL_SECONDS: u64 = 2;
 const TOPIC: &str = "/a1demo/meter/thing/event/property/post";
 
 fn emulator_config() -> String {
-    format!(
-        r#"
-[limits]
-client_cap_per_group = {CAP}
-stacked_rate_per_group = 1000
-
-[[accounts]]
-access_key_id = "demo"
-access_key_secret = "demo-secret"
-
-[[accounts]]
-access_key_id = "rotated"
-access_key_secret = "rotated-secret"
-
-[[instances]]
-id = ""
-consumer_groups = ["DEFAULT_GROUP"]
-"#
-    )
+    bed::emulator_config(&format!("[limits]\nclient_cap_per_group = {CAP}\nstacked_rate_per_group = 1000\n"))
 }
 
 fn manifest(emulator: &Emulator, sink_url: &str) -> Value {
@@ -210,11 +189,6 @@ impl SteadyTraffic {
     }
 }
 
-async fn pod_names(pods: &Api<Pod>) -> std::collections::BTreeSet<String> {
-    let list = pods.list(&ListParams::default().labels("app.kubernetes.io/instance=meters")).await.map(|l| l.items).unwrap_or_default();
-    list.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| p.name_any()).collect()
-}
-
 async fn backlog(emulator: &Emulator) -> anyhow::Result<u64> {
     Ok(emulator.group("DEFAULT_GROUP").await?["backlog"].as_u64().unwrap_or(u64::MAX))
 }
@@ -238,37 +212,34 @@ async fn wait_all_in_sink(sink: &SinkServer, ids: &[String], deadline: Duration)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<()> {
-    let cluster = Cluster::connect().await?;
-    let emulator = Emulator::start(&emulator_config()).await?;
+    let bed = Bed::start("e2e-scale", &emulator_config()).await?;
+    let (ns, emulator, operator) = (&bed.ns, &bed.emulator, &bed.operator);
     let sink = SinkServer::start().await?;
-    let ns = cluster.namespace("e2e-scale").await?;
-    subscription::put_secrets(&ns, &emulator).await?;
-    let operator = Operator::start(&cluster.kubeconfig, &["--watch-namespace", &ns.name, "--leader-election", "false"]).await?;
     let api: Api<ConsumerGroupSubscription> = ns.api();
 
     // A backlog built over a few seconds while nothing consumes.
-    let recorder = Recorder::start(&emulator, api.clone(), ns.api());
+    let recorder = Recorder::start(emulator, api.clone(), ns.api());
     recorder.phase("devices publish, nothing consumes");
     let mut published = Vec::new();
     for _ in 0..4 {
         published.extend(emulator.publish("DEFAULT_GROUP", TOPIC, "{\"kWh\":1}", BURST / 4).await?);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert_eq!(backlog(&emulator).await?, u64::from(BURST));
+    assert_eq!(backlog(emulator).await?, u64::from(BURST));
     recorder.phase("20 000 stacked: subscription applied");
-    subscription::apply(&ns, &manifest(&emulator, &sink.url)).await?;
+    subscription::apply(ns, &manifest(emulator, &sink.url)).await?;
 
     // Up at once to ceil(20 000 / 2 500) = 8, the maxReplicas, under the cap of 10.
-    let status = wait_status(&ns, "meters", "8 replicas wanted", Duration::from_secs(30), |s| s.desired_replicas == 8).await?;
+    let status = wait_status(ns, "meters", "8 replicas wanted", Duration::from_secs(30), |s| s.desired_replicas == 8).await?;
     assert_eq!(status.condition("Autoscaling").map(|c| c.reason.as_str()), Some("ScaledUp"), "{status:?}");
-    wait_status(&ns, "meters", "8 replicas ready", Duration::from_secs(90), |s| s.ready_replicas == 8).await?;
-    let traffic = SteadyTraffic::start(&emulator);
+    wait_status(ns, "meters", "8 replicas ready", Duration::from_secs(90), |s| s.ready_replicas == 8).await?;
+    let traffic = SteadyTraffic::start(emulator);
 
     // The backlog drains, then the count steps back down once the window has passed.
-    wait_until("the stacked backlog drained", Duration::from_secs(180), || async { (backlog(&emulator).await.ok()? < 500).then_some(()) })
+    wait_until("the stacked backlog drained", Duration::from_secs(180), || async { (backlog(emulator).await.ok()? < 500).then_some(()) })
         .await?;
     recorder.phase("backlog drained");
-    wait_status(&ns, "meters", "back to 1 replica", Duration::from_secs(150), |s| s.desired_replicas == 1 && s.ready_replicas == 1).await?;
+    wait_status(ns, "meters", "back to 1 replica", Duration::from_secs(150), |s| s.desired_replicas == 1 && s.ready_replicas == 1).await?;
     recorder.wait_sampled("1 replica sampled", |s| s.desired == 1).await?;
     recorder.phase("scaled back to 1");
     published.extend(traffic.stop().await);
@@ -285,44 +256,43 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
         first_down - last_high >= (WINDOW_SECONDS - POLL_SECONDS - 1) as f64,
         "the first step down ({first_down:.1} s) waited the window after the backlog last asked for 8 ({last_high:.1} s)"
     );
-    assert_eq!(cap_refusals(&emulator).await?, Vec::<Value>::new(), "no client refused for the cap");
+    assert_eq!(cap_refusals(emulator).await?, Vec::<Value>::new(), "no client refused for the cap");
 
     // Other consumers take 5 of the 10 places; the next backlog gets only what is left.
     let mut others = Vec::new();
     for i in 1..=5 {
-        others.push(idle_consumer(&emulator, &ClientOptions::demo(&format!("other-team-{i}"))).await?);
+        others.push(idle_consumer(emulator, &ClientOptions::demo(&format!("other-team-{i}"))).await?);
     }
-    wait_status(&ns, "meters", "the 5 other clients seen", Duration::from_secs(30), |s| {
+    wait_status(ns, "meters", "the 5 other clients seen", Duration::from_secs(30), |s| {
         s.clients.iter().filter(|c| c.pod.is_empty()).count() == 5
     })
     .await?;
     recorder.phase("5 other clients hold half the cap; 20 000 more published");
     let seen_others_at = recorder.started.elapsed().as_secs_f64();
     let second_burst = emulator.publish("DEFAULT_GROUP", TOPIC, "{\"kWh\":2}", BURST).await?;
-    let status = wait_status(&ns, "meters", "capped at 5 replicas", Duration::from_secs(30), |s| {
+    let status = wait_status(ns, "meters", "capped at 5 replicas", Duration::from_secs(30), |s| {
         s.desired_replicas == 5 && s.condition("Autoscaling").is_some_and(|c| c.reason == "CappedByClientLimit")
     })
     .await?;
     let message = &status.condition("Autoscaling").expect("set").message;
     assert!(message.contains(" replicas, 5 fit: 5 of the group's 10 clients are not this subscription's"), "{message}");
-    wait_status(&ns, "meters", "5 replicas ready", Duration::from_secs(90), |s| s.ready_replicas == 5 && s.connected_clients == 5).await?;
+    wait_status(ns, "meters", "5 replicas ready", Duration::from_secs(90), |s| s.ready_replicas == 5 && s.connected_clients == 5).await?;
     wait_all_in_sink(&sink, &second_burst, Duration::from_secs(180)).await?;
     recorder.phase("second backlog drained");
     let over = recorder.samples().into_iter().filter(|s| s.t > seen_others_at && s.desired > 5).collect::<Vec<_>>();
     assert!(over.is_empty(), "never more than the 5 places left: {over:?}");
-    assert_eq!(cap_refusals(&emulator).await?, Vec::<Value>::new(), "no client refused for the cap");
+    assert_eq!(cap_refusals(emulator).await?, Vec::<Value>::new(), "no client refused for the cap");
 
     // New credentials while the group is full: the pods roll without one client over the cap.
-    let mut manifest = manifest(&emulator, &sink.url);
+    let mut manifest = manifest(emulator, &sink.url);
     manifest["spec"]["autoscaling"]["minReplicas"] = json!(5);
-    subscription::apply(&ns, &manifest).await?;
-    let pods: Api<Pod> = ns.api();
-    let old_pods = pod_names(&pods).await;
+    subscription::apply(ns, &manifest).await?;
+    let old_pods = pod_names(ns, "meters").await;
     assert_eq!(old_pods.len(), 5, "{old_pods:?}");
     recorder.phase("new credentials while the group is at its cap");
     ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "rotated"), ("accessKeySecret", "rotated-secret")]).await?;
     wait_until("5 new pods, connected with the new key", Duration::from_secs(180), || async {
-        let now = pod_names(&pods).await;
+        let now = pod_names(ns, "meters").await;
         let status = api.get("meters").await.ok()?.status?;
         (now.len() == 5 && now.is_disjoint(&old_pods) && status.ready_replicas == 5 && status.connected_clients == 5).then_some(())
     })
@@ -333,7 +303,7 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     let log = operator.log_text();
     let decisions: Vec<&str> = log.lines().filter(|l| l.contains("autoscaler changes")).collect();
     assert!(lowest >= 4, "the rollout takes one pod's place at most, not {lowest}; the operator's decisions:\n{}", decisions.join("\n"));
-    assert_eq!(cap_refusals(&emulator).await?, Vec::<Value>::new(), "no client refused for the cap during the rollout");
+    assert_eq!(cap_refusals(emulator).await?, Vec::<Value>::new(), "no client refused for the cap during the rollout");
     let rollout: Vec<Sample> = recorder.samples().into_iter().filter(|s| s.t >= rotated_at).collect();
     let most = rollout.iter().map(|s| s.ours_connected + s.others_connected).max().unwrap_or(0);
     assert!(most <= CAP, "at most {CAP} clients at any sample, saw {most}");
@@ -343,23 +313,23 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
 
     // The backlog can't be read: the count holds where it is instead of following stale figures.
     manifest["spec"]["autoscaling"]["minReplicas"] = json!(1);
-    subscription::apply(&ns, &manifest).await?;
-    wait_status(&ns, "meters", "the first step down", Duration::from_secs(60), |s| s.desired_replicas == 4).await?;
+    subscription::apply(ns, &manifest).await?;
+    wait_status(ns, "meters", "the first step down", Duration::from_secs(60), |s| s.desired_replicas == 4).await?;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // bound, then dropped
     manifest["spec"]["autoscaling"]["apiEndpoint"] = json!(format!("http://{dead}"));
-    subscription::apply(&ns, &manifest).await?;
+    subscription::apply(ns, &manifest).await?;
     recorder.phase("the OpenAPI unreachable");
-    let status = wait_status(&ns, "meters", "Autoscaling=False/BacklogUnavailable", Duration::from_secs(30), |s| {
+    let status = wait_status(ns, "meters", "Autoscaling=False/BacklogUnavailable", Duration::from_secs(30), |s| {
         s.condition("Autoscaling").is_some_and(|c| c.status == "False" && c.reason == "BacklogUnavailable")
     })
     .await?;
     let held = status.desired_replicas;
-    let until = Instant::now() + Duration::from_secs(4 * POLL_SECONDS);
-    while Instant::now() < until {
-        let status = api.get("meters").await?.status.unwrap_or_default();
-        assert_eq!(status.desired_replicas, held, "held while the backlog can't be read");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    holds_for("the count held while the backlog can't be read", Duration::from_secs(4 * POLL_SECONDS), || async {
+        let desired = api.get("meters").await?.status.unwrap_or_default().desired_replicas;
+        anyhow::ensure!(desired == held, "desiredReplicas {desired}, held at {held}");
+        Ok(())
+    })
+    .await?;
     assert_eq!(status.condition("BacklogAvailable").map(|c| c.reason.as_str()), Some("PlatformUnreachable"));
 
     let events: Api<Event> = ns.api();

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use iotsub_e2e::{
-    Cluster, Operator,
+    Bed,
     subscription::{self, all_connected, wait_status},
 };
-use iotsub_tests::{Emulator, wait_until};
+use iotsub_tests::wait_until;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
 use kube::{Api, api::ListParams};
 
@@ -17,17 +17,13 @@ fn condition_is(type_: &'static str, reason: &'static str) -> impl Fn(&iotsub_cr
 
 #[tokio::test]
 async fn missing_secret_or_key_is_a_condition_not_a_crash() -> anyhow::Result<()> {
-    let cluster = Cluster::connect().await?;
-    let emulator = Emulator::start("").await?;
-    let ns = cluster.namespace("e2e-creds").await?;
-    let ca = std::fs::read_to_string(&emulator.ca_pem)?;
-    ns.put_secret(subscription::CA_SECRET, &[("ca.pem", &ca)]).await?;
-    let mut operator = Operator::start(&cluster.kubeconfig, &["--watch-namespace", &ns.name, "--leader-election", "false"]).await?;
-    subscription::apply(&ns, &subscription::manifest("orders", &emulator, 1)).await?;
+    let mut bed = Bed::without_credentials("e2e-creds", "").await?;
+    let ns = &bed.ns;
+    subscription::apply(ns, &subscription::manifest("orders", &bed.emulator, 1)).await?;
 
     // No Secret: CredentialsValid=False/SecretNotFound, Ready=False, a Warning Event, no Deployment.
     let status =
-        wait_status(&ns, "orders", "SecretNotFound", Duration::from_secs(30), condition_is("CredentialsValid", "SecretNotFound")).await?;
+        wait_status(ns, "orders", "SecretNotFound", Duration::from_secs(30), condition_is("CredentialsValid", "SecretNotFound")).await?;
     let credentials = status.condition("CredentialsValid").unwrap();
     assert_eq!(credentials.status, "False");
     assert!(credentials.message.contains(subscription::CREDENTIALS), "{}", credentials.message);
@@ -44,24 +40,25 @@ async fn missing_secret_or_key_is_a_condition_not_a_crash() -> anyhow::Result<()
     // A Secret without the access key secret: SecretKeyMissing, naming the key and not a value.
     ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo")]).await?;
     let status =
-        wait_status(&ns, "orders", "SecretKeyMissing", Duration::from_secs(30), condition_is("CredentialsValid", "SecretKeyMissing"))
+        wait_status(ns, "orders", "SecretKeyMissing", Duration::from_secs(30), condition_is("CredentialsValid", "SecretKeyMissing"))
             .await?;
     assert!(status.condition("CredentialsValid").unwrap().message.contains("accessKeySecret"));
 
     // Credentials the platform refuses: RefusedByPlatform, and the secret appears nowhere.
     ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo"), ("accessKeySecret", "wrong-secret-value")]).await?;
     let status =
-        wait_status(&ns, "orders", "RefusedByPlatform", Duration::from_secs(30), condition_is("CredentialsValid", "RefusedByPlatform"))
+        wait_status(ns, "orders", "RefusedByPlatform", Duration::from_secs(30), condition_is("CredentialsValid", "RefusedByPlatform"))
             .await?;
     let shown = serde_json::to_string(&status)?;
     let all_events = serde_json::to_string(&events.list(&ListParams::default()).await?.items)?;
-    for text in [&shown, &all_events, &operator.log_text()] {
+    for text in [&shown, &all_events, &bed.operator.log_text()] {
         assert!(!text.contains("wrong-secret-value") && !text.contains("demo-secret"), "a secret leaked: {text}");
     }
 
     // The operator never crashed; fixing the Secret brings the worker up.
-    assert!(operator.process.child.try_wait()?.is_none(), "the operator is still running");
+    assert!(bed.operator.process.child.try_wait()?.is_none(), "the operator is still running");
+    let ns = &bed.ns;
     ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]).await?;
-    wait_status(&ns, "orders", "the worker connected", Duration::from_secs(90), all_connected(1)).await?;
+    wait_status(ns, "orders", "the worker connected", Duration::from_secs(90), all_connected(1)).await?;
     Ok(())
 }

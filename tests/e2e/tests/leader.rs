@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use iotsub_e2e::{Cluster, Operator, subscription};
+use iotsub_e2e::{Cluster, Operator, holds_for, subscription};
 use iotsub_tests::{Emulator, wait_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
@@ -25,10 +25,12 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     // The standby logs its watches: if it ever fails to take over, its log says where it stood.
     let second = Operator::start_logging(&cluster.kubeconfig, &args, "info,kube_runtime=debug").await?;
     assert_eq!(second.get("/healthz").await?, (200, "ok".into()));
-    // The standby stays passive while the leader renews.
-    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 2)).await;
-    assert_eq!(second.metric("iotsub_operator_leader").await?, 0.0, "one active replica");
-    assert_eq!(first.metric("iotsub_operator_leader").await?, 1.0);
+    holds_for("the standby stays passive while the leader renews", Duration::from_secs(LEASE_SECONDS + 2), || async {
+        anyhow::ensure!(second.metric("iotsub_operator_leader").await? == 0.0, "two active replicas");
+        anyhow::ensure!(first.metric("iotsub_operator_leader").await? == 1.0, "the leader let go");
+        Ok(())
+    })
+    .await?;
 
     subscription::put_secrets(&ns, &emulator).await?;
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 0)).await?;

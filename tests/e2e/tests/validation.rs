@@ -84,6 +84,19 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
         ("unknown sink type", with("sink", json!({"type": "kafka"})), &["spec.sink.type"]),
         ("http sink without url", with("sink", json!({"type": "http"})), &["spec.sink.http", "url"]),
         ("http sink url not http", with("sink", json!({"type": "http", "http": {"url": "ftp://x"}})), &["spec.sink.http.url"]),
+        (
+            "dead letters to http without url",
+            with("sink", json!({"deadLetter": {"type": "http"}})),
+            &["spec.sink.deadLetter.url", "required"],
+        ),
+        (
+            "dead letter url not http",
+            with("sink", json!({"deadLetter": {"type": "http", "url": "ftp://x"}})),
+            &["spec.sink.deadLetter.url"],
+        ),
+        ("unknown dead letter type", with("sink", json!({"deadLetter": {"type": "s3"}})), &["spec.sink.deadLetter.type"]),
+        ("maxDeliveries zero", with("sink", json!({"maxDeliveries": 0})), &["spec.sink.maxDeliveries"]),
+        ("maxMessageBytes too small", with("connection.maxMessageBytes", json!(10)), &["spec.connection.maxMessageBytes"]),
         ("empty consumer group", with("consumerGroupId", json!("")), &["spec.consumerGroupId"]),
         (
             "no credentials",
@@ -132,9 +145,11 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
     let spec = &created.data["spec"];
     assert_eq!(spec["endpoint"]["port"], 5671);
     assert_eq!(spec["replicas"], 1);
-    assert_eq!(spec["connection"], json!({"connectionsPerPod": 1, "idleTimeoutMs": 60000, "credit": 100}));
+    assert_eq!(spec["connection"], json!({"connectionsPerPod": 1, "idleTimeoutMs": 60000, "credit": 100, "maxMessageBytes": 1_048_576}));
     assert_eq!(spec["credentials"]["authMode"], "aksign");
     assert_eq!(spec["credentials"]["signMethod"], "hmacsha1");
     assert_eq!(spec["sink"]["type"], "log");
+    assert_eq!(spec["sink"]["deadLetter"], json!({"type": "log"}), "nothing is dropped without a record");
+    assert_eq!(spec["sink"]["maxDeliveries"], 10);
     Ok(())
 }

@@ -1,31 +1,36 @@
-//! Events: what changed between the previous status and the new one, and reconcile errors.
+//! Events: what changed between the previous status and the new one.
 
 use iotsub_crds::{
-    ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus,
+    ConsumerGroupSubscriptionStatus,
     conditions::{self, reason},
 };
-use kube::{
-    Resource,
-    runtime::events::{Event, EventType},
-};
 
-use crate::context::Context;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
 
-/// Pure: the Events that a reconcile from `before` to `after` deserves.
-pub fn changes(
+/// An Event about the subscription, as the operator publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub type_: EventType,
+    /// A condition reason, or what happened (`Created`, `Scaled`, `CredentialsRotated`).
+    pub reason: String,
+    /// What the operator did or checked (`CreateDeployment`, a condition type).
+    pub action: String,
+    pub note: String,
+}
+
+/// The Events that a reconcile from `before` to `after` deserves.
+pub(crate) fn changes(
     before: Option<&ConsumerGroupSubscriptionStatus>,
     after: &ConsumerGroupSubscriptionStatus,
     deployment_created: bool,
     credentials_rotated: bool,
 ) -> Vec<Event> {
     let mut events = Vec::new();
-    let event = |type_, reason: &str, action: &str, note: String| Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
+    let event = |type_, reason: &str, action: &str, note: String| Event { type_, reason: reason.into(), action: action.into(), note };
     if deployment_created {
         events.push(event(
             EventType::Normal,
@@ -77,21 +82,6 @@ pub fn changes(
     events
 }
 
-pub async fn publish(ctx: &Context, cgs: &ConsumerGroupSubscription, events: Vec<Event>) {
-    let reference = cgs.object_ref(&());
-    for event in events {
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
-        }
-    }
-}
-
-pub async fn error(ctx: &Context, cgs: &ConsumerGroupSubscription, stage: &str, message: String) {
-    let event =
-        Event { type_: EventType::Warning, reason: "ReconcileError".into(), note: Some(message), action: stage.into(), secondary: None };
-    publish(ctx, cgs, vec![event]).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +129,7 @@ mod tests {
         let up = status(8, &[("Autoscaling", "True", "ScaledUp")]);
         let events = changes(Some(&steady), &up, false, false);
         assert_eq!(reasons(&events), [("Scaled", false)]);
-        assert_eq!(events[0].note.as_deref(), Some("scaled from 2 to 8 replicas (ScaledUp: ScaledUp happened)"));
+        assert_eq!(events[0].note, "scaled from 2 to 8 replicas (ScaledUp: ScaledUp happened)");
         let capped = status(5, &[("Autoscaling", "True", "CappedByClientLimit")]);
         assert_eq!(reasons(&changes(Some(&up), &capped, false, false)), [("Scaled", false), ("CappedByClientLimit", true)]);
         assert!(changes(Some(&capped), &capped, false, false).is_empty(), "still capped: no second Warning");

@@ -1,14 +1,15 @@
-//! Desired state, pure: the worker Deployment a subscription should have. No client, no clock.
+//! The worker Deployment a subscription should have.
 
 use std::collections::BTreeMap;
 
-use iotsub_crds::{AuthMode, ConsumerGroupSubscription, SinkKind};
+use iotsub_aliyun::AuthMode;
+use iotsub_crds::{ConsumerGroupSubscription, DEFAULT_CLIENT_CAP, DeadLetterKind, SinkKind};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
+            PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -16,19 +17,16 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use kube::{Resource, ResourceExt};
+use kube_core::{Resource, ResourceExt};
 
-use crate::observe::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN};
+use crate::{
+    names::{
+        ACCESS_KEY_ID, ACCESS_KEY_SECRET, APPLIED_HASH_ANNOTATION, CREDENTIALS_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER,
+        NAME_LABEL, SECURITY_TOKEN, WORKER_NAME,
+    },
+    observed::short_hex,
+};
 
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const WORKER_NAME: &str = "iotsub-worker";
-/// Changes when a credential the workers use changes, so the Deployment rolls its pods.
-pub const CREDENTIALS_HASH_ANNOTATION: &str = "iotsub.dev/credentials-hash";
-/// A hash of the Deployment as last applied: an unchanged one is not applied again, so a
-/// reconcile of a settled subscription makes no API call.
-pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";
 pub const WORKER_PORT: i32 = 9090;
 /// Longer than the platform's 30 s acknowledgement window, so in-flight messages finish on SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 45;
@@ -38,11 +36,9 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 45;
 pub const MIN_READY_SECONDS: i32 = 5;
 /// The user of distroless `nonroot` images.
 pub const RUN_AS_USER: i64 = 65532;
-
-/// The label selector of a subscription's pods, as a string (status.selector, pod lists).
-pub fn selector(name: &str) -> String {
-    format!("{INSTANCE_LABEL}={name},{NAME_LABEL}={WORKER_NAME}")
-}
+/// Where the `sink.http.headersFrom` Secret is mounted (the worker's `--sink-headers-dir`).
+pub const SINK_HEADERS_DIR: &str = "/var/run/iotsub/sink-headers";
+const SINK_HEADERS_VOLUME: &str = "sink-headers";
 
 fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(INSTANCE_LABEL.into(), name.into()), (NAME_LABEL.into(), WORKER_NAME.into())])
@@ -50,47 +46,68 @@ fn selector_labels(name: &str) -> BTreeMap<String, String> {
 
 fn labels(name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(name);
-    labels.insert(MANAGED_BY_LABEL.into(), crate::context::MANAGER.into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
     labels
-}
-
-/// The clientIds a pod opens: its name, or `<pod>-<i>` with several connections (the worker's rule).
-pub fn client_ids(pod_name: &str, connections_per_pod: i32) -> Vec<String> {
-    if connections_per_pod <= 1 { vec![pod_name.to_owned()] } else { (0..connections_per_pod).map(|i| format!("{pod_name}-{i}")).collect() }
 }
 
 /// Replicas when autoscaling is off: `spec.replicas` (the CRD's rules keep it under the cap).
 /// With autoscaling on, [`crate::autoscale`] decides.
-pub fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
+pub(crate) fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
     cgs.spec.replicas.max(0)
 }
 
 /// The worker Deployment: named after the subscription, owned by it, stamped with its own hash.
-pub fn deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, credentials_hash: &str, default_image: &str) -> Deployment {
-    let mut deployment = unstamped_deployment(cgs, replicas, paused, credentials_hash, default_image);
-    let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(&text);
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
-    deployment
-}
-
-pub fn applied_hash(deployment: &Deployment) -> Option<&String> {
-    deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
-}
-
-fn unstamped_deployment(
+pub(crate) fn deployment(
     cgs: &ConsumerGroupSubscription,
     replicas: i32,
     paused: bool,
     credentials_hash: &str,
     default_image: &str,
 ) -> Deployment {
+    let image = if cgs.spec.worker.image.is_empty() { default_image } else { &cgs.spec.worker.image };
+    let mut deployment = unstamped_deployment(cgs, &Pods { replicas, paused, credentials_hash, image });
+    let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
+    let hash = short_hex(&<sha2::Sha256 as sha2::Digest>::digest(&text));
+    deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
+    deployment
+}
+
+pub(crate) fn applied_hash(deployment: &Deployment) -> Option<&String> {
+    deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
+}
+
+/// Whether the Deployment in the cluster is `wanted`: applied last (its hash) and not edited by
+/// hand since where an edit would matter (the count, the pause, the image, the pod annotations;
+/// the API server's defaults elsewhere make a whole comparison useless).
+pub(crate) fn is_current(observed: &Deployment, wanted: &Deployment) -> bool {
+    let (Some(have), Some(want)) = (observed.spec.as_ref(), wanted.spec.as_ref()) else {
+        return false;
+    };
+    let annotations = |t: &PodTemplateSpec| t.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default();
+    let image = |t: &PodTemplateSpec| t.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
+    let have_annotations = annotations(&have.template);
+    applied_hash(observed) == applied_hash(wanted)
+        && have.replicas == want.replicas
+        && have.paused.unwrap_or(false) == want.paused.unwrap_or(false)
+        && image(&have.template) == image(&want.template)
+        && annotations(&want.template).iter().all(|(k, v)| have_annotations.get(k) == Some(v))
+}
+
+/// What a reconcile decides about the pods; the rest of the Deployment follows from the spec.
+struct Pods<'a> {
+    replicas: i32,
+    paused: bool,
+    credentials_hash: &'a str,
+    image: &'a str,
+}
+
+fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Deployment {
+    let Pods { replicas, paused, credentials_hash, image } = *pods;
     let name = cgs.name_any();
     let spec = &cgs.spec;
-    let image = if spec.worker.image.is_empty() { default_image } else { &spec.worker.image };
     let mut annotations = spec.worker.pod_annotations.clone();
     annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash.into());
+    let (volumes, mounts) = sink_headers(cgs).map_or((None, None), |(volume, mount)| (Some(vec![volume]), Some(vec![mount])));
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
         period_seconds: Some(period),
@@ -135,6 +152,7 @@ fn unstamped_deployment(
                     }),
                     node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
                     tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
+                    volumes,
                     containers: vec![Container {
                         name: "worker".into(),
                         image: Some(image.into()),
@@ -148,6 +166,7 @@ fn unstamped_deployment(
                         readiness_probe: Some(probe("/readyz", 5, 3)),
                         liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe("/healthz", 10, 3) }),
                         resources: spec.worker.resources.clone(),
+                        volume_mounts: mounts,
                         security_context: Some(SecurityContext {
                             allow_privilege_escalation: Some(false),
                             read_only_root_filesystem: Some(true),
@@ -201,7 +220,7 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
         secret("IOTSUB_ACCESS_KEY_ID", credentials, ACCESS_KEY_ID),
         secret("IOTSUB_ACCESS_KEY_SECRET", credentials, ACCESS_KEY_SECRET),
     ];
-    if spec.credentials.auth_mode == AuthMode::Ststoken {
+    if spec.credentials.auth_mode == AuthMode::StsToken {
         env.push(secret("IOTSUB_SECURITY_TOKEN", credentials, SECURITY_TOKEN));
     }
     if let Some(ca) = &spec.endpoint.ca_secret_ref {
@@ -211,6 +230,8 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
         value("IOTSUB_CONNECTIONS", spec.connection.connections_per_pod.to_string()),
         value("IOTSUB_IDLE_TIMEOUT_MS", spec.connection.idle_timeout_ms.to_string()),
         value("IOTSUB_CREDIT", spec.connection.credit.to_string()),
+        value("IOTSUB_MAX_MESSAGE_BYTES", spec.connection.max_message_bytes.to_string()),
+        value("IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE", reconnect_attempts_per_minute(cgs).to_string()),
     ]);
     match spec.sink.kind {
         SinkKind::Log => env.push(value("IOTSUB_SINK", "log".into())),
@@ -219,10 +240,49 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
             if let Some(http) = &spec.sink.http {
                 env.push(value("IOTSUB_SINK_URL", http.url.clone()));
                 env.push(value("IOTSUB_SINK_TIMEOUT_MS", (i64::from(http.timeout_seconds) * 1000).to_string()));
+                if http.headers_from.is_some() {
+                    env.push(value("IOTSUB_SINK_HEADERS_DIR", SINK_HEADERS_DIR.into()));
+                }
             }
         }
     }
+    env.push(value("IOTSUB_DEAD_LETTER", spec.sink.dead_letter.kind.as_str().into()));
+    if spec.sink.dead_letter.kind == DeadLetterKind::Http {
+        env.push(value("IOTSUB_DEAD_LETTER_URL", spec.sink.dead_letter.url.clone()));
+    }
+    env.push(value("IOTSUB_MAX_DELIVERIES", spec.sink.max_deliveries.to_string()));
     env
+}
+
+/// The platform allows this many connection attempts per minute per consumer group, shared by
+/// all its clients; 10 of its 100 are left to other consumers of the group.
+const GROUP_ATTEMPTS_PER_MINUTE: i32 = 90;
+
+/// One pod's share of the group's reconnect budget: its clients' part of the most clients the
+/// group can have (the client cap), at least 1, so the cap's clients reconnecting after an outage
+/// stay under the platform's limit together. A fixed figure (not the clients connected now), so
+/// the pods do not roll whenever the group's client count changes.
+fn reconnect_attempts_per_minute(cgs: &ConsumerGroupSubscription) -> i32 {
+    let clients = cgs.spec.autoscaling.as_ref().map_or(DEFAULT_CLIENT_CAP, |a| a.client_cap).max(1);
+    let per_pod = GROUP_ATTEMPTS_PER_MINUTE * cgs.spec.connection.connections_per_pod.max(1) / clients;
+    per_pod.max(1)
+}
+
+/// The sink's request headers from `sink.http.headersFrom`, one file per header.
+fn sink_headers(cgs: &ConsumerGroupSubscription) -> Option<(Volume, VolumeMount)> {
+    let headers_from = cgs.spec.sink.http.as_ref()?.headers_from.as_ref()?;
+    let volume = Volume {
+        name: SINK_HEADERS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(headers_from.secret_name.clone()),
+            optional: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mount =
+        VolumeMount { name: SINK_HEADERS_VOLUME.into(), mount_path: SINK_HEADERS_DIR.into(), read_only: Some(true), ..Default::default() };
+    Some((volume, mount))
 }
 
 #[cfg(test)]
@@ -289,13 +349,57 @@ mod tests {
     #[test]
     fn ststoken_adds_the_token_and_http_sink_its_url() {
         let mut cgs = fixtures::subscription();
-        cgs.spec.credentials.auth_mode = AuthMode::Ststoken;
+        cgs.spec.credentials.auth_mode = AuthMode::StsToken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
         let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
         assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
         assert_eq!(env["IOTSUB_SINK_TIMEOUT_MS"].value.as_deref(), Some("5000"));
+    }
+
+    #[test]
+    fn sink_delivery_settings_reach_the_worker() {
+        let mut cgs = fixtures::subscription();
+        let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
+        let value = |env: &BTreeMap<String, EnvVar>, name: &str| env.get(name).and_then(|e| e.value.clone());
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("log"), "nothing dropped without a record by default");
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL"), None);
+        assert_eq!(value(&env, "IOTSUB_MAX_DELIVERIES").as_deref(), Some("10"));
+        assert_eq!(value(&env, "IOTSUB_MAX_MESSAGE_BYTES").as_deref(), Some("1048576"));
+        assert_eq!(value(&env, "IOTSUB_SINK_HEADERS_DIR"), None);
+        cgs.spec.sink = serde_json::from_value(serde_json::json!({
+            "type": "http",
+            "http": {"url": "https://hooks.example/iot", "headersFrom": {"secretName": "sink-auth"}},
+            "deadLetter": {"type": "http", "url": "https://hooks.example/dead"},
+            "maxDeliveries": 3,
+        }))
+        .unwrap();
+        let d = deployment(&cgs, 2, false, "h", "img");
+        let env = env_of(&d);
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("http"));
+        assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL").as_deref(), Some("https://hooks.example/dead"));
+        assert_eq!(value(&env, "IOTSUB_MAX_DELIVERIES").as_deref(), Some("3"));
+        assert_eq!(value(&env, "IOTSUB_SINK_HEADERS_DIR").as_deref(), Some(SINK_HEADERS_DIR));
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let volume = &pod.volumes.unwrap()[0];
+        assert_eq!(volume.secret.as_ref().and_then(|s| s.secret_name.as_deref()), Some("sink-auth"));
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!((mount.name.as_str(), mount.mount_path.as_str(), mount.read_only), (volume.name.as_str(), SINK_HEADERS_DIR, Some(true)));
+    }
+
+    #[test]
+    fn each_pod_gets_its_share_of_the_groups_reconnect_budget() {
+        // (clientCap, connections per pod) → attempts per minute per pod
+        let cases =
+            [(None, 1, 1), (Some(64), 1, 1), (Some(64), 4, 5), (Some(10), 1, 9), (Some(10), 2, 18), (Some(128), 1, 1), (Some(1), 1, 90)];
+        for (cap, connections, attempts) in cases {
+            let mut cgs = fixtures::subscription();
+            cgs.spec.connection.connections_per_pod = connections;
+            cgs.spec.autoscaling = cap.map(|client_cap| iotsub_crds::Autoscaling { client_cap, ..Default::default() });
+            let env = env_of(&deployment(&cgs, 1, false, "h", "img"));
+            assert_eq!(env["IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE"].value, Some(attempts.to_string()), "cap {cap:?}, {connections} per pod");
+        }
     }
 
     #[test]

@@ -10,15 +10,14 @@
 
 use std::collections::VecDeque;
 
-use iotsub_crds::{
-    Autoscaling, ConsumerGroupSubscriptionSpec,
-    conditions::{self, reason},
-};
+use iotsub_crds::{Autoscaling, ConsumerGroupSubscriptionSpec, conditions::reason};
 use time::{Duration, OffsetDateTime};
+
+use crate::{conditions::Condition, timestamps::rfc3339};
 
 /// The policy's parameters, from the spec.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub min: i32,
     pub max: i32,
     pub client_cap: i32,
@@ -30,7 +29,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_spec(spec: &ConsumerGroupSubscriptionSpec, autoscaling: &Autoscaling) -> Policy {
+    pub(crate) fn from_spec(spec: &ConsumerGroupSubscriptionSpec, autoscaling: &Autoscaling) -> Policy {
         Policy {
             min: autoscaling.min_replicas.max(0),
             max: autoscaling.max_replicas.max(0),
@@ -56,7 +55,7 @@ pub struct Reading {
 
 /// Everything a decision depends on.
 #[derive(Debug, Clone)]
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub policy: &'a Policy,
     /// The replicas the Deployment has now (as last applied).
     pub current: i32,
@@ -95,7 +94,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub replicas: i32,
     /// The recommendation to remember in [`Recent`]; `None` without a reading.
     pub recommendation: Option<i32>,
@@ -103,7 +102,7 @@ pub struct Decision {
 }
 
 /// The replicas that fit under the cap with `taken` places held by other clients, within `max`.
-pub fn cap_allowed(policy: &Policy, taken: i32, rolling_out: bool) -> i32 {
+pub(crate) fn cap_allowed(policy: &Policy, taken: i32, rolling_out: bool) -> i32 {
     let room = (policy.client_cap - taken.max(0)).max(0);
     let pods = room / policy.connections_per_pod;
     let pods = if rolling_out { pods - 1 } else { pods };
@@ -111,13 +110,13 @@ pub fn cap_allowed(policy: &Policy, taken: i32, rolling_out: bool) -> i32 {
 }
 
 /// Pods the backlog alone asks for: `ceil(backlog / target)`.
-pub fn wanted(policy: &Policy, backlog: i64) -> i32 {
+pub(crate) fn wanted(policy: &Policy, backlog: i64) -> i32 {
     let pods = (backlog.max(0) as u64).div_ceil(policy.target_backlog_per_replica as u64);
     i32::try_from(pods).unwrap_or(i32::MAX)
 }
 
 /// The decision for one reconcile. `recent` holds the recommendations of earlier reconciles.
-pub fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
+pub(crate) fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
     let policy = input.policy;
     let Some(reading) = input.reading else {
         // Unknown backlog and unknown foreign clients: keep what runs, within the static bounds.
@@ -164,21 +163,20 @@ pub fn decide(input: &Input<'_>, recent: &Recent) -> Decision {
     decision(input.current, Outcome::StabilizingScaleDown { recommended: recommendation, until: until.max(input.now) })
 }
 
-/// The Autoscaling condition for `decision`: (status, reason, message).
-pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'static str, String) {
+/// The Autoscaling condition that explains `decision`.
+pub(crate) fn condition(input: &Input<'_>, decision: &Decision) -> Condition {
     let policy = input.policy;
     let backlog =
         input.reading.map_or_else(String::new, |r| format!("backlog {} at {} per replica", r.backlog, policy.target_backlog_per_replica));
     let to = decision.replicas;
     match &decision.outcome {
-        Outcome::ScaledUp { from } => (conditions::TRUE, reason::SCALED_UP, format!("scaled up from {from} to {to}: {backlog}")),
-        Outcome::ScaledDown { from } => (conditions::TRUE, reason::SCALED_DOWN, format!("scaled down from {from} to {to}: {backlog}")),
+        Outcome::ScaledUp { from } => Condition::holds(reason::SCALED_UP, format!("scaled up from {from} to {to}: {backlog}")),
+        Outcome::ScaledDown { from } => Condition::holds(reason::SCALED_DOWN, format!("scaled down from {from} to {to}: {backlog}")),
         Outcome::CappedByClientLimit { wanted, allowed, draining } => {
             let others = input.reading.map_or(0, |r| r.others);
             let rollout = if input.rolling_out { ", one pod's clients kept free during the rollout" } else { "" };
             let draining = if *draining > 0 { format!(", {draining} of ours still closing") } else { String::new() };
-            (
-                conditions::TRUE,
+            Condition::holds(
                 reason::CAPPED_BY_CLIENT_LIMIT,
                 format!(
                     "{backlog} asks for {wanted} replicas, {allowed} fit: {others} of the group's {} clients are not this subscription's ({} per pod){draining}{rollout}",
@@ -186,17 +184,12 @@ pub fn condition(input: &Input<'_>, decision: &Decision) -> (&'static str, &'sta
                 ),
             )
         }
-        Outcome::StabilizingScaleDown { recommended, until } => (
-            conditions::TRUE,
+        Outcome::StabilizingScaleDown { recommended, until } => Condition::holds(
             reason::STABILIZING_SCALE_DOWN,
-            format!(
-                "{backlog} allows {recommended}; holding {to} until {} (scale-down stabilization window)",
-                crate::status::rfc3339(*until)
-            ),
+            format!("{backlog} allows {recommended}; holding {to} until {} (scale-down stabilization window)", rfc3339(*until)),
         ),
-        Outcome::Steady => (conditions::TRUE, reason::STEADY, format!("{to} replicas: {backlog}")),
-        Outcome::BacklogUnavailable => (
-            conditions::FALSE,
+        Outcome::Steady => Condition::holds(reason::STEADY, format!("{to} replicas: {backlog}")),
+        Outcome::BacklogUnavailable => Condition::fails(
             reason::BACKLOG_UNAVAILABLE,
             format!("holding {to} replicas: the backlog can't be read (see BacklogAvailable)"),
         ),
@@ -213,7 +206,7 @@ pub struct Recent {
 
 impl Recent {
     /// Remembers `recommendation` at `now` and forgets what is older than `keep`.
-    pub fn record(&mut self, now: OffsetDateTime, recommendation: i32, keep: Duration) {
+    pub(crate) fn record(&mut self, now: OffsetDateTime, recommendation: i32, keep: Duration) {
         self.observed_since.get_or_insert(now);
         // One sample per second is enough, and bounds the memory of a busy subscription.
         if let Some(last) = self.samples.back_mut()

@@ -1,0 +1,28 @@
+//! The operator's pure logic: no client, no clock, no I/O (the crate has no dependency that could
+//! do any). A reconcile observes (I/O, in `iotsub-operator`), calls [`decide`], and applies the
+//! [`Decision`] (I/O).
+//!
+//! - [`names`]: labels, annotations, Secret keys, the field manager.
+//! - [`observed`]: what a reconcile observed, the credentials check, the autoscaler's reading.
+//! - [`memory`]: what the operator remembers of a subscription between reconciles.
+//! - [`decide`]: the decision, built from `desired` (the worker Deployment), [`autoscale`] (the
+//!   replica count), `rollout` (new credentials under the client cap), `status` (one module per
+//!   condition) and [`events`].
+
+pub mod autoscale;
+mod conditions;
+pub mod decide;
+mod desired;
+pub mod events;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+pub mod memory;
+pub mod names;
+pub mod observed;
+mod rollout;
+mod status;
+mod timestamps;
+
+pub use decide::{Decision, Note, Requeue, decide};
+pub use memory::Memory;
+pub use observed::{Credentials, Observed, PlatformAnswer, PlatformObservation};

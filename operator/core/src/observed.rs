@@ -1,0 +1,237 @@
+//! What a reconcile observed, as plain data, and the pure checks on it: which credentials the
+//! Secrets hold, and the autoscaler's reading of the platform's answer.
+
+use std::collections::{BTreeMap, HashSet};
+
+use iotsub_aliyun::{AuthMode, amqp::AccessKey, answer::CallError, consumer_group::ConsumerGroupStatus};
+use iotsub_crds::ConsumerGroupSubscription;
+use k8s_openapi::{
+    ByteString,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Pod, Secret},
+    },
+};
+use kube_core::ResourceExt;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::{
+    autoscale,
+    names::{self, ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN},
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub credentials: Credentials,
+    pub deployment: Option<Deployment>,
+    /// The subscription's worker pods, terminating ones included.
+    pub pods: Vec<Pod>,
+    /// `None` when the platform was not asked (unusable credentials, or not yet in this reconcile).
+    pub platform: Option<PlatformObservation>,
+}
+
+/// What the Secrets hold, checked. The secret values stay in `access_key` (whose `Debug` redacts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    Valid { access_key: AccessKey, hash: String },
+    SecretNotFound { secret: String },
+    KeyMissing { secret: String, key: String },
+}
+
+impl Credentials {
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Credentials::Valid { .. })
+    }
+
+    /// The hash of the keys (and CA) the workers use; `None` when they are not usable.
+    pub fn hash(&self) -> Option<&str> {
+        match self {
+            Credentials::Valid { hash, .. } => Some(hash),
+            _ => None,
+        }
+    }
+}
+
+/// The platform's answer to `QueryConsumerGroupStatus`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlatformAnswer {
+    Status(ConsumerGroupStatus),
+    Failed(CallError),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformObservation {
+    pub answer: PlatformAnswer,
+    pub at: OffsetDateTime,
+}
+
+impl PlatformObservation {
+    pub fn status(&self) -> Option<&ConsumerGroupStatus> {
+        match &self.answer {
+            PlatformAnswer::Status(status) => Some(status),
+            PlatformAnswer::Failed(_) => None,
+        }
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        matches!(self.answer, PlatformAnswer::Failed(CallError::Throttled))
+    }
+}
+
+impl Observed {
+    /// The Deployment's pod-template credentials hash: which credentials its pods were made with.
+    pub fn template_hash(&self) -> Option<&str> {
+        let template = self.deployment.as_ref()?.spec.as_ref()?.template.metadata.as_ref()?;
+        template.annotations.as_ref()?.get(names::CREDENTIALS_HASH_ANNOTATION).map(String::as_str)
+    }
+
+    /// The Deployment's replicas as last applied.
+    pub fn current_replicas(&self) -> Option<i32> {
+        self.deployment.as_ref()?.spec.as_ref()?.replicas
+    }
+
+    pub fn running_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().filter(|pod| pod.metadata.deletion_timestamp.is_none())
+    }
+}
+
+/// The autoscaler's view of the platform's answer — the backlog, and the group's connected
+/// clients that are not this subscription's running pods: our pods shutting down (or already gone,
+/// whose connection the platform still lists: a clientId `<subscription>-…` that no running pod
+/// has), and everyone else's. `None` without an answer.
+pub fn reading(observed: &Observed, subscription: &str, connections_per_pod: i32) -> Option<autoscale::Reading> {
+    let answer = observed.platform.as_ref()?.status()?;
+    let running: HashSet<String> =
+        observed.running_pods().flat_map(|pod| names::client_ids(&pod.name_any(), connections_per_pod)).collect();
+    let ours_prefix = format!("{subscription}-");
+    let (mut others, mut draining) = (0, 0);
+    for client in answer.client_connection_status_list.clients.iter().filter(|c| !running.contains(&c.client_id)) {
+        if client.client_id.starts_with(&ours_prefix) {
+            draining += 1;
+        } else {
+            others += 1;
+        }
+    }
+    Some(autoscale::Reading { backlog: answer.accumulation_count, others, draining })
+}
+
+/// Which keys the auth mode needs, whether they are there, and the hash that rolls the pods
+/// when any of them (or the CA) changes. `ca` is the CA reference's Secret name, key and Secret.
+pub fn check_credentials(
+    cgs: &ConsumerGroupSubscription,
+    secret: Option<&Secret>,
+    ca: Option<(&str, &str, Option<&Secret>)>,
+) -> Credentials {
+    let secret_name = cgs.spec.credentials.secret_name.clone();
+    let Some(secret) = secret else {
+        return Credentials::SecretNotFound { secret: secret_name };
+    };
+    let data = secret_data(secret);
+    let ststoken = cgs.spec.credentials.auth_mode == AuthMode::StsToken;
+    let mut needed = vec![ACCESS_KEY_ID, ACCESS_KEY_SECRET];
+    if ststoken {
+        needed.push(SECURITY_TOKEN);
+    }
+    let mut hasher = Sha256::new();
+    for key in &needed {
+        match data.get(*key).filter(|v| !v.is_empty()) {
+            Some(value) => hash_entry(&mut hasher, key, value),
+            None => return Credentials::KeyMissing { secret: secret_name, key: (*key).into() },
+        }
+    }
+    if let Some((ca_name, ca_key, ca_secret)) = ca {
+        let Some(ca_secret) = ca_secret else {
+            return Credentials::SecretNotFound { secret: ca_name.into() };
+        };
+        match secret_data(ca_secret).get(ca_key).filter(|v| !v.is_empty()) {
+            Some(value) => hash_entry(&mut hasher, "ca", value),
+            None => return Credentials::KeyMissing { secret: ca_name.into(), key: ca_key.into() },
+        }
+    }
+    let text = |key: &str| String::from_utf8_lossy(&data[key]).trim().to_owned();
+    let access_key = AccessKey {
+        id: text(ACCESS_KEY_ID),
+        secret: text(ACCESS_KEY_SECRET).into(),
+        security_token: ststoken.then(|| text(SECURITY_TOKEN).into()),
+    };
+    Credentials::Valid { access_key, hash: short_hex(&hasher.finalize()) }
+}
+
+/// The first 8 bytes of a digest, in hex: enough to tell versions apart in an annotation.
+pub(crate) fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_entry(hasher: &mut Sha256, key: &str, value: &[u8]) {
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update((value.len() as u64).to_be_bytes());
+    hasher.update(value);
+}
+
+/// `data`, with `stringData` over it (as the API server would merge them).
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = secret.data.iter().flatten().map(|(k, ByteString(v))| (k.clone(), v.clone())).collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use iotsub_aliyun::consumer_group::{ClientConnectionInfo, ClientConnectionStatusList};
+
+    #[test]
+    fn reading_tells_our_draining_clients_from_everyone_elses() {
+        let draining = fixtures::terminating(fixtures::pod("orders-abc-3"));
+        let clients = ["orders-abc-1-0", "orders-abc-1-1", "orders-abc-3-0", "someone-else", "orders-gone-0"]
+            .iter()
+            .map(|id| ClientConnectionInfo { client_id: (*id).into(), ..Default::default() })
+            .collect();
+        let observed = Observed {
+            credentials: Credentials::SecretNotFound { secret: "s".into() },
+            deployment: None,
+            pods: vec![fixtures::pod("orders-abc-1"), fixtures::pod("orders-abc-2"), draining],
+            platform: Some(PlatformObservation {
+                answer: PlatformAnswer::Status(ConsumerGroupStatus {
+                    accumulation_count: 1234,
+                    client_connection_status_list: ClientConnectionStatusList { clients },
+                    ..Default::default()
+                }),
+                at: fixtures::now(),
+            }),
+        };
+        let seen = reading(&observed, "orders", 2);
+        assert_eq!(
+            seen,
+            Some(autoscale::Reading { backlog: 1234, others: 1, draining: 2 }),
+            "orders-abc-3-0 shuts down, orders-gone-0 is gone"
+        );
+        let failed = Observed { platform: None, ..observed };
+        assert_eq!(reading(&failed, "orders", 2), None);
+    }
+
+    #[test]
+    fn credentials_name_what_is_missing_and_hash_what_the_workers_use() {
+        let cgs = fixtures::subscription();
+        let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
+        let full = fixtures::secret("creds", &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]);
+        let check = |secret: Option<&Secret>, ca_secret: Option<&Secret>| {
+            check_credentials(&cgs, secret, Some(("emulator-ca", "ca.pem", ca_secret)))
+        };
+        assert_eq!(check(None, Some(&ca)), Credentials::SecretNotFound { secret: "creds".into() });
+        let partial = fixtures::secret("creds", &[("accessKeyId", "demo")]);
+        assert_eq!(check(Some(&partial), Some(&ca)), Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() });
+        assert_eq!(check(Some(&full), None), Credentials::SecretNotFound { secret: "emulator-ca".into() });
+        let valid = check(Some(&full), Some(&ca));
+        let Credentials::Valid { access_key, hash } = &valid else { panic!("{valid:?}") };
+        assert_eq!((access_key.id.as_str(), access_key.secret.expose().as_str()), ("demo", "demo-secret"));
+        assert!(!format!("{valid:?}").contains("demo-secret"), "Debug redacts");
+        let other_ca = fixtures::secret("emulator-ca", &[("ca.pem", "OTHER")]);
+        assert_ne!(check(Some(&full), Some(&other_ca)).hash(), Some(hash.as_str()), "a new CA rolls the pods too");
+    }
+}
