@@ -38,7 +38,7 @@ interop: build deps
 e2e: build cluster-up
 	$(CARGO) test -p iotsub-e2e -- --test-threads 1
 
-test: deps build unit component interop cluster-test e2e demo-smoke
+test: deps lint build unit component interop cluster-test e2e demo-smoke
 
 ## The system on this machine as a user installs it: the local control plane, the emulator, the
 ## chart (helm), examples/quickstart.yaml, device traffic with bursts, a live view until Ctrl-C;

@@ -214,7 +214,6 @@ impl OpenApi {
                     })
                     .collect(),
             },
-            ..Default::default()
         };
         (StatusCode::OK, serde_json::to_value(body).expect("serializable"))
     }
