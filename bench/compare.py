@@ -25,6 +25,7 @@ so the JVM and Tokio size themselves for one CPU.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -222,12 +223,29 @@ def acked_at_least(emulator, n):
     return check
 
 
-def run_saturation(kind, connections, args, binaries, cpus):
+@contextlib.contextmanager
+def attached_client(kind, connections, args, binaries, cpus):
+    """An emulator and a client of `kind` with its connections attached; both stopped at the end."""
     emulator = Emulator(binaries["emulator"], args.workdir, cpus[0])
     client = None
     try:
         client = Client(kind, emulator, connections, args.workdir, cpus[1], binaries)
-        wait_for("%d attached connection(s)" % connections, attached(emulator, connections), 60, client, hint(kind))
+        wait_for("%d attached connection(s)" % connections if connections > 1 else "an attached connection",
+                 attached(emulator, connections), 60, client, hint(kind))
+        yield emulator, client
+    finally:
+        if client is not None:
+            client.stop()
+        emulator.stop()
+
+
+def memory_and_redelivered(client, group):
+    rss, hwm = memory_mib(client.pid)
+    return {"rssMiB": rss, "peakRssMiB": hwm, "redelivered": group["redelivered"]}
+
+
+def run_saturation(kind, connections, args, binaries, cpus):
+    with attached_client(kind, connections, args, binaries, cpus) as (emulator, client):
         emulator.publish(args.warmup)
         wait_for("the warm-up", acked_at_least(emulator, args.warmup), 300, client)
         emulator.fault("pause-delivery")
@@ -254,7 +272,6 @@ def run_saturation(kind, connections, args, binaries, cpus):
         elapsed = time.monotonic() - started
         cpu = cpu_seconds(client.pid) - cpu_before
         emu_cpu = cpu_seconds(emulator.proc.pid) - emu_cpu_before
-        rss, hwm = memory_mib(client.pid)
         (a, na), (b, nb) = t10, t90
         return {
             "messages": n,
@@ -262,28 +279,17 @@ def run_saturation(kind, connections, args, binaries, cpus):
             "msgsPerSWhole": n / elapsed,
             "cpuSPer10k": cpu * 10_000 / n,
             "emulatorCpuSPer10k": emu_cpu * 10_000 / n,
-            "rssMiB": rss,
-            "peakRssMiB": hwm,
-            "redelivered": g["redelivered"],
+            **memory_and_redelivered(client, g),
         }
-    finally:
-        if client is not None:
-            client.stop()
-        emulator.stop()
 
 
 def run_latency(kind, args, binaries, cpus):
-    emulator = Emulator(binaries["emulator"], args.workdir, cpus[0])
-    client = None
-    try:
-        client = Client(kind, emulator, 1, args.workdir, cpus[1], binaries)
-        wait_for("an attached connection", attached(emulator, 1), 60, client, hint(kind))
+    with attached_client(kind, 1, args, binaries, cpus) as (emulator, client):
         total = args.rate * args.latency_seconds
         cpu_before = cpu_seconds(client.pid)
         emulator.traffic(args.rate, args.latency_seconds)
         g = wait_for("the traffic to be acknowledged", acked_at_least(emulator, total), args.latency_seconds + 120, client)
         cpu = cpu_seconds(client.pid) - cpu_before
-        rss, hwm = memory_mib(client.pid)
         lat = g["ackLatency"]
         return {
             "messages": total,
@@ -294,14 +300,8 @@ def run_latency(kind, args, binaries, cpus):
             "p99Ms": lat["p99Us"] / 1000.0,
             "maxMs": lat["maxUs"] / 1000.0,
             "cpuSPer10kAtRate": cpu * 10_000 / total,
-            "rssMiB": rss,
-            "peakRssMiB": hwm,
-            "redelivered": g["redelivered"],
+            **memory_and_redelivered(client, g),
         }
-    finally:
-        if client is not None:
-            client.stop()
-        emulator.stop()
 
 
 def summarize(runs, clients):

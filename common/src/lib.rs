@@ -1,7 +1,10 @@
 //! What every iotsub crate shares: [`Secret`] (a value whose `Debug` and `Display` never show it),
-//! [`jitter`], and, behind the `telemetry` feature, the binaries' log setup.
+//! [`jitter`], behind the `telemetry` feature the binaries' log setup, and behind `net` the servers'
+//! accept.
 
 pub mod jitter;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod secret;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

@@ -211,16 +211,7 @@ impl Standin {
 /// Accepts connections until the process ends: HTTP/1.1 with keep-alive, one task per connection.
 pub async fn serve(listener: TcpListener, standin: Arc<Standin>) {
     loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let (tcp, _) = iotsub_common::net::accept(&listener).await;
         let standin = standin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {

@@ -326,36 +326,30 @@ def test_link_refused_on_a_working_connection(start_emulator, second, words):
     c.stop()
 
 
-def test_client_cap_per_group(start_emulator):
-    emulator = start_emulator(config(client_cap_per_group=2))
-    first = attached(client(emulator, "proton-cap-1"))
-    second = attached(client(emulator, "proton-cap-2"))
-    third = client(emulator, "proton-cap-3")
-    assert_refused_after_open(emulator, third, "proton-cap-3", "amqp:resource-limit-exceeded",
-                              ["DEFAULT_GROUP", "2 clients"])
+def assert_a_third_is_refused_until_a_place_is_freed(emulator, prefix, words):
+    """With a cap of 2: a third client is refused after its open, the first two carry on, and the place
+    the first frees is taken by a fourth."""
+    first = attached(client(emulator, prefix + "-1"))
+    second = attached(client(emulator, prefix + "-2"))
+    third = client(emulator, prefix + "-3")
+    assert_refused_after_open(emulator, third, prefix + "-3", "amqp:resource-limit-exceeded", words)
     third.stop()
     assert first.receiver_attached() and second.receiver_attached()
-    # A place freed is a place taken.
     first.stop()
     emulator.wait_for(emulator.group, lambda g: len(g["clients"]) == 1, WAIT, "one client left")
-    fourth = attached(client(emulator, "proton-cap-4"))
+    fourth = attached(client(emulator, prefix + "-4"))
     second.stop()
     fourth.stop()
+
+
+def test_client_cap_per_group(start_emulator):
+    emulator = start_emulator(config(client_cap_per_group=2))
+    assert_a_third_is_refused_until_a_place_is_freed(emulator, "proton-cap", ["DEFAULT_GROUP", "2 clients"])
 
 
 def test_connection_cap_per_instance(start_emulator):
     emulator = start_emulator(config(connection_cap_per_instance=2))
-    first = attached(client(emulator, "proton-conn-1"))
-    second = attached(client(emulator, "proton-conn-2"))
-    third = client(emulator, "proton-conn-3")
-    assert_refused_after_open(emulator, third, "proton-conn-3", "amqp:resource-limit-exceeded",
-                              ["instance", "2 connections"])
-    third.stop()
-    first.stop()
-    emulator.wait_for(emulator.group, lambda g: len(g["clients"]) == 1, WAIT, "one client left")
-    fourth = attached(client(emulator, "proton-conn-4"))
-    second.stop()
-    fourth.stop()
+    assert_a_third_is_refused_until_a_place_is_freed(emulator, "proton-conn", ["instance", "2 connections"])
 
 
 def test_connection_attempts_per_minute(start_emulator):

@@ -144,22 +144,42 @@ async fn start_pinned_with(
     Ok(worker)
 }
 
+/// The emulator with its rate limits off (the worker is what is measured), pinned to `cpu`.
+async fn unlimited_emulator(cpu: usize) -> anyhow::Result<Emulator> {
+    let emulator =
+        Emulator::start("[limits]\nrealtime_rate_per_connection = 0\nstacked_rate_per_group = 0\nack_timeout_ms = 120000\n").await?;
+    pin(emulator.process.child.id(), cpu);
+    Ok(emulator)
+}
+
+/// A benchmark's lines, printed as they come and kept for target/bench.
+#[derive(Default)]
+struct Report(String);
+
+impl Report {
+    fn line(&mut self, s: &str) {
+        println!("{s}");
+        self.0.push_str(s);
+        self.0.push('\n');
+    }
+
+    fn save(&self, name: &str) -> anyhow::Result<()> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench");
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(format!("{dir}/{name}"), &self.0)?;
+        Ok(())
+    }
+}
+
 #[tokio::test]
 #[ignore = "a benchmark: run on a release build with --ignored --nocapture"]
 async fn worker_benchmark() -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism()?.get();
     let (emulator_cpu, worker_cpu) = (0, cpus - 1);
-    let emulator =
-        Emulator::start("[limits]\nrealtime_rate_per_connection = 0\nstacked_rate_per_group = 0\nack_timeout_ms = 120000\n").await?;
-    pin(emulator.process.child.id(), emulator_cpu);
+    let emulator = unlimited_emulator(emulator_cpu).await?;
     let dir = tempfile::tempdir()?;
-    let mut report = String::new();
-    let mut line = |s: String| {
-        println!("{s}");
-        report.push_str(&s);
-        report.push('\n');
-    };
-    line(format!(
+    let mut report = Report::default();
+    report.line(&format!(
         "cpus: {cpus} (emulator on cpu {emulator_cpu}, worker on cpu {worker_cpu}); load average before: {}",
         std::fs::read_to_string("/proc/loadavg")?.trim()
     ));
@@ -171,7 +191,7 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     throughput(&emulator, &worker, 10_000).await?; // warm-up
     let one = throughput(&emulator, &worker, 50_000).await?;
     let (_, one_peak) = rss_mib(worker.process.child.id());
-    line(format!(
+    report.line(&format!(
         "1 connection: {:.0} msg/s, {:.1} ms CPU per 1000 messages, RSS idle {idle_rss:.1} MiB, peak {one_peak:.1} MiB",
         one.rate, one.cpu_ms_per_1000
     ));
@@ -182,7 +202,7 @@ async fn worker_benchmark() -> anyhow::Result<()> {
     throughput(&emulator, &worker, 10_000).await?;
     let four = throughput(&emulator, &worker, 100_000).await?;
     let (_, four_peak) = rss_mib(worker.process.child.id());
-    line(format!(
+    report.line(&format!(
         "4 connections: {:.0} msg/s per pod ({:.0} per connection), {:.1} ms CPU per 1000 messages, RSS peak {four_peak:.1} MiB",
         four.rate,
         four.rate / 4.0,
@@ -192,31 +212,14 @@ async fn worker_benchmark() -> anyhow::Result<()> {
 
     // Latency at 1 000 msg/s, one connection, the platform's real-time shape.
     let worker = start_pinned(&emulator, &dir.path().join("latency"), 1, worker_cpu).await?;
-    let before = buckets(&worker.get("/metrics").await?.1, "iotsub_worker_ack_latency_seconds");
-    let seconds = 20;
-    emulator
-        .post(
-            "/admin/traffic",
-            json!({"instanceId": "", "consumerGroupId": GROUP, "ratePerSecond": 1000, "devices": 20, "seconds": seconds}),
-        )
-        .await?;
-    let target = (seconds * 1000) as f64;
-    let text = wait_until("the traffic to be acknowledged", Duration::from_secs(seconds + 30), || async {
-        let text = worker.get("/metrics").await.ok()?.1;
-        (parse_metric(&text, "iotsub_worker_ack_latency_seconds_count")? >= target).then_some(text)
-    })
-    .await?;
-    let after = buckets(&text, "iotsub_worker_ack_latency_seconds");
-    let delta: Vec<(f64, f64)> = after.iter().map(|&(le, c)| (le, c - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect();
-    let (p50, p99) = (quantile(&delta, 0.50) * 1000.0, quantile(&delta, 0.99) * 1000.0);
+    let (p50, p99) = latency_at_1000(&emulator, &worker, 20).await?;
     let (load_rss, _) = rss_mib(worker.process.child.id());
-    line(format!(
+    report.line(&format!(
         "latency at 1000 msg/s (send → acknowledgement): p50 {p50:.2} ms, p99 {p99:.2} ms; RSS under this load {load_rss:.1} MiB"
     ));
     drop(worker);
 
-    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"))?;
-    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/worker.md"), &report)?;
+    report.save("worker.md")?;
     Ok(())
 }
 
@@ -249,18 +252,11 @@ async fn latency_at_1000(emulator: &Emulator, worker: &Worker, seconds: u64) -> 
 async fn worker_http_sink_benchmark() -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism()?.get();
     let (emulator_cpu, worker_cpu) = (0, cpus - 1);
-    let emulator =
-        Emulator::start("[limits]\nrealtime_rate_per_connection = 0\nstacked_rate_per_group = 0\nack_timeout_ms = 120000\n").await?;
-    pin(emulator.process.child.id(), emulator_cpu);
+    let emulator = unlimited_emulator(emulator_cpu).await?;
     let receiver = HttpReceiver::start().await?;
     let dir = tempfile::tempdir()?;
-    let mut report = String::new();
-    let mut line = |s: String| {
-        println!("{s}");
-        report.push_str(&s);
-        report.push('\n');
-    };
-    line(format!(
+    let mut report = Report::default();
+    report.line(&format!(
         "cpus: {cpus} (emulator on cpu {emulator_cpu}, worker on cpu {worker_cpu}, the receiver unpinned); load average before: {}",
         std::fs::read_to_string("/proc/loadavg")?.trim()
     ));
@@ -273,17 +269,16 @@ async fn worker_http_sink_benchmark() -> anyhow::Result<()> {
         let n = 50_000 * u64::from(connections.min(2));
         let run = throughput(&emulator, &worker, n).await?;
         let (_, peak) = rss_mib(worker.process.child.id());
-        line(format!(
+        report.line(&format!(
             "http sink, {connections} connection(s): {:.0} msg/s per pod, {:.1} ms worker CPU per 1000 messages, RSS peak {peak:.1} MiB",
             run.rate, run.cpu_ms_per_1000
         ));
     }
     let worker = start_pinned_with(&emulator, &dir.path().join("http-latency"), 1, worker_cpu, |o| o.http_sink(&receiver.url)).await?;
     let (p50, p99) = latency_at_1000(&emulator, &worker, 20).await?;
-    line(format!("http sink, latency at 1000 msg/s (send → acknowledgement, the POST included): p50 {p50:.2} ms, p99 {p99:.2} ms"));
+    report.line(&format!("http sink, latency at 1000 msg/s (send → acknowledgement, the POST included): p50 {p50:.2} ms, p99 {p99:.2} ms"));
     drop(worker);
-    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"))?;
-    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/worker-http.md"), &report)?;
+    report.save("worker-http.md")?;
     Ok(())
 }
 

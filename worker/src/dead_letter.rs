@@ -170,17 +170,7 @@ mod tests {
     use super::*;
 
     fn message() -> IotMessage {
-        IotMessage {
-            message_id: "m-1".into(),
-            topic: "/pk/dn/thing/event/property/post".into(),
-            generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
-            payload: vec![0xff, 0x00, b'{'],
-            data_content_type: "application/octet-stream".into(),
-            encoded: false,
-            delivery_count: 0,
-            sent_at_us: None,
-            body_error: None,
-        }
+        crate::message::sample("m-1", &[0xff, 0x00, b'{'], "application/octet-stream")
     }
 
     fn letter(message: &IotMessage) -> DeadLetter<'_> {

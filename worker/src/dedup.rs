@@ -31,7 +31,8 @@ pub struct DedupWindow {
     in_flight: HashMap<u64, Vec<oneshot::Sender<bool>>>,
 }
 
-fn key(message_id: &str) -> u64 {
+/// A messageId as the bounded per-id memories keep it (this window, the delivery counts).
+pub(crate) fn key(message_id: &str) -> u64 {
     // SipHash with fixed keys: stable within the process, which is all the window needs.
     let mut hasher = DefaultHasher::new();
     message_id.hash(&mut hasher);

@@ -4,22 +4,15 @@
 //! between the platform and the worker forever; at `--max-deliveries` it becomes a dead letter.
 //! Bounded like the duplicate window: the oldest ids are forgotten first.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    hash::{DefaultHasher, Hash, Hasher},
-};
+use std::collections::{HashMap, VecDeque};
+
+use crate::dedup::key;
 
 #[derive(Debug)]
 pub struct DeliveryCounts {
     capacity: usize,
     counts: HashMap<u64, u32>,
     order: VecDeque<u64>,
-}
-
-fn key(message_id: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    message_id.hash(&mut hasher);
-    hasher.finish()
 }
 
 impl DeliveryCounts {

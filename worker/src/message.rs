@@ -112,6 +112,23 @@ impl IotMessage {
     }
 }
 
+/// A platform message as the unit tests of the sinks and dead letters use it: topic and generateTime
+/// as the platform sends them, the rest given.
+#[cfg(test)]
+pub(crate) fn sample(message_id: &str, payload: &[u8], data_content_type: &str) -> IotMessage {
+    IotMessage {
+        message_id: message_id.into(),
+        topic: "/pk/dn/thing/event/property/post".into(),
+        generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
+        payload: payload.to_vec(),
+        data_content_type: data_content_type.into(),
+        encoded: false,
+        delivery_count: 0,
+        sent_at_us: None,
+        body_error: None,
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

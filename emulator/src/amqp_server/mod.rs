@@ -35,16 +35,7 @@ use crate::{
 
 pub async fn serve(listener: TcpListener, tls: TlsAcceptor, platform: Arc<Platform>) {
     loop {
-        let (tcp, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let (tcp, remote) = iotsub_common::net::accept(&listener).await;
         tokio::spawn(handle_connection(tcp, remote, tls.clone(), platform.clone()));
     }
 }

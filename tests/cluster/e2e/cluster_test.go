@@ -346,12 +346,7 @@ func TestRestartWithBackoff(t *testing.T) {
 	t.Parallel()
 	c := client(t)
 	ns := namespace(t, c)
-	ctr := testContainer(v1.EnvVar{Name: "LK_EXIT_AFTER", Value: "500ms"}, v1.EnvVar{Name: "LK_EXIT_CODE", Value: "3"})
-	ctr.ReadinessProbe = nil
-	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crash"}, Spec: v1.PodSpec{Containers: []v1.Container{ctr}}}
-	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createExitingPod(t, c, ns, "crash", "500ms", "3", "")
 	sawBackOff := false
 	eventually(t, 60*time.Second, func() (bool, string) {
 		p, err := c.CoreV1().Pods(ns).Get(ctx(t), "crash", metav1.GetOptions{})
@@ -373,12 +368,7 @@ func TestRunToCompletion(t *testing.T) {
 	t.Parallel()
 	c := client(t)
 	ns := namespace(t, c)
-	ctr := testContainer(v1.EnvVar{Name: "LK_EXIT_AFTER", Value: "200ms"}, v1.EnvVar{Name: "LK_EXIT_CODE", Value: "0"})
-	ctr.ReadinessProbe = nil
-	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "once"}, Spec: v1.PodSpec{RestartPolicy: v1.RestartPolicyNever, Containers: []v1.Container{ctr}}}
-	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createExitingPod(t, c, ns, "once", "200ms", "0", v1.RestartPolicyNever)
 	eventually(t, 60*time.Second, func() (bool, string) {
 		p, err := c.CoreV1().Pods(ns).Get(ctx(t), "once", metav1.GetOptions{})
 		if err != nil {

@@ -218,3 +218,15 @@ func signalDir(t testing.TB) string {
 	}
 	return dir
 }
+
+// createExitingPod creates pod name whose test container exits with code after the given time
+// (no readiness probe); policy "" leaves the API's default restart policy.
+func createExitingPod(t testing.TB, c kubernetes.Interface, ns, name, after, code string, policy v1.RestartPolicy) {
+	t.Helper()
+	ctr := testContainer(v1.EnvVar{Name: "LK_EXIT_AFTER", Value: after}, v1.EnvVar{Name: "LK_EXIT_CODE", Value: code})
+	ctr.ReadinessProbe = nil
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.PodSpec{RestartPolicy: policy, Containers: []v1.Container{ctr}}}
+	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

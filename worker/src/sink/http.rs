@@ -168,17 +168,7 @@ mod tests {
     use super::*;
 
     fn message() -> IotMessage {
-        IotMessage {
-            message_id: "42".into(),
-            topic: "/pk/dn/thing/event/property/post".into(),
-            generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
-            payload: b" {\"x\":1}".to_vec(),
-            data_content_type: "application/json".into(),
-            encoded: false,
-            delivery_count: 0,
-            sent_at_us: None,
-            body_error: None,
-        }
+        crate::message::sample("42", b" {\"x\":1}", "application/json")
     }
 
     #[test]

@@ -115,17 +115,7 @@ mod tests {
     use super::*;
 
     fn message(payload: &[u8]) -> IotMessage {
-        IotMessage {
-            message_id: "m-1".into(),
-            topic: "/pk/dn/thing/event/property/post".into(),
-            generate_time: Some(GenerateTime::Millis(1_573_489_088_171)),
-            payload: payload.to_vec(),
-            data_content_type: "application/json".into(),
-            encoded: false,
-            delivery_count: 0,
-            sent_at_us: None,
-            body_error: None,
-        }
+        crate::message::sample("m-1", payload, "application/json")
     }
 
     #[test]
