@@ -24,5 +24,6 @@ mod status;
 mod timestamps;
 
 pub use decide::{Decision, Note, Requeue, decide};
+pub use desired::WORKER_PORT;
 pub use memory::Memory;
 pub use observed::{Credentials, Observed, PlatformAnswer, PlatformObservation};
