@@ -71,10 +71,13 @@ mod tests {
         }
     }
 
+    /// What is read, the running pods, and the condition expected.
+    type Case = (&'static str, Vec<SinkReading>, usize, ConditionStatus, &'static str, &'static str);
+
     #[test]
     fn the_condition_follows_what_the_pods_report() {
         use BreakerState::{HalfOpen, Ok, Open};
-        let cases: &[(&str, Vec<SinkReading>, usize, ConditionStatus, &str, &str)] = &[
+        let cases: &[Case] = &[
             ("all ready: nothing asked", vec![], 3, ConditionStatus::True, "SinkTaking", "no worker reports a failing sink"),
             (
                 "two of three open or half-open",
