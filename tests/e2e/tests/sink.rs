@@ -96,5 +96,11 @@ async fn a_missing_headers_from_secret_is_a_condition_not_a_pod_stuck_creating()
         wait_until("the worker Deployment", Duration::from_secs(30), || async { deployments.get_opt("orders").await.ok()? }).await?;
     let volumes = deployment.spec.and_then(|s| s.template.spec).and_then(|s| s.volumes).unwrap_or_default();
     assert!(volumes.iter().any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("sink-auth")), "{volumes:?}");
+    let events: Api<Event> = bed.ns.api();
+    let shown = serde_json::to_string(&wait_status(&bed.ns, "orders", "a status", Duration::from_secs(5), |_| true).await?)?;
+    let all_events = serde_json::to_string(&events.list(&ListParams::default()).await?.items)?;
+    for text in [&shown, &all_events, &bed.operator.log_text()] {
+        assert!(!text.contains("e2e-t0ken"), "a header value leaked: {text}");
+    }
     Ok(())
 }
