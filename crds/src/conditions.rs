@@ -9,6 +9,8 @@ pub const CREDENTIALS_VALID: &str = "CredentialsValid";
 pub const AUTOSCALING: &str = "Autoscaling";
 /// The backlog could be read from the platform's OpenAPI.
 pub const BACKLOG_AVAILABLE: &str = "BacklogAvailable";
+/// No worker reports its sink failing (its circuit breaker open or half-open).
+pub const SINK_AVAILABLE: &str = "SinkAvailable";
 
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";
@@ -43,4 +45,8 @@ pub mod reason {
     pub const STEADY: &str = "Steady";
     pub const BACKLOG_UNAVAILABLE: &str = "BacklogUnavailable";
     pub const DISABLED: &str = "Disabled";
+    // SinkAvailable
+    pub const SINK_TAKING: &str = "SinkTaking";
+    pub const SINK_FAILING: &str = "SinkFailing";
+    pub const SINK_UNKNOWN: &str = "SinkUnknown";
 }

@@ -76,6 +76,10 @@ pub struct Context {
     pub worker_image: String,
     pub watch_namespace: Option<String>,
     pub memories: Memories,
+    /// For the workers' `/status` ([`crate::sink_status`]).
+    pub worker_http: reqwest::Client,
+    /// The port of the workers' HTTP server (the Deployment's; tests point it elsewhere).
+    pub worker_port: u16,
 }
 
 impl Context {
@@ -90,6 +94,8 @@ impl Context {
             worker_image: args.worker_image.clone(),
             watch_namespace: args.watch_namespace.clone(),
             memories: Memories::default(),
+            worker_http: crate::sink_status::client()?,
+            worker_port: u16::try_from(iotsub_operator_core::WORKER_PORT)?,
         })
     }
 

@@ -76,7 +76,7 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
     });
     let pods_task = tokio::spawn(pod_cache);
     let store = subscriptions.clone();
-    // A Secret change reconciles every subscription that reads it (credentials or CA).
+    // A Secret change reconciles every subscription that reads it (credentials, CA, sink headers).
     let secret_mapper = move |secret: Secret| {
         let ns = secret.namespace();
         let name = secret.name_any();
@@ -122,4 +122,5 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
 fn reads_secret(cgs: &ConsumerGroupSubscription, secret: &str) -> bool {
     cgs.spec.credentials.secret_name == secret
         || cgs.spec.endpoint.ca_secret_ref.as_ref().is_some_and(|SecretKeyRef { name, .. }| name == secret)
+        || cgs.spec.sink.http.as_ref().and_then(|h| h.headers_from.as_ref()).is_some_and(|h| h.secret_name == secret)
 }

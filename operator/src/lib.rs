@@ -12,6 +12,7 @@ mod metrics;
 mod observe;
 mod platform;
 mod reconcile;
+mod sink_status;
 
 #[cfg(test)]
 mod fixtures;

@@ -11,6 +11,7 @@ use iotsub_operator_core::{
     Credentials, Decision, Note, Observed, Requeue, decide,
     decide::platform_first,
     events::{Event, EventType},
+    observed::sink_suspects,
 };
 use kube::{
     ResourceExt,
@@ -19,7 +20,7 @@ use kube::{
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::{apply, context::Context, metrics::ErrorLabels, observe, platform};
+use crate::{apply, context::Context, metrics::ErrorLabels, observe, platform, sink_status};
 
 /// What failed, by stage. Messages name the object, never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,7 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     let key = ObjectRef::from_obj(cgs);
     let mut memory = ctx.memories.get(&key);
     let mut observed = observe::cluster(&ctx.stores, cgs);
+    observed.sinks = sink_status::read(&ctx.worker_http, sink_suspects(&observed.pods), ctx.worker_port).await;
     if platform_first(cgs) {
         ask_platform(ctx, cgs, &mut observed, &mut memory, now).await;
     }
@@ -226,6 +228,69 @@ mod tests {
         let result = result.expect("the reconcile finished");
         assert!(matches!(result, Err(Error::ApplyDeployment(_))), "{result:?}");
         assert_eq!(error_policy(Arc::new(world.cgs.clone()), &result.unwrap_err(), ctx), Action::requeue(RETRY_AFTER));
+    }
+
+    /// A settled world whose first pod runs but is not ready, at 127.0.0.1.
+    fn with_an_unready_pod() -> World {
+        let mut world = World::new(subscription()).settle();
+        world.observed.pods[0].status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some("127.0.0.1".into()),
+            conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        world
+    }
+
+    /// A worker's `/status` on 127.0.0.1, answering `sink`; its port.
+    async fn worker_status(sink: serde_json::Value) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        let app = axum::Router::new().route(
+            "/status",
+            axum::routing::get(move || {
+                let sink = sink.clone();
+                async move { axum::Json(serde_json::json!({ "sink": sink, "ready": false })) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    /// [`reconcile_in`] with the workers' HTTP port at `port`.
+    async fn reconcile_with_workers_on(world: &World, port: u16, scenario: Scenario) -> Result<Action, Error> {
+        let (ctx, server) = fixtures::context(world);
+        let mut ctx = Arc::into_inner(ctx).expect("the only reference");
+        ctx.worker_port = port;
+        let server = server.run(scenario);
+        let result = tokio::time::timeout(Duration::from_secs(5), reconcile_at(&world.cgs, &ctx, now())).await;
+        server.await.expect("the scenario ran").assert_idle();
+        result.expect("the reconcile finished")
+    }
+
+    #[tokio::test]
+    async fn an_unready_pod_whose_sink_breaker_is_open_turns_sink_available_false_with_a_warning() {
+        let world = with_an_unready_pod();
+        let port = worker_status(serde_json::json!({
+            "type": "http", "target": "http://sink.team:8080/in", "deadLetter": "log", "state": "open",
+            "consecutiveFailures": 12, "lastError": "HTTP 503 Service Unavailable", "since": "2026-01-02T03:00:00Z"
+        }))
+        .await;
+        let scenario = Scenario(vec![(ApplyStatus, Accept), (event("SinkFailing"), Accept)]);
+        reconcile_with_workers_on(&world, port, scenario).await.expect("reconciled");
+    }
+
+    #[tokio::test]
+    async fn an_unready_pod_that_cannot_be_read_is_unknown_not_failing() {
+        let world = with_an_unready_pod();
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port();
+        let scenario = Scenario(vec![(ApplyStatus, Accept)]);
+        reconcile_with_workers_on(&world, port, scenario).await.expect("reconciled");
     }
 
     #[tokio::test]

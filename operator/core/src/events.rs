@@ -63,6 +63,15 @@ pub(crate) fn changes(
     if credentials_rotated {
         events.push(event(EventType::Normal, "CredentialsRotated", "RollPods", "the credentials changed: rolling the worker pods".into()));
     }
+    // A failing sink warns when it starts, and says so when it recovers (not at creation).
+    if let Some(now) = after.condition(conditions::SINK_AVAILABLE) {
+        let was = before.and_then(|b| b.condition(conditions::SINK_AVAILABLE)).map(|c| c.status.as_str());
+        if now.status == conditions::FALSE && was != Some(conditions::FALSE) {
+            events.push(event(EventType::Warning, &now.reason, conditions::SINK_AVAILABLE, now.message.clone()));
+        } else if now.status == conditions::TRUE && was == Some(conditions::FALSE) {
+            events.push(event(EventType::Normal, &now.reason, conditions::SINK_AVAILABLE, "the sink takes messages again".into()));
+        }
+    }
     for type_ in [conditions::CREDENTIALS_VALID, conditions::READY] {
         let Some(now) = after.condition(type_) else { continue };
         let was = before.and_then(|b| b.condition(type_));
@@ -135,5 +144,20 @@ mod tests {
         assert!(changes(Some(&capped), &capped, false, false).is_empty(), "still capped: no second Warning");
         let unavailable = status(5, &[("Autoscaling", "False", "BacklogUnavailable")]);
         assert_eq!(reasons(&changes(Some(&capped), &unavailable, false, false)), [("BacklogUnavailable", true)]);
+    }
+
+    #[test]
+    fn a_failing_sink_warns_once_and_its_recovery_is_told() {
+        let taking = status(2, &[("SinkAvailable", "True", "SinkTaking")]);
+        assert!(changes(None, &taking, false, false).is_empty(), "a new subscription's sink is no news");
+        let failing = status(2, &[("SinkAvailable", "False", "SinkFailing")]);
+        let events = changes(Some(&taking), &failing, false, false);
+        assert_eq!(reasons(&events), [("SinkFailing", true)]);
+        assert_eq!((events[0].action.as_str(), events[0].note.as_str()), ("SinkAvailable", "SinkFailing happened"));
+        assert!(changes(Some(&failing), &failing, false, false).is_empty(), "still failing: no second Warning");
+        let unknown = status(2, &[("SinkAvailable", "Unknown", "SinkUnknown")]);
+        assert!(changes(Some(&failing), &unknown, false, false).is_empty(), "unknown is not a recovery");
+        assert_eq!(reasons(&changes(Some(&unknown), &failing, false, false)), [("SinkFailing", true)]);
+        assert_eq!(reasons(&changes(Some(&failing), &taking, false, false)), [("SinkTaking", false)]);
     }
 }

@@ -97,7 +97,13 @@ pub fn creds(id: &str) -> Secret {
 impl World {
     pub fn new(cgs: ConsumerGroupSubscription) -> World {
         let mut world = World {
-            observed: Observed { credentials: check_credentials(&cgs, None, None), deployment: None, pods: vec![], platform: None },
+            observed: Observed {
+                credentials: check_credentials(&cgs, None, None, None),
+                deployment: None,
+                pods: vec![],
+                platform: None,
+                sinks: vec![],
+            },
             cgs,
             memory: Memory::default(),
             others: vec![],
@@ -112,7 +118,7 @@ impl World {
     /// The credentials Secret is now `credentials` (`None`: deleted); the CA Secret is there.
     pub fn put_secret(&mut self, credentials: Option<&Secret>) {
         let ca = secret("emulator-ca", &[("ca.pem", "PEM")]);
-        self.observed.credentials = check_credentials(&self.cgs, credentials, Some(("emulator-ca", "ca.pem", Some(&ca))));
+        self.observed.credentials = check_credentials(&self.cgs, credentials, Some(("emulator-ca", "ca.pem", Some(&ca))), None);
         self.secrets = credentials.into_iter().cloned().chain([ca]).collect();
     }
 

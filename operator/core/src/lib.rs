@@ -3,7 +3,8 @@
 //! [`Decision`] (I/O).
 //!
 //! - [`names`]: labels, annotations, Secret keys, the field manager.
-//! - [`observed`]: what a reconcile observed, the credentials check, the autoscaler's reading.
+//! - [`observed`]: what a reconcile observed, the credentials check, the autoscaler's reading, the
+//!   workers' sinks (which pods to ask, their `/status` `sink` object).
 //! - [`memory`]: what the operator remembers of a subscription between reconciles.
 //! - [`decide`]: the decision, built from `desired` (the worker Deployment), [`autoscale`] (the
 //!   replica count), `rollout` (new credentials under the client cap), `status` (one module per
@@ -24,5 +25,6 @@ mod status;
 mod timestamps;
 
 pub use decide::{Decision, Note, Requeue, decide};
+pub use desired::WORKER_PORT;
 pub use memory::Memory;
 pub use observed::{Credentials, Observed, PlatformAnswer, PlatformObservation};

@@ -29,6 +29,72 @@ pub struct Observed {
     pub pods: Vec<Pod>,
     /// `None` when the platform was not asked (unusable credentials, or not yet in this reconcile).
     pub platform: Option<PlatformObservation>,
+    /// The sinks of the pods that run but are not ready ([`sink_suspects`]); empty when every pod
+    /// is ready, as nothing is asked then.
+    pub sinks: Vec<SinkReading>,
+}
+
+/// One pod's answer to `GET /status`, its `sink` object; `sink` is `None` when it could not be
+/// read (unreachable, timed out, not JSON): unknown, not failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkReading {
+    pub pod: String,
+    pub sink: Option<PodSink>,
+}
+
+/// The worker's `/status` `sink` object. `target` and `lastError` are redacted by the worker
+/// (no userinfo, query or header value).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSink {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+    pub state: BreakerState,
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    pub since: String,
+}
+
+impl PodSink {
+    pub fn is_failing(&self) -> bool {
+        self.state != BreakerState::Ok
+    }
+}
+
+/// The worker's circuit breaker around its sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerState {
+    Ok,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Ok => "ok",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// The pods whose sink is worth asking about, as (name, pod IP): running, not shutting down, with
+/// an address, and not Ready (a worker whose breaker is open says so on `/readyz`). A settled
+/// subscription has none, so it costs no call.
+pub fn sink_suspects(pods: &[Pod]) -> Vec<(String, String)> {
+    pods.iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let status = pod.status.as_ref()?;
+            let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ip = status.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
+            (status.phase.as_deref() == Some("Running") && !ready).then(|| (pod.name_any(), ip.clone()))
+        })
+        .collect()
 }
 
 /// What the Secrets hold, checked. The secret values stay in `access_key` (whose `Debug` redacts).
@@ -117,11 +183,15 @@ pub fn reading(observed: &Observed, subscription: &str, connections_per_pod: i32
 }
 
 /// Which keys the auth mode needs, whether they are there, and the hash that rolls the pods
-/// when any of them (or the CA) changes. `ca` is the CA reference's Secret name, key and Secret.
+/// when any of them (or the CA) changes. `ca` is the CA reference's Secret name, key and Secret;
+/// `sink_headers` the `sink.http.headersFrom` Secret's name and Secret. That one only has to
+/// exist (a pod cannot start without it); the worker re-reads its keys when they change, so they
+/// are not hashed.
 pub fn check_credentials(
     cgs: &ConsumerGroupSubscription,
     secret: Option<&Secret>,
     ca: Option<(&str, &str, Option<&Secret>)>,
+    sink_headers: Option<(&str, Option<&Secret>)>,
 ) -> Credentials {
     let secret_name = cgs.spec.credentials.secret_name.clone();
     let Some(secret) = secret else {
@@ -148,6 +218,9 @@ pub fn check_credentials(
             Some(value) => hash_entry(&mut hasher, "ca", value),
             None => return Credentials::KeyMissing { secret: ca_name.into(), key: ca_key.into() },
         }
+    }
+    if let Some((headers_name, None)) = sink_headers {
+        return Credentials::SecretNotFound { secret: headers_name.into() };
     }
     let text = |key: &str| String::from_utf8_lossy(&data[key]).trim().to_owned();
     let access_key = AccessKey {
@@ -204,6 +277,7 @@ mod tests {
                 }),
                 at: fixtures::now(),
             }),
+            sinks: vec![],
         };
         let seen = reading(&observed, "orders", 2);
         assert_eq!(
@@ -221,7 +295,7 @@ mod tests {
         let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
         let full = fixtures::secret("creds", &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]);
         let check = |secret: Option<&Secret>, ca_secret: Option<&Secret>| {
-            check_credentials(&cgs, secret, Some(("emulator-ca", "ca.pem", ca_secret)))
+            check_credentials(&cgs, secret, Some(("emulator-ca", "ca.pem", ca_secret)), None)
         };
         assert_eq!(check(None, Some(&ca)), Credentials::SecretNotFound { secret: "creds".into() });
         let partial = fixtures::secret("creds", &[("accessKeyId", "demo")]);
@@ -233,5 +307,58 @@ mod tests {
         assert!(!format!("{valid:?}").contains("demo-secret"), "Debug redacts");
         let other_ca = fixtures::secret("emulator-ca", &[("ca.pem", "OTHER")]);
         assert_ne!(check(Some(&full), Some(&other_ca)).hash(), Some(hash.as_str()), "a new CA rolls the pods too");
+        let ca_ref = Some(("emulator-ca", "ca.pem", Some(&ca)));
+        let headers = fixtures::secret("sink-auth", &[("Authorization", "Bearer t0ken")]);
+        assert_eq!(
+            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", None))),
+            Credentials::SecretNotFound { secret: "sink-auth".into() },
+            "a missing headersFrom Secret is named, not left to a pod stuck in ContainerCreating"
+        );
+        assert_eq!(
+            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", Some(&headers)))).hash(),
+            Some(hash.as_str()),
+            "the worker re-reads the headers: they do not roll the pods"
+        );
+    }
+
+    fn worker_pod(name: &str, phase: &str, ready: bool, ip: &str) -> Pod {
+        let mut pod = fixtures::pod(name);
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some(phase.into()),
+            pod_ip: (!ip.is_empty()).then(|| ip.into()),
+            conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        pod
+    }
+
+    #[test]
+    fn only_running_pods_that_are_not_ready_are_asked_about_their_sink() {
+        let pods = [
+            worker_pod("ready", "Running", true, "127.1.0.2"),
+            worker_pod("unready", "Running", false, "127.1.0.3"),
+            worker_pod("pending", "Pending", false, ""),
+            worker_pod("no-ip", "Running", false, ""),
+            fixtures::terminating(worker_pod("leaving", "Running", false, "127.1.0.4")),
+            fixtures::pod("no-status"),
+        ];
+        assert_eq!(sink_suspects(&pods), [("unready".to_owned(), "127.1.0.3".to_owned())]);
+    }
+
+    #[test]
+    fn the_workers_status_sink_object_parses() {
+        let json = r#"{"type":"http","target":"http://sink.team:8080/in","deadLetter":"log","state":"half-open",
+            "consecutiveFailures":12,"lastError":"HTTP 503 Service Unavailable","since":"2026-01-02T03:00:00Z"}"#;
+        let sink: PodSink = serde_json::from_str(json).expect("parses");
+        assert_eq!(sink.state, BreakerState::HalfOpen);
+        assert_eq!((sink.consecutive_failures, sink.last_error.as_deref()), (12, Some("HTTP 503 Service Unavailable")));
+        assert!(sink.is_failing());
+        let ok: PodSink =
+            serde_json::from_str(&json.replace("half-open", "ok").replace(r#""HTTP 503 Service Unavailable""#, "null")).expect("parses");
+        assert!(!ok.is_failing() && ok.last_error.is_none());
     }
 }

@@ -6,6 +6,7 @@ mod backlog;
 mod clients;
 mod credentials;
 mod ready;
+mod sink;
 
 use iotsub_crds::{Backlog, ClientStatus, ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus, conditions};
 use kube_core::ResourceExt;
@@ -48,7 +49,7 @@ pub(crate) fn status(
     let credentials = credentials::condition(&observed.credentials, platform.map(|p| &p.answer));
     let backlog_condition = backlog::condition(platform.map(|p| &p.answer));
     let was_ready = previous.condition(conditions::READY).is_some_and(|c| c.status == conditions::TRUE);
-    let ready = ready::condition(&ready::Input {
+    let mut ready = ready::condition(&ready::Input {
         credentials: &credentials,
         credentials_usable: observed.credentials.is_valid(),
         counts,
@@ -56,6 +57,11 @@ pub(crate) fn status(
         clients: answer.map(|_| ready::Clients { connected: connected_ours, ours: ours.len() }),
         backlog: &backlog_condition,
     });
+    let sink = sink::condition(&observed.sinks, observed.running_pods().count());
+    if sink.is_false() && ready.is_false() {
+        // Why the pods are not ready, when it is their sink.
+        ready.message = format!("{}; {}", ready.message, sink.message);
+    }
     let autoscaling = autoscaling::condition(autoscaling, previous.condition(conditions::AUTOSCALING), desired_replicas);
 
     let now = rfc3339(now);
@@ -93,6 +99,7 @@ pub(crate) fn status(
             condition(conditions::CREDENTIALS_VALID, credentials),
             condition(conditions::AUTOSCALING, autoscaling),
             condition(conditions::BACKLOG_AVAILABLE, backlog_condition),
+            condition(conditions::SINK_AVAILABLE, sink),
         ],
     }
 }
@@ -155,6 +162,7 @@ mod tests {
             deployment: Some(fixtures::deployment_with_status(2, ready)),
             pods: vec![fixtures::pod("orders-abc-1"), fixtures::pod("orders-abc-2")],
             platform,
+            sinks: vec![],
         }
     }
 
