@@ -17,6 +17,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{Emulator, Process, binary, wait_until};
+use iotsub_emulator::admin::GroupSnapshot;
 
 pub const GROUP: &str = "DEFAULT_GROUP";
 pub const TOPIC: &str = "/pk/dn/thing/event/property/post";
@@ -200,12 +201,9 @@ pub fn parse_metric(text: &str, sample: &str) -> Option<f64> {
 }
 
 /// The emulator's view of the consumer group.
-pub async fn group(emulator: &Emulator) -> anyhow::Result<Value> {
-    emulator.group(GROUP).await
-}
-
-pub fn count(group: &Value, field: &str) -> u64 {
-    group[field].as_u64().unwrap_or(0)
+/// The emulator's view of the tests' consumer group, typed.
+pub async fn group(emulator: &Emulator) -> anyhow::Result<GroupSnapshot> {
+    emulator.group_snapshot(GROUP).await
 }
 
 /// The http sink the tests control (the same real HTTP server as [`HttpReceiver`]).
@@ -250,12 +248,17 @@ impl Fixture {
         self.emulator.publish(GROUP, TOPIC, payload, count).await
     }
 
-    pub async fn group(&self) -> anyhow::Result<Value> {
+    pub async fn group(&self) -> anyhow::Result<GroupSnapshot> {
         group(&self.emulator).await
     }
 
     /// Waits until the emulator's view of the group satisfies `check`; returns that view.
-    pub async fn wait_group(&self, what: &str, deadline: Duration, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub async fn wait_group(
+        &self,
+        what: &str,
+        deadline: Duration,
+        check: impl Fn(&GroupSnapshot) -> bool,
+    ) -> anyhow::Result<GroupSnapshot> {
         wait_until(what, deadline, || async {
             let g = self.group().await.ok()?;
             check(&g).then_some(g)

@@ -11,7 +11,7 @@ use iotsub_tests::{
     http_receiver::HttpReceiver,
     wait::holds_for,
     wait_until,
-    worker::{Fixture, count, tail},
+    worker::{Fixture, tail},
 };
 
 const FAST_REDELIVERY: &str = "[limits]\nstacked_rate_per_group = 20000\nstacked_retry_after_ms = 200\n";
@@ -39,13 +39,13 @@ async fn an_open_circuit_stops_credit_names_the_sink_and_closes_on_the_first_suc
 
     // No delivery loop: over 6 s, only the probes (after 1 s, 2 s, 4 s; one message each) reach the sink.
     let before = sink.requests().len();
-    let delivered_before = count(&fx.group().await?, "delivered");
+    let delivered_before = fx.group().await?.counters.delivered;
     holds_for("the sink sees only probes", Duration::from_secs(6), || async { (sink.requests().len() <= before + 6).then_some(()) })
         .await?;
     let g = fx.group().await?;
-    assert!(count(&g, "delivered") - delivered_before <= 8, "delivered while the circuit was open: {g}");
-    assert!(count(&g, "backlog") >= 250, "the platform keeps the messages: {g}");
-    assert_eq!(count(&g, "acknowledged"), 0, "{g}");
+    assert!(g.counters.delivered - delivered_before <= 8, "delivered while the circuit was open: {g:?}");
+    assert!(g.backlog >= 250, "the platform keeps the messages: {g:?}");
+    assert_eq!(g.counters.acknowledged, 0, "{g:?}");
 
     sink.answer(200);
     wait_until("every message in the sink", Duration::from_secs(60), || async {
@@ -90,15 +90,15 @@ async fn a_60_s_sink_outage_under_1000_messages_per_second_stops_credit_and_lose
         .await?;
     // Credit stopped: while the sink is down, the platform delivers next to nothing.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let d0 = count(&fx.group().await?, "delivered");
+    let d0 = fx.group().await?.counters.delivered;
     let requests0 = sink.request_count();
     tokio::time::sleep(Duration::from_secs(40)).await;
     let g = fx.group().await?;
-    let delivered_during = count(&g, "delivered") - d0;
+    let delivered_during = g.counters.delivered - d0;
     let requests_during = sink.request_count() - requests0;
-    assert!(delivered_during <= 100, "{delivered_during} deliveries in 40 s of outage (probes only expected): {g}");
+    assert!(delivered_during <= 100, "{delivered_during} deliveries in 40 s of outage (probes only expected): {g:?}");
     assert!(requests_during <= 100, "{requests_during} requests in 40 s of outage");
-    assert!(count(&g, "backlog") > 30_000, "the platform stacks the messages: {g}");
+    assert!(g.backlog > 30_000, "the platform stacks the messages: {g:?}");
     let (code, body) = fx.worker.get("/readyz").await?;
     assert!(code == 503 && body.contains("sink http"), "{code} {body}");
 

@@ -2,11 +2,12 @@
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
+use iotsub_emulator::admin::GroupSnapshot;
 use iotsub_tests::{
     Emulator, binary, wait_until,
-    worker::{Fixture, GROUP, TOPIC, Worker, WorkerOptions, count, group},
+    worker::{Fixture, GROUP, TOPIC, Worker, WorkerOptions, group},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() -> anyhow::Result<()> {
@@ -15,21 +16,10 @@ async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() 
     let fx = Fixture::start("[limits]\nmax_timestamp_skew_ms = 1500\n", "w", |o| o.connections(2).arg("--idle-timeout-ms", 45_000)).await?;
     let (emulator, worker) = (&fx.emulator, &fx.worker);
 
-    let clients = |g: &Value| -> BTreeSet<(String, u64, bool)> {
-        g["clients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c["clientId"].as_str().unwrap_or("").to_owned(),
-                    c["idleTimeoutMs"].as_u64().unwrap_or(0),
-                    c["attached"].as_bool().unwrap_or(false),
-                )
-            })
-            .collect()
+    let clients = |g: &GroupSnapshot| -> BTreeSet<(String, Option<u32>, bool)> {
+        g.clients.iter().map(|c| (c.client_id.clone(), c.idle_timeout_ms, c.attached)).collect()
     };
-    let expected: BTreeSet<_> = [("w-0".to_owned(), 45_000, true), ("w-1".to_owned(), 45_000, true)].into();
+    let expected: BTreeSet<_> = [("w-0".to_owned(), Some(45_000), true), ("w-1".to_owned(), Some(45_000), true)].into();
     assert_eq!(clients(&group(emulator).await?), expected, "the emulator's view of the clients");
 
     // /status and /healthz
@@ -48,9 +38,9 @@ async fn connects_with_tls_fresh_signatures_idle_timeout_and_numbered_clients() 
     })
     .await?;
     assert_eq!(clients(&group(emulator).await?), expected, "both clients back, with the same idle-time-out");
-    let refusals: Value = reqwest::get(emulator.api_url("/admin/refusals")).await?.json().await?;
-    let stale = refusals.as_array().into_iter().flatten().filter(|r| r["reason"].as_str().unwrap_or("").contains("timestamp")).count();
-    assert_eq!(stale, 0, "a reconnect reused an old signature: {refusals}");
+    let refusals = emulator.refusals_typed().await?;
+    let stale = refusals.iter().filter(|r| r.reason.contains("timestamp")).count();
+    assert_eq!(stale, 0, "a reconnect reused an old signature: {refusals:?}");
 
     // /metrics carries every family the design names.
     let metrics = worker.get("/metrics").await?.1;
@@ -99,7 +89,7 @@ async fn log_sink_writes_one_json_line_per_message_then_acknowledges() -> anyhow
     assert_eq!(seen, ids.iter().cloned().collect());
     wait_until("the emulator to count 3 acknowledgements", Duration::from_secs(10), || async {
         let g = group(emulator).await.ok()?;
-        (count(&g, "acknowledged") == 3 && count(&g, "inFlight") == 0).then_some(())
+        (g.counters.acknowledged == 3 && g.in_flight == 0).then_some(())
     })
     .await?;
     assert_eq!(worker.metric("iotsub_worker_messages_acknowledged_total").await?, 3.0);
@@ -160,8 +150,8 @@ consumer_groups = ["G1"]
         .post("/admin/messages", json!({"instanceId": "iot-cn-test", "consumerGroupId": "G1", "topic": TOPIC, "payload": "x", "count": 2}))
         .await?;
     wait_until("2 acknowledgements on G1", Duration::from_secs(15), || async {
-        let g: Value = reqwest::get(emulator.api_url("/admin/consumer-groups/G1?instanceId=iot-cn-test")).await.ok()?.json().await.ok()?;
-        (count(&g, "acknowledged") == 2).then_some(())
+        let g = emulator.group_in("iot-cn-test", "G1").await.ok()?;
+        (g.counters.acknowledged == 2).then_some(())
     })
     .await?;
     assert_eq!(worker.lines().len(), 2, "{published}");
@@ -185,6 +175,6 @@ async fn an_untrusted_server_certificate_is_refused() -> anyhow::Result<()> {
     let error = status["connections"][0]["lastError"].as_str().unwrap();
     assert!(error.contains("certificate"), "{error}");
     assert!(!worker.ready().await);
-    assert!(group(&emulator).await?["clients"].as_array().is_some_and(Vec::is_empty));
+    assert!(group(&emulator).await?.clients.is_empty());
     Ok(())
 }

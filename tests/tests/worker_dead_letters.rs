@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use iotsub_tests::{
-    http_receiver::HttpReceiver,
-    wait_until,
-    worker::{Fixture, count},
-};
+use iotsub_tests::{http_receiver::HttpReceiver, wait_until, worker::Fixture};
 
 const FAST_REDELIVERY: &str = "[limits]\nstacked_rate_per_group = 20000\nstacked_retry_after_ms = 200\n";
 
@@ -20,7 +16,7 @@ async fn a_rejected_message_goes_to_the_dead_letter_endpoint_as_a_cloudevent_the
         Fixture::start("", "dl", |o| o.http_sink(&sink.url).arg("--dead-letter", "http").arg("--dead-letter-url", &letters.url)).await?;
     let payload = r#"{"items":{"Power":{"value":"on"}}}"#;
     let ids = fx.publish(payload, 3).await?;
-    fx.wait_group("3 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 3 && count(g, "inFlight") == 0).await?;
+    fx.wait_group("3 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 3 && g.in_flight == 0).await?;
     let received = letters.requests();
     assert_eq!(received.len(), 3, "one dead letter each");
     for id in &ids {
@@ -56,12 +52,12 @@ async fn a_dead_letter_that_cannot_be_written_is_not_acknowledged() -> anyhow::R
     })
     .await?;
     let g = fx.group().await?;
-    assert_eq!(count(&g, "acknowledged"), 0, "acknowledged without a record: {g}");
-    assert!(count(&g, "refusedByClient") >= 2, "released instead: {g}");
+    assert_eq!(g.counters.acknowledged, 0, "acknowledged without a record: {g:?}");
+    assert!(g.counters.refused_by_client >= 2, "released instead: {g:?}");
 
     // The dead-letter endpoint recovers: the next delivery is recorded and acknowledged.
     letters.answer(200);
-    fx.wait_group("the acknowledgement", Duration::from_secs(20), |g| count(g, "acknowledged") == 1).await?;
+    fx.wait_group("the acknowledgement", Duration::from_secs(20), |g| g.counters.acknowledged == 1).await?;
     assert!(!letters.accepted_ids().is_empty() && letters.accepted_ids().contains(&ids[0]));
     Ok(())
 }
@@ -78,7 +74,7 @@ async fn a_message_the_sink_never_takes_becomes_a_dead_letter_after_max_deliveri
     sink.answer_for(&ids[0], 500);
     fx.emulator.fault("resume", iotsub_tests::worker::GROUP).await?;
 
-    fx.wait_group("both acknowledged", Duration::from_secs(40), |g| count(g, "acknowledged") == 2 && count(g, "inFlight") == 0).await?;
+    fx.wait_group("both acknowledged", Duration::from_secs(40), |g| g.counters.acknowledged == 2 && g.in_flight == 0).await?;
     let letters = fx.dead_letters();
     assert_eq!(letters.len(), 1, "{letters:?}");
     let letter = &letters[0];

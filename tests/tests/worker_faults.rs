@@ -3,9 +3,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use iotsub_emulator::admin::{GroupSnapshot, Stage};
 use iotsub_tests::{
     Emulator, wait_until,
-    worker::{Fixture, GROUP, SinkServer, TOPIC, Worker, WorkerOptions, count, delivered_counts, group},
+    worker::{Fixture, GROUP, SinkServer, TOPIC, Worker, WorkerOptions, delivered_counts, group},
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -14,9 +15,9 @@ use serde_json::Value;
 /// stacked queue, which the platform pushes at 200/s and blocks for a minute after a refusal.
 const FAST_REDELIVERY: &str = "[limits]\nstacked_rate_per_group = 20000\nstacked_retry_after_ms = 200\n";
 
-async fn settled(emulator: &Emulator) -> Option<Value> {
+async fn settled(emulator: &Emulator) -> Option<GroupSnapshot> {
     let g = group(emulator).await.ok()?;
-    (count(&g, "backlog") == 0 && count(&g, "inFlight") == 0).then_some(g)
+    (g.backlog == 0 && g.in_flight == 0).then_some(g)
 }
 
 #[tokio::test]
@@ -46,7 +47,7 @@ async fn sigkill_while_10000_messages_flow_loses_nothing() -> anyhow::Result<()>
     .await
     .map_err(|e| anyhow::anyhow!("{e}: {} of 10000 after restart\n{}", delivered_counts(dir.path()).len(), worker.stderr()))?;
     let g = wait_until("the emulator to settle", Duration::from_secs(30), || settled(&emulator)).await?;
-    assert!(count(&g, "acknowledged") >= 10_000, "{g}");
+    assert!(g.counters.acknowledged >= 10_000, "{g:?}");
     Ok(())
 }
 
@@ -58,8 +59,8 @@ async fn dropped_connections_reconnect_with_jitter_and_lose_nothing() -> anyhow:
     let mut ids = Vec::new();
     for round in 0..3 {
         ids.extend(emulator.publish(GROUP, TOPIC, "{}", 1_000).await?);
-        let dropped: Value = emulator.fault("drop-connections", GROUP).await?;
-        assert_eq!(dropped["dropped"], 2, "round {round}: {dropped}");
+        let dropped = emulator.inject("drop-connections", GROUP).await?;
+        assert_eq!(dropped.dropped, Some(2), "round {round}: {dropped:?}");
         wait_until("both connections back", Duration::from_secs(20), || async {
             let total = worker.metric_sum("iotsub_worker_reconnects_total{").await.ok()?;
             (total >= 2.0 * (round + 1) as f64 && worker.ready().await).then_some(())
@@ -107,10 +108,7 @@ async fn refused_logins_back_off_long_and_say_why() -> anyhow::Result<()> {
     assert!(body.contains("login-refused"), "{body}");
 
     // No hot loop: over the next 5 s, no second attempt (the login backoff starts at 15 s, jittered to ≥ 7.5 s).
-    let sasl_refusals = || async {
-        let r: Value = reqwest::get(emulator.api_url("/admin/refusals")).await?.json().await?;
-        anyhow::Ok(r.as_array().into_iter().flatten().filter(|r| r["stage"] == "sasl").count())
-    };
+    let sasl_refusals = || async { anyhow::Ok(emulator.refusals_typed().await?.into_iter().filter(|r| r.stage == Stage::Sasl).count()) };
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(sasl_refusals().await?, 1, "the worker retried a refused login within 5 s");
     assert!(!worker.ready().await);
@@ -149,8 +147,8 @@ async fn failing_http_sink_acknowledges_nothing_before_success_and_loses_nothing
     })
     .await?;
     let g = group(&emulator).await?;
-    assert_eq!(count(&g, "acknowledged"), 0, "acknowledged while the sink failed: {g}");
-    assert!(count(&g, "refusedByClient") >= 20, "{g}");
+    assert_eq!(g.counters.acknowledged, 0, "acknowledged while the sink failed: {g:?}");
+    assert!(g.counters.refused_by_client >= 20, "{g:?}");
     let attempts = sink.requests().len();
     assert!(attempts >= 40, "expected retries inside the window, saw {attempts} requests for 20 messages");
     assert!(sink.accepted_ids().is_empty());
@@ -162,11 +160,11 @@ async fn failing_http_sink_acknowledges_nothing_before_success_and_loses_nothing
     })
     .await?;
     let g = wait_until("the emulator to settle", Duration::from_secs(30), || settled(&emulator)).await?;
-    assert!(count(&g, "acknowledged") >= 20, "{g}");
+    assert!(g.counters.acknowledged >= 20, "{g:?}");
     // Each acknowledgement followed a 2xx: never more acknowledgements than accepted requests.
     let accepted_requests = sink.requests().iter().filter(|r| r.status == 200).count() as u64;
-    assert!(count(&g, "acknowledged") <= accepted_requests, "{g} vs {accepted_requests} accepted requests");
-    assert_eq!(worker.metric("iotsub_worker_messages_acknowledged_total").await? as u64, count(&g, "acknowledged"));
+    assert!(g.counters.acknowledged <= accepted_requests, "{g:?} vs {accepted_requests} accepted requests");
+    assert_eq!(worker.metric("iotsub_worker_messages_acknowledged_total").await? as u64, g.counters.acknowledged);
     Ok(())
 }
 
@@ -185,7 +183,7 @@ async fn sigterm_under_load_finishes_in_flight_and_exits_0() -> anyhow::Result<(
     emulator.publish(GROUP, TOPIC, "{}", 3_000).await?;
     wait_until("a full window in flight", Duration::from_secs(20), || async {
         let g = group(&emulator).await.ok()?;
-        (count(&g, "inFlight") >= 80 && count(&g, "acknowledged") >= 100).then_some(())
+        (g.in_flight >= 80 && g.counters.acknowledged >= 100).then_some(())
     })
     .await?;
     worker.process.signal(Signal::SIGTERM)?;
@@ -197,16 +195,16 @@ async fn sigterm_under_load_finishes_in_flight_and_exits_0() -> anyhow::Result<(
     // The emulator notices the closed connections on its own schedule.
     let g = wait_until("the emulator to drop the closed clients", Duration::from_secs(5), || async {
         let g = group(&emulator).await.ok()?;
-        g["clients"].as_array().is_some_and(Vec::is_empty).then_some(g)
+        g.clients.is_empty().then_some(g)
     })
     .await?;
-    assert_eq!(count(&g, "inFlight"), 0, "{g}");
-    assert_eq!(count(&g, "returnedOnDisconnect"), 0, "deliveries were cut off by the close: {g}");
-    assert_eq!(count(&g, "redelivered"), 0, "{g}");
+    assert_eq!(g.in_flight, 0, "{g:?}");
+    assert_eq!(g.counters.returned_on_disconnect, 0, "deliveries were cut off by the close: {g:?}");
+    assert_eq!(g.counters.redelivered, 0, "{g:?}");
     // Everything the emulator delivered was finished by the sink and acknowledged.
-    assert_eq!(count(&g, "delivered"), count(&g, "acknowledged"), "{g}");
-    assert_eq!(sink.accepted_ids().len() as u64, count(&g, "acknowledged"), "{g}");
-    assert!(count(&g, "backlog") > 0, "the load should not have finished by itself: {g}");
+    assert_eq!(g.counters.delivered, g.counters.acknowledged, "{g:?}");
+    assert_eq!(sink.accepted_ids().len() as u64, g.counters.acknowledged, "{g:?}");
+    assert!(g.backlog > 0, "the load should not have finished by itself: {g:?}");
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use iotsub_tests::{
     http_receiver::HttpReceiver,
     wait_until,
-    worker::{Fixture, GROUP, count, tail},
+    worker::{Fixture, GROUP, tail},
 };
 use serde_json::Value;
 
@@ -75,10 +75,10 @@ async fn every_answer_class_has_its_exact_outcome() -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", tail(&fx.worker.stderr(), 30)))?;
     let g = fx
-        .wait_group("the taken and dead-lettered messages acknowledged", Duration::from_secs(10), |g| count(g, "acknowledged") == taken)
+        .wait_group("the taken and dead-lettered messages acknowledged", Duration::from_secs(10), |g| g.counters.acknowledged == taken)
         .await?;
-    assert!(count(&g, "refusedByClient") >= 2 * failing.len() as u64, "released by the worker: {g}");
-    assert!(count(&g, "redelivered") >= 2 * failing.len() as u64, "and redelivered by the platform: {g}");
+    assert!(g.counters.refused_by_client >= 2 * failing.len() as u64, "released by the worker: {g:?}");
+    assert!(g.counters.redelivered >= 2 * failing.len() as u64, "and redelivered by the platform: {g:?}");
 
     let letters = fx.dead_letters();
     for (id, (status, outcome)) in &expect {
@@ -133,7 +133,7 @@ async fn a_closed_port_and_a_slow_sink_are_retried_then_released_never_dead_lett
         })
         .await?;
         let g = fx.group().await?;
-        assert_eq!(count(&g, "acknowledged"), 0, "{name}: {g}");
+        assert_eq!(g.counters.acknowledged, 0, "{name}: {g:?}");
         assert!(fx.dead_letters().is_empty(), "{name}: no dead letter");
         assert!(fx.worker.metric("iotsub_worker_sink_errors_total").await? >= 4.0, "{name}: retried");
         if slow {

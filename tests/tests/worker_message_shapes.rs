@@ -7,7 +7,7 @@ use std::time::Duration;
 use iotsub_emulator::admin::{BodyType, GenerateTimeType, MessageIdType, MessageShape, PublishRequest};
 use iotsub_tests::{
     http_receiver::HttpReceiver,
-    worker::{Fixture, GROUP, TOPIC, count},
+    worker::{Fixture, GROUP, TOPIC},
 };
 
 fn shape(message_id: MessageIdType, generate_time: GenerateTimeType, body: BodyType) -> MessageShape {
@@ -23,7 +23,7 @@ async fn every_message_id_type_reaches_the_sink_as_its_canonical_string() -> any
         let ids = fx.emulator.publish_shaped(GROUP, TOPIC, "{\"a\":1}", 2, shape(id_type, GenerateTimeType::Long, BodyType::Data)).await?;
         expected.extend(ids.into_iter().map(|id| id.expect("an id")));
     }
-    fx.wait_group("8 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 8).await?;
+    fx.wait_group("8 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 8).await?;
     let accepted = sink.accepted_ids();
     for id in &expected {
         assert!(accepted.contains(id), "{id} not delivered as its canonical string; got {accepted:?}");
@@ -38,7 +38,7 @@ async fn an_absent_message_id_becomes_the_delivery_tag_never_empty() -> anyhow::
     let ids =
         fx.emulator.publish_shaped(GROUP, TOPIC, "{}", 3, shape(MessageIdType::Absent, GenerateTimeType::Absent, BodyType::Data)).await?;
     assert!(ids.iter().all(Option::is_none));
-    fx.wait_group("3 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 3).await?;
+    fx.wait_group("3 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 3).await?;
     let lines = fx.worker.lines();
     assert_eq!(lines.len(), 3);
     let ids: std::collections::HashSet<&str> = lines.iter().filter_map(|l| l["messageId"].as_str()).collect();
@@ -72,7 +72,7 @@ async fn amqp_value_and_sequence_bodies_reach_the_sink_as_json_and_a_string_gene
             shape(MessageIdType::String, GenerateTimeType::Long, BodyType::AmqpSequence),
         )
         .await?;
-    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 2).await?;
+    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 2).await?;
     let map_request = &sink.requests_for(map[0].as_deref().unwrap())[0];
     let body: serde_json::Value = serde_json::from_slice(&map_request.body)?;
     assert_eq!(body, serde_json::json!({"a": 1, "b": [true, "x"]}));
@@ -93,7 +93,7 @@ async fn an_undecodable_body_and_an_oversized_message_become_dead_letters_and_th
     let big =
         fx.emulator.publish_request(&PublishRequest { payload_size: Some(5_000), ..PublishRequest::new(GROUP, TOPIC, "big", 1) }).await?;
     let good = fx.publish("{\"ok\":1}", 2).await?;
-    fx.wait_group("all 5 acknowledged", Duration::from_secs(15), |g| count(g, "acknowledged") == 5 && count(g, "inFlight") == 0).await?;
+    fx.wait_group("all 5 acknowledged", Duration::from_secs(15), |g| g.counters.acknowledged == 5 && g.in_flight == 0).await?;
     let letters = fx.dead_letters();
     assert_eq!(letters.len(), 3, "{letters:?}");
     for id in bad.iter().flatten() {

@@ -2,6 +2,7 @@
 //! per minute per group, for all its clients): 16 clients whose connections are dropped three times
 //! in a minute wait their turn instead of being refused, and lose nothing.
 
+use iotsub_emulator::admin::GroupSnapshot;
 use std::{
     collections::HashSet,
     sync::{
@@ -42,8 +43,8 @@ async fn sixteen_clients_dropped_three_times_in_a_minute_stay_inside_the_attempt
         let (most, url) = (most.clone(), emulator.api_url(&format!("/admin/consumer-groups/{GROUP}?instanceId=")));
         tokio::spawn(async move {
             loop {
-                if let Ok(g) = reqwest::get(&url).await?.json::<Value>().await {
-                    most.fetch_max(g["connectionAttempts"]["lastMinute"].as_u64().unwrap_or(0), Ordering::SeqCst);
+                if let Ok(g) = reqwest::get(&url).await?.json::<GroupSnapshot>().await {
+                    most.fetch_max(g.connection_attempts.last_minute, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -70,12 +71,11 @@ async fn sixteen_clients_dropped_three_times_in_a_minute_stay_inside_the_attempt
     .await?;
     sampler.abort();
 
-    let g = emulator.group(GROUP).await?;
+    let g = emulator.group_snapshot(GROUP).await?;
     let most = most.load(Ordering::SeqCst);
     assert!(most <= group_budget, "{most} attempts in one minute, over the group's {group_budget}");
-    assert!(g["connectionAttempts"]["total"].as_u64().unwrap() >= 16 + 16, "the drops were reconnected: {g}");
-    let refused: Vec<Value> =
-        emulator.refusals().await?.into_iter().filter(|r| r["reason"].as_str().unwrap_or("").contains("attempt")).collect();
+    assert!(g.connection_attempts.total >= 16 + 16, "the drops were reconnected: {g:?}");
+    let refused: Vec<_> = emulator.refusals_typed().await?.into_iter().filter(|r| r.reason.contains("attempt")).collect();
     assert!(refused.is_empty(), "attempts refused by the platform's limit: {refused:?}");
     // The budget held some connections back, and every reconnect waited at least a second.
     let logs: String = workers.iter().map(Worker::stderr).collect();

@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use iotsub_tests::{
-    http_receiver::HttpReceiver,
-    wait_until,
-    worker::{Fixture, count},
-};
+use iotsub_tests::{http_receiver::HttpReceiver, wait_until, worker::Fixture};
 
 /// Writes `value` as the key `name` the way kubelet lays out a Secret volume: the key is a link
 /// into `..data`, which links to a timestamped directory and is swapped atomically on an update.
@@ -33,7 +29,7 @@ async fn sink_headers_come_from_the_mounted_secret_and_follow_its_rotation() -> 
     write_secret_volume(secret.path(), "2026_01", "Authorization", "Bearer first-token\n")?;
     let fx = Fixture::start("", "hd", |o| o.http_sink(&sink.url).arg("--sink-headers-dir", secret.path().display())).await?;
     fx.publish("{}", 2).await?;
-    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 2).await?;
+    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 2).await?;
     assert!(sink.requests().iter().all(|r| r.headers.get("authorization").map(String::as_str) == Some("Bearer first-token")));
 
     write_secret_volume(secret.path(), "2026_02", "Authorization", "Bearer second-token")?;

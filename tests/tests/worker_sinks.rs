@@ -4,7 +4,7 @@ use std::{collections::HashSet, time::Duration};
 
 use iotsub_tests::{
     wait_until,
-    worker::{Fixture, SinkServer, count, delivered_counts},
+    worker::{Fixture, SinkServer, delivered_counts},
 };
 
 #[tokio::test]
@@ -14,7 +14,7 @@ async fn http_sink_posts_a_binary_mode_cloudevent_and_acknowledges_after_2xx() -
 
     let payload = r#"{"items":{"Power":{"value":"on"}}}"#;
     let ids = fx.publish(payload, 5).await?;
-    fx.wait_group("5 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 5).await?;
+    fx.wait_group("5 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 5).await?;
     let requests = sink.requests();
     assert_eq!(requests.len(), 5);
     assert_eq!(sink.accepted_ids(), ids.iter().cloned().collect::<HashSet<_>>());
@@ -39,7 +39,7 @@ async fn poison_answers_are_logged_counted_and_acknowledged_once() -> anyhow::Re
     let worker = &fx.worker;
 
     let ids = fx.publish("{}", 2).await?;
-    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| count(g, "acknowledged") == 2 && count(g, "inFlight") == 0).await?;
+    fx.wait_group("2 acknowledgements", Duration::from_secs(15), |g| g.counters.acknowledged == 2 && g.in_flight == 0).await?;
     assert_eq!(sink.requests().len(), 2, "a poison message is not retried");
     assert_eq!(worker.metric("iotsub_worker_messages_poison_total").await?, 2.0);
     let stderr = worker.stderr();
@@ -50,9 +50,9 @@ async fn poison_answers_are_logged_counted_and_acknowledged_once() -> anyhow::Re
     sink.answer(429);
     let more = fx.publish("{}", 1).await?;
     wait_until("a few 429 retries", Duration::from_secs(15), || async { (sink.requests().len() >= 4).then_some(()) }).await?;
-    assert_eq!(count(&fx.group().await?, "acknowledged"), 2, "nothing acknowledged on 429");
+    assert_eq!(fx.group().await?.counters.acknowledged, 2, "nothing acknowledged on 429");
     sink.answer(200);
-    fx.wait_group("the retried message to be acknowledged", Duration::from_secs(15), |g| count(g, "acknowledged") == 3).await?;
+    fx.wait_group("the retried message to be acknowledged", Duration::from_secs(15), |g| g.counters.acknowledged == 3).await?;
     assert!(sink.accepted_ids().contains(&more[0]));
     Ok(())
 }
@@ -66,10 +66,10 @@ async fn duplicates_are_acknowledged_without_a_second_delivery() -> anyhow::Resu
     let ids = fx.publish("{\"n\":1}", 300).await?;
     let g = fx
         .wait_group("every copy acknowledged", Duration::from_secs(30), |g| {
-            count(g, "backlog") == 0 && count(g, "inFlight") == 0 && count(g, "acknowledged") == 300 + count(g, "duplicatesInjected")
+            g.backlog == 0 && g.in_flight == 0 && g.counters.acknowledged == 300 + g.counters.duplicates_injected
         })
         .await?;
-    let injected = count(&g, "duplicatesInjected");
+    let injected = g.counters.duplicates_injected;
     assert!(injected > 50, "the emulator injected only {injected} duplicates");
     let counts = delivered_counts(dir.path());
     assert_eq!(counts.len(), 300);
