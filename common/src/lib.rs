@@ -6,6 +6,7 @@ pub mod jitter;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod secret;
+pub mod sink;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

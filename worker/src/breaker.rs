@@ -9,30 +9,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BreakerState {
-    Ok,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub const ALL: [BreakerState; 3] = [BreakerState::Ok, BreakerState::Open, BreakerState::HalfOpen];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Ok => "ok",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half-open",
-        }
-    }
-}
+pub use iotsub_common::sink::BreakerState;
 
 pub const PROBE_FIRST: Duration = Duration::from_secs(1);
 pub const PROBE_MAX: Duration = Duration::from_secs(30);

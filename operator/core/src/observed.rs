@@ -63,24 +63,7 @@ impl PodSink {
     }
 }
 
-/// The worker's circuit breaker around its sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BreakerState {
-    Ok,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Ok => "ok",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half-open",
-        }
-    }
-}
+pub use iotsub_common::sink::BreakerState;
 
 /// The pods whose sink is worth asking about, as (name, pod IP): running, not shutting down, with
 /// an address, and not Ready (a worker whose breaker is open says so on `/readyz`). A settled
