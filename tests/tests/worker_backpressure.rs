@@ -46,6 +46,8 @@ async fn an_open_circuit_stops_credit_names_the_sink_and_closes_on_the_first_suc
     assert!(g.counters.delivered - delivered_before <= 8, "delivered while the circuit was open: {g:?}");
     assert!(g.backlog >= 250, "the platform keeps the messages: {g:?}");
     assert_eq!(g.counters.acknowledged, 0, "{g:?}");
+    // Opening the circuit while transfers were on the wire did not cost the connection.
+    assert_eq!(g.connection_attempts.total, 1, "the connection was lost when the circuit opened: {g:?}\n{}", tail(&fx.worker.stderr(), 20));
 
     sink.answer(200);
     wait_until("every message in the sink", Duration::from_secs(60), || async {
@@ -101,6 +103,8 @@ async fn a_60_s_sink_outage_under_1000_messages_per_second_stops_credit_and_lose
     assert!(g.backlog > 30_000, "the platform stacks the messages: {g:?}");
     let (code, body) = fx.worker.get("/readyz").await?;
     assert!(code == 503 && body.contains("sink http"), "{code} {body}");
+    // The circuit opened at 1 000 msg/s with transfers on the wire; neither connection was lost.
+    assert_eq!(g.connection_attempts.total, 2, "a connection was lost when the circuit opened: {g:?}\n{}", tail(&fx.worker.stderr(), 20));
 
     tokio::time::sleep(Duration::from_secs(60).saturating_sub(outage.elapsed())).await;
     sink.answer(200);

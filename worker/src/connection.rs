@@ -4,7 +4,8 @@
 //!
 //! Credit is managed by hand ([`CreditBook`]): at most `--credit` messages are unsettled at once,
 //! SIGTERM stops granting it, and so does an open sink circuit (the platform then stacks the messages
-//! instead of redelivering them in a loop).
+//! instead of redelivering them in a loop). Credit is never withdrawn, only left to run out (see
+//! [`crate::credit`]).
 
 use std::{
     sync::Arc,
@@ -57,9 +58,10 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A connection attached at least this long counts as healthy: the next failure starts the backoff over.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// While draining: once nothing is in flight, wait this long for deliveries already on the wire
-/// (transfers the peer sent before our credit stop reached it; a busy machine delays them by far
-/// more than a round trip, and one that arrives after we detach goes back to the platform).
+/// While draining with nothing in flight but credit left with the peer (it had nothing to send):
+/// wait this long for a transfer already on the wire before closing. One that arrives after we
+/// detach goes back to the platform, which redelivers it. A drained link (no credit left) closes
+/// at once.
 const DRAIN_QUIET: Duration = Duration::from_secs(1);
 
 /// Removes the secrets from a text (held across awaits, hence `Sync`).
@@ -571,8 +573,11 @@ async fn receive(index: usize, shared: &Arc<Shared>, attached: Attached, stop: &
     let mut drained_at: Option<Instant> = None;
 
     let error = loop {
-        // Draining with nothing in flight: wait a moment for deliveries already on the wire before
-        // the credit stop reached the peer, then close.
+        // Draining: close once the peer can send nothing more; with credit left but nothing in
+        // flight, after a quiet moment.
+        if draining && link.book.is_drained() {
+            break None;
+        }
         let quiet_until = if draining && link.book.in_flight() == 0 {
             Some(*drained_at.get_or_insert_with(|| Instant::now() + DRAIN_QUIET))
         } else {

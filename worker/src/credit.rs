@@ -71,18 +71,20 @@ impl CreditBook {
         self.in_flight <= self.limit() || self.mode == Mode::Draining
     }
 
-    /// A new mode: the credit to set now, if any (`Some(0)` withdraws what the peer holds).
+    /// Whether nothing can arrive any more: no credit left with the peer and nothing in flight
+    /// (a drained link can close without cutting off a delivery).
+    pub fn is_drained(&self) -> bool {
+        self.outstanding == 0 && self.in_flight == 0
+    }
+
+    /// A new mode: the credit to grant now, if any (never less than the peer holds).
     pub fn set_mode(&mut self, mode: Mode) -> Option<u32> {
         if self.mode == mode || self.mode == Mode::Draining {
             return None;
         }
         self.mode = mode;
         let target = self.limit().saturating_sub(self.in_flight);
-        match mode {
-            Mode::Paused | Mode::Draining => Some(self.grant(0)),
-            Mode::Probing => (target != self.outstanding).then(|| self.grant(target)),
-            Mode::Flowing => (target > self.outstanding).then(|| self.grant(target)),
-        }
+        (target > self.outstanding).then(|| self.grant(target))
     }
 
     fn top_up(&mut self) -> Option<u32> {
@@ -142,35 +144,55 @@ mod tests {
             ("in flight counts against the window", 10, &[Initial, Receive(8), Settle(3)], &[Some(10), None, None]),
             ("unsettled never exceed the window", 10, &[Initial, Receive(10), Settle(5)], &[Some(10), None, Some(5)]),
             (
-                "an open circuit withdraws the credit",
+                "an open circuit stops the top-ups without withdrawing the credit",
                 10,
-                &[Initial, Receive(3), To(Mode::Paused), Settle(3)],
-                &[Some(10), None, Some(0), None],
+                &[Initial, Receive(3), To(Mode::Paused), Settle(3), Receive(7), Settle(7)],
+                &[Some(10), None, None, None, None, None],
             ),
-            ("half-open grants one", 10, &[Initial, To(Mode::Paused), To(Mode::Probing)], &[Some(10), Some(0), Some(1)]),
+            (
+                "half-open grants one once the peer's credit ran out",
+                10,
+                &[Initial, To(Mode::Paused), Receive(10), Settle(10), To(Mode::Probing)],
+                &[Some(10), None, None, None, Some(1)],
+            ),
+            ("half-open does not lower the credit the peer holds", 10, &[Initial, Receive(3), To(Mode::Probing)], &[Some(10), None, None]),
             (
                 "half-open grants the next only after the probe settled",
                 10,
-                &[Initial, To(Mode::Paused), To(Mode::Probing), Receive(1), Settle(1)],
-                &[Some(10), Some(0), Some(1), None, Some(1)],
+                &[Initial, To(Mode::Paused), Receive(10), Settle(10), To(Mode::Probing), Receive(1), Settle(1)],
+                &[Some(10), None, None, None, Some(1), None, Some(1)],
             ),
             (
                 "closing the circuit grants the window at once",
                 10,
-                &[Initial, To(Mode::Paused), To(Mode::Probing), To(Mode::Flowing)],
-                &[Some(10), Some(0), Some(1), Some(10)],
+                &[Initial, To(Mode::Paused), Receive(10), Settle(10), To(Mode::Probing), To(Mode::Flowing)],
+                &[Some(10), None, None, None, Some(1), Some(10)],
             ),
             (
-                "draining withdraws and never grants again",
+                "draining never grants again",
                 10,
                 &[Initial, Receive(2), To(Mode::Draining), Settle(2), To(Mode::Flowing)],
-                &[Some(10), None, Some(0), None, None],
+                &[Some(10), None, None, None, None],
             ),
             ("a window of one", 1, &[Initial, Receive(1), Settle(1)], &[Some(1), None, Some(1)]),
         ];
         for (name, window, steps, grants) in table {
             assert_eq!(run(*window, steps), grants.to_vec(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_draining_link_is_drained_only_when_the_peer_holds_no_credit_and_nothing_is_in_flight() {
+        let mut book = CreditBook::new(2, Mode::Flowing);
+        book.initial();
+        book.received();
+        book.set_mode(Mode::Draining);
+        book.settled();
+        assert!(!book.is_drained(), "the peer may still send against its last credit");
+        book.received();
+        assert!(!book.is_drained(), "one in flight");
+        book.settled();
+        assert!(book.is_drained());
     }
 
     #[test]
