@@ -3,7 +3,15 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared},
 };
 
 use iotsub_aliyun::client::OpenApiClient;
@@ -13,38 +21,70 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret},
 };
-use kube::runtime::{
-    events::{Recorder, Reporter},
-    reflector::{ObjectRef, Store},
+use kube::{
+    core::PartialObjectMeta,
+    runtime::{
+        events::{Recorder, Reporter},
+        reflector::{ObjectRef, Store},
+    },
 };
 
-use crate::{cli::Args, metrics::Metrics};
+use crate::{cli::Args, health::Health, metrics::Metrics, secrets::Secrets};
 
-/// Watch caches of what reconciles read, so a reconcile costs no API read.
+/// Watch caches of what reconciles read, so a reconcile costs no API read (Secrets: metadata
+/// only, see [`crate::secrets`]).
 #[derive(Clone)]
 pub struct Stores {
     pub deployments: Store<Deployment>,
     pub pods: Store<Pod>,
-    pub secrets: Store<Secret>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Done once every cache has had its first full list.
+    filled: Shared<BoxFuture<'static, ()>>,
+    filled_each: Arc<Filled>,
+}
+
+/// Which caches have had their first full list.
+#[derive(Default)]
+struct Filled {
+    deployments: AtomicBool,
+    pods: AtomicBool,
+    secrets: AtomicBool,
 }
 
 impl Stores {
+    pub fn new(deployments: Store<Deployment>, pods: Store<Pod>, secrets: Store<PartialObjectMeta<Secret>>) -> Stores {
+        // kube-runtime's `Store::wait_until_ready` wakes only the last task that waited: with
+        // several reconciles waiting (a start, a failover) all but one would sleep until their
+        // timeout. So one shared future waits on the stores, and every reconcile waits on it.
+        let filled_each = Arc::new(Filled::default());
+        let filled = {
+            let (d, p, s, each) = (deployments.clone(), pods.clone(), secrets.clone(), filled_each.clone());
+            async move {
+                let mark = |flag: &AtomicBool| flag.store(true, Ordering::Release);
+                tokio::join!(
+                    async { d.wait_until_ready().await.ok().inspect(|()| mark(&each.deployments)) },
+                    async { p.wait_until_ready().await.ok().inspect(|()| mark(&each.pods)) },
+                    async { s.wait_until_ready().await.ok().inspect(|()| mark(&each.secrets)) },
+                );
+            }
+            .boxed()
+            .shared()
+        };
+        Stores { deployments, pods, secrets, filled, filled_each }
+    }
+
     /// Once every cache has had its first full list.
     pub async fn wait_until_ready(&self) {
-        let _ = tokio::join!(self.deployments.wait_until_ready(), self.pods.wait_until_ready(), self.secrets.wait_until_ready());
+        self.filled.clone().await;
     }
 
     /// The caches still waiting for their first full list.
     pub fn not_ready(&self) -> Vec<&'static str> {
-        use futures::FutureExt;
-        [
-            ("deployments", self.deployments.wait_until_ready().now_or_never().is_some()),
-            ("pods", self.pods.wait_until_ready().now_or_never().is_some()),
-            ("secrets", self.secrets.wait_until_ready().now_or_never().is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, ready)| (!ready).then_some(name))
-        .collect()
+        let each = &self.filled_each;
+        [("deployments", &each.deployments), ("pods", &each.pods), ("secrets", &each.secrets)]
+            .into_iter()
+            .filter_map(|(name, filled)| (!filled.load(Ordering::Acquire)).then_some(name))
+            .collect()
     }
 }
 
@@ -70,6 +110,9 @@ impl Memories {
 pub struct Context {
     pub client: kube::Client,
     pub stores: Stores,
+    /// The referenced Secrets, with their data.
+    pub secrets: Secrets,
+    pub health: Arc<Health>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub openapi: OpenApiClient,
@@ -83,9 +126,18 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, args: &Args, identity: &str, metrics: Arc<Metrics>, stores: Stores) -> anyhow::Result<Context> {
+    pub fn new(
+        client: kube::Client,
+        args: &Args,
+        identity: &str,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        stores: Stores,
+    ) -> anyhow::Result<Context> {
         let reporter = Reporter { controller: MANAGER.into(), instance: Some(identity.into()) };
         Ok(Context {
+            secrets: Secrets::new(client.clone(), stores.secrets.clone()),
+            health,
             recorder: Recorder::new(client.clone(), reporter),
             stores,
             client,
@@ -103,5 +155,34 @@ impl Context {
     pub fn forget(&self, cgs: &ConsumerGroupSubscription) {
         self.memories.remove(&ObjectRef::from_obj(cgs));
         self.metrics.forget_subscription(cgs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::runtime::watcher;
+
+    use crate::controller;
+
+    /// Several reconciles wait for the caches at once (a start or a failover with many
+    /// subscriptions): every one of them must be woken when the caches fill.
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_caches_is_woken_when_they_fill() {
+        let (stores, mut writers) = controller::stores();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let stores = stores.clone();
+                tokio::spawn(async move { stores.wait_until_ready().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await; // every waiter is parked
+        writers.deployments.apply_watcher_event(&watcher::Event::InitDone);
+        writers.pods.apply_watcher_event(&watcher::Event::InitDone);
+        writers.secrets.apply_watcher_event(&watcher::Event::InitDone);
+        for (i, waiter) in waiters.into_iter().enumerate() {
+            tokio::time::timeout(Duration::from_secs(2), waiter).await.unwrap_or_else(|_| panic!("waiter {i} was never woken")).unwrap();
+        }
     }
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt, predicates,
         reflector::{self, ObjectRef, store::Writer},
@@ -22,6 +23,7 @@ use tracing::{info, warn};
 use crate::{
     context::{Context, Stores},
     reconcile::{Error, error_policy, reconcile},
+    secrets,
 };
 
 /// How long a reconcile waits for the watch caches before it gives up and is retried.
@@ -31,14 +33,14 @@ const CACHES_READY_WITHIN: Duration = Duration::from_secs(10);
 pub struct Writers {
     pub(crate) deployments: Writer<Deployment>,
     pub(crate) pods: Writer<Pod>,
-    pub(crate) secrets: Writer<Secret>,
+    pub(crate) secrets: Writer<PartialObjectMeta<Secret>>,
 }
 
 pub fn stores() -> (Stores, Writers) {
     let (deployments, deployments_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
     let (secrets, secrets_writer) = reflector::store();
-    (Stores { deployments, pods, secrets }, Writers { deployments: deployments_writer, pods: pods_writer, secrets: secrets_writer })
+    (Stores::new(deployments, pods, secrets), Writers { deployments: deployments_writer, pods: pods_writer, secrets: secrets_writer })
 }
 
 /// Runs until SIGTERM/SIGINT.
@@ -67,8 +69,12 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
         .predicate_filter(predicates::generation, Default::default());
     let deployment_stream =
         watcher(api::<Deployment>(&client, &ns), ours.clone()).default_backoff().reflect(writers.deployments).applied_objects();
-    let secret_stream =
-        watcher(api::<Secret>(&client, &ns), watcher::Config::default()).default_backoff().reflect(writers.secrets).applied_objects();
+    // Secrets: metadata only (crate::secrets); a reconcile fetches the ones it references.
+    let secret_stream = watcher(api::<PartialObjectMeta<Secret>>(&client, &ns), watcher::Config::default())
+        .default_backoff()
+        .modify(secrets::strip)
+        .reflect(writers.secrets)
+        .applied_objects();
     let pod_cache = watcher(api::<Pod>(&client, &ns), ours).default_backoff().reflect(writers.pods).for_each(|event| async move {
         if let Err(error) = event {
             warn!(%error, "watching the worker pods failed; retrying");
@@ -77,7 +83,7 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
     let pods_task = tokio::spawn(pod_cache);
     let store = subscriptions.clone();
     // A Secret change reconciles every subscription that reads it (credentials, CA, sink headers).
-    let secret_mapper = move |secret: Secret| {
+    let secret_mapper = move |secret: PartialObjectMeta<Secret>| {
         let ns = secret.namespace();
         let name = secret.name_any();
         store
@@ -88,7 +94,19 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
             .collect::<Vec<_>>()
     };
     info!("controller running");
+    ctx.health.leading(subscriptions.clone());
+    // Leading shows (metric) once the caches are filled: before that, nothing is reconciled.
+    let filled = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.stores.wait_until_ready().await;
+            ctx.health.caches_filled();
+            ctx.metrics.leader.set(1);
+            info!("watch caches filled: reconciling");
+        })
+    };
     let stores = ctx.stores.clone();
+    let health = ctx.health.clone();
     Controller::for_stream(subscription_stream, subscriptions)
         .owns_stream(deployment_stream)
         .watches_stream(secret_stream, secret_mapper)
@@ -108,14 +126,19 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
             error_policy,
             ctx,
         )
-        .for_each(|result| async move {
-            // Reconcile errors are logged by `error_policy`; a failing watch only shows up here.
-            if let Err(error @ kube::runtime::controller::Error::QueueError(_)) = result {
-                warn!(%error, "watching failed; retrying with backoff");
+        .for_each(|result| {
+            let health = health.clone();
+            async move {
+                // Reconcile errors are logged by `error_policy`; a failing watch only shows up here.
+                match result {
+                    Err(error @ kube::runtime::controller::Error::QueueError(_)) => warn!(%error, "watching failed; retrying with backoff"),
+                    _ => health.reconciled(),
+                }
             }
         })
         .await;
     pods_task.abort();
+    filled.abort();
     info!("controller stopped");
 }
 

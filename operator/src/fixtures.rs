@@ -8,6 +8,7 @@ use iotsub_operator_core::fixtures::{IMAGE, World};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     client::Body,
+    core::PartialObjectMetaExt,
     runtime::{reflector::ObjectRef, watcher},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -27,13 +28,17 @@ pub enum Call {
     ApplyStatus,
     /// An Event with this reason.
     Event(String),
+    /// A `get` of the Secret with this name.
+    GetSecret(String),
 }
 
 /// What the API server answers a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// The object sent, as if stored.
     Accept,
+    /// This object.
+    Object(serde_json::Value),
     /// `500 Internal Server Error`.
     Fail,
 }
@@ -61,6 +66,9 @@ impl ApiServer {
                 assert_eq!(call, Some(expected.clone()), "{method} {path}: {}", String::from_utf8_lossy(&body));
                 let response = match answer {
                     Answer::Accept => Response::builder().status(StatusCode::OK).body(Body::from(accepted(&expected, &body))),
+                    Answer::Object(object) => {
+                        Response::builder().status(StatusCode::OK).body(Body::from(serde_json::to_vec(&object).expect("JSON")))
+                    }
                     Answer::Fail => Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(Body::from(
                         br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"etcd is down","reason":"InternalError","code":500}"#.to_vec(),
                     )),
@@ -80,6 +88,9 @@ impl ApiServer {
 }
 
 fn identify(method: &Method, path: &str, body: &[u8]) -> Option<Call> {
+    if method == Method::GET {
+        return path.strip_prefix("/api/v1/namespaces/team/secrets/").map(|name| Call::GetSecret(name.to_owned()));
+    }
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
     match (method, path) {
         (&Method::PATCH, "/apis/apps/v1/namespaces/team/deployments/orders") => Some(Call::ApplyDeployment),
@@ -102,8 +113,16 @@ fn accepted(call: &Call, body: &[u8]) -> Vec<u8> {
 }
 
 /// A [`Context`] whose client talks to the returned [`ApiServer`], with `world`'s objects in its
-/// watch caches and its memory of the subscription.
+/// watch caches and its memory of the subscription, and its Secrets already fetched.
 pub fn context(world: &World) -> (Arc<Context>, ApiServer) {
+    let (ctx, server) = context_fetching(world);
+    // As if fetched before: a reconcile `get`s a Secret only when its version changed.
+    world.secrets.iter().cloned().for_each(|secret| ctx.secrets.hold(secret));
+    (ctx, server)
+}
+
+/// [`context`] with no Secret fetched yet.
+pub fn context_fetching(world: &World) -> (Arc<Context>, ApiServer) {
     let (sender, requests) = mpsc::channel::<Exchange>(16);
     let service = tower::service_fn(move |request: Request<Body>| {
         let sender = sender.clone();
@@ -117,9 +136,9 @@ pub fn context(world: &World) -> (Arc<Context>, ApiServer) {
     let (stores, mut writers) = controller::stores();
     fill(&mut writers.deployments, world.observed.deployment.iter().cloned().map(namespaced));
     fill(&mut writers.pods, world.observed.pods.iter().cloned().map(namespaced_pod));
-    fill(&mut writers.secrets, world.secrets.iter().cloned());
+    fill(&mut writers.secrets, world.secrets.iter().map(|s| s.metadata.clone().into_response_partial()));
     let args = Args::parse_from(["iotsub-operator", "--worker-image", IMAGE]);
-    let ctx = Context::new(client, &args, "test", Arc::new(Metrics::default()), stores).expect("a context");
+    let ctx = Context::new(client, &args, "test", Arc::new(Metrics::default()), Arc::default(), stores).expect("a context");
     let mut memory = world.memory.clone();
     memory.platform.clone_from(&world.observed.platform);
     ctx.memories.put(ObjectRef::from_obj(&world.cgs), memory);

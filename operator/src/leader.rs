@@ -46,8 +46,8 @@ pub async fn run_while_leader(
         let _ = task.await;
         return Ok(());
     }
+    // The `leader` metric turns 1 once the caches are filled (crate::controller).
     info!(identity, "holding the Lease: reconciling");
-    metrics.leader.set(1);
     let outcome = tokio::select! {
         _ = work => Ok(()),
         lost = leading.wait_for(|is_leader| !*is_leader) => {

@@ -6,12 +6,14 @@ mod apply;
 pub mod cli;
 mod context;
 mod controller;
+mod health;
 mod http;
 mod leader;
 mod metrics;
 mod observe;
 mod platform;
 mod reconcile;
+mod secrets;
 mod sink_status;
 
 #[cfg(test)]
@@ -26,16 +28,16 @@ use tracing::info;
 pub async fn run(args: cli::Args) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let http = http::serve(args.http_addr, metrics.clone()).await?;
+    let health = Arc::new(health::Health::default());
+    let http = http::serve(args.http_addr, metrics.clone(), health.clone()).await?;
     info!(addr = %http.local_addr, watch_namespace = ?args.watch_namespace, worker_image = %args.worker_image, "operator starting");
     let identity = leader::identity();
     let (stores, writers) = controller::stores();
-    let ctx = Arc::new(context::Context::new(client.clone(), &args, &identity, metrics.clone(), stores)?);
+    let ctx = Arc::new(context::Context::new(client.clone(), &args, &identity, metrics.clone(), health, stores)?);
     if args.leader_election {
         let namespace = args.lease_namespace();
         leader::run_while_leader(client, &namespace, &identity, args.lease_seconds, metrics, controller::run(ctx, writers)).await
     } else {
-        metrics.leader.set(1);
         controller::run(ctx, writers).await;
         Ok(())
     }

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub platform_calls: Family<PlatformLabels, Counter>,
     /// 1 while this process holds the Lease (or runs without leader election).
     pub leader: Gauge,
+    /// Secrets held with their data: only those subscriptions reference (crate::secrets).
+    pub secrets_held: Gauge,
+    /// Server-side applies of worker Deployments (a settled subscription makes none).
+    pub deployment_applies: Counter,
     pub backlog: Family<SubscriptionLabels, Gauge>,
     pub desired_replicas: Family<SubscriptionLabels, Gauge>,
     pub connected_clients: Family<SubscriptionLabels, Gauge>,
@@ -46,6 +50,10 @@ impl Default for Metrics {
         let reconcile_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let platform_calls = Family::<PlatformLabels, Counter>::default();
         let leader = Gauge::default();
+        let secrets_held = Gauge::default();
+        let deployment_applies = Counter::default();
+        registry.register("secrets_held", "Referenced Secrets held with their data", secrets_held.clone());
+        registry.register("deployment_applies", "Server-side applies of worker Deployments", deployment_applies.clone());
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by stage", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Time of one reconcile", reconcile_seconds.clone());
@@ -64,6 +72,8 @@ impl Default for Metrics {
             reconcile_seconds,
             platform_calls,
             leader,
+            secrets_held,
+            deployment_applies,
             backlog,
             desired_replicas,
             connected_clients,

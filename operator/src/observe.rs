@@ -1,5 +1,6 @@
-//! Observe: read what a subscription depends on from the watch caches (no API call) into
-//! [`Observed`]. The platform is asked separately ([`crate::platform`]).
+//! Observe: read what a subscription depends on into [`Observed`]: the Deployment and pods from
+//! the watch caches, the referenced Secrets through [`crate::secrets`] (a `get` only when one
+//! changed). The platform is asked separately ([`crate::platform`]).
 
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_operator_core::{
@@ -9,18 +10,23 @@ use iotsub_operator_core::{
 };
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
-use crate::context::Stores;
+use crate::context::Context;
 
 /// The Secrets (checked), the Deployment and the worker pods; `platform` is left `None`, and
 /// `sinks` empty ([`crate::sink_status`] fills it).
-pub fn cluster(stores: &Stores, cgs: &ConsumerGroupSubscription) -> Observed {
+pub async fn cluster(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Result<Observed, kube::Error> {
+    let stores = &ctx.stores;
     let namespace = cgs.namespace().unwrap_or_default();
     let name = cgs.name_any();
-    let secret = |secret_name: &str| stores.secrets.get(&ObjectRef::new(secret_name).within(&namespace));
-    let credentials_secret = secret(&cgs.spec.credentials.secret_name);
-    let ca_secret = cgs.spec.endpoint.ca_secret_ref.as_ref().map(|ca| (ca, secret(&ca.name)));
-    let headers_name = cgs.spec.sink.http.as_ref().and_then(|h| h.headers_from.as_ref()).map(|h| h.secret_name.as_str());
-    let headers_secret = headers_name.map(|n| (n, secret(n)));
+    let credentials_secret = ctx.secrets.get(&namespace, &cgs.spec.credentials.secret_name).await?;
+    let ca_secret = match cgs.spec.endpoint.ca_secret_ref.as_ref() {
+        Some(ca) => Some((ca, ctx.secrets.get(&namespace, &ca.name).await?)),
+        None => None,
+    };
+    let headers_secret = match cgs.spec.sink.http.as_ref().and_then(|h| h.headers_from.as_ref()).map(|h| h.secret_name.as_str()) {
+        Some(name) => Some((name, ctx.secrets.get(&namespace, name).await?)),
+        None => None,
+    };
     let credentials = check_credentials(
         cgs,
         credentials_secret.as_deref(),
@@ -38,5 +44,6 @@ pub fn cluster(stores: &Stores, cgs: &ConsumerGroupSubscription) -> Observed {
         .into_iter()
         .map(|p| (*p).clone())
         .collect();
-    Observed { credentials, deployment, pods, platform: None, sinks: vec![] }
+    ctx.metrics.secrets_held.set(i64::try_from(ctx.secrets.held()).unwrap_or(i64::MAX));
+    Ok(Observed { credentials, deployment, pods, platform: None, sinks: vec![] })
 }

@@ -31,6 +31,8 @@ pub enum Error {
     WriteStatus(#[source] kube::Error),
     #[error("the watch caches of {0} are not filled yet")]
     CachesNotReady(String),
+    #[error("reading a referenced Secret: {0}")]
+    ReadSecret(#[source] kube::Error),
 }
 
 impl Error {
@@ -40,6 +42,7 @@ impl Error {
             Error::ApplyDeployment(_) => "apply_deployment",
             Error::WriteStatus(_) => "write_status",
             Error::CachesNotReady(_) => "caches_not_ready",
+            Error::ReadSecret(_) => "read_secret",
         }
     }
 }
@@ -79,7 +82,7 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     }
     let key = ObjectRef::from_obj(cgs);
     let mut memory = ctx.memories.get(&key);
-    let mut observed = observe::cluster(&ctx.stores, cgs);
+    let mut observed = observe::cluster(ctx, cgs).await.map_err(Error::ReadSecret)?;
     observed.sinks = sink_status::read(&ctx.worker_http, sink_suspects(&observed.pods), ctx.worker_port).await;
     if platform_first(cgs) {
         ask_platform(ctx, cgs, &mut observed, &mut memory, now).await;
@@ -89,6 +92,7 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     // recommendation stand even when the apply does not go through.
     ctx.memories.put(key.clone(), decision.memory.clone());
     if let Some(deployment) = &decision.deployment {
+        ctx.metrics.deployment_applies.inc();
         apply::deployment(&ctx.client, deployment).await.map_err(Error::ApplyDeployment)?;
     }
     let mut memory = decision.memory.clone();
@@ -160,8 +164,8 @@ mod tests {
     use super::*;
     use crate::fixtures::{
         self,
-        Answer::{Accept, Fail},
-        Call::{ApplyDeployment, ApplyStatus, Event},
+        Answer::{self, Accept, Fail},
+        Call::{ApplyDeployment, ApplyStatus, Event, GetSecret},
         Scenario,
     };
 
@@ -206,6 +210,24 @@ mod tests {
         world.put_secret(Some(&creds("rotated")));
         let (result, _) = reconcile_in(&world, Scenario(vec![(ApplyDeployment, Accept), (event("CredentialsRotated"), Accept)])).await;
         result.expect("reconciled");
+    }
+
+    #[tokio::test]
+    async fn referenced_secrets_are_fetched_once_and_reused_while_their_version_is_unchanged() {
+        let world = World::new(subscription()).settle();
+        let object = |name: &str| Answer::Object(serde_json::to_value(world.secrets.iter().find(|s| s.metadata.name.as_deref() == Some(name))).unwrap());
+        let (ctx, server) = fixtures::context_fetching(&world);
+        let server = server.run(Scenario(vec![
+            (GetSecret("creds".into()), object("creds")),
+            (GetSecret("emulator-ca".into()), object("emulator-ca")),
+        ]));
+        let result = tokio::time::timeout(Duration::from_secs(5), reconcile_at(&world.cgs, &ctx, now())).await;
+        server.await.expect("the scenario ran").assert_idle();
+        result.expect("the reconcile finished").expect("reconciled");
+        assert_eq!(ctx.secrets.held(), 2, "exactly the referenced Secrets");
+
+        // Same versions: no call. (The mocked server is gone: a call would fail the reconcile.)
+        reconcile_at(&world.cgs, &ctx, now()).await.expect("reconciled from what was fetched");
     }
 
     #[tokio::test]
