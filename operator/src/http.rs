@@ -21,9 +21,7 @@ pub struct Server {
 }
 
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, health: Arc<Health>) -> anyhow::Result<Server> {
-    let app = Router::new()
-        .route("/healthz", get(healthz).with_state(health))
-        .route("/metrics", get(metrics_text).with_state(metrics));
+    let app = Router::new().route("/healthz", get(healthz).with_state(health)).route("/metrics", get(metrics_text).with_state(metrics));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -215,12 +215,12 @@ mod tests {
     #[tokio::test]
     async fn referenced_secrets_are_fetched_once_and_reused_while_their_version_is_unchanged() {
         let world = World::new(subscription()).settle();
-        let object = |name: &str| Answer::Object(serde_json::to_value(world.secrets.iter().find(|s| s.metadata.name.as_deref() == Some(name))).unwrap());
+        let object = |name: &str| {
+            Answer::Object(serde_json::to_value(world.secrets.iter().find(|s| s.metadata.name.as_deref() == Some(name))).unwrap())
+        };
         let (ctx, server) = fixtures::context_fetching(&world);
-        let server = server.run(Scenario(vec![
-            (GetSecret("creds".into()), object("creds")),
-            (GetSecret("emulator-ca".into()), object("emulator-ca")),
-        ]));
+        let server = server
+            .run(Scenario(vec![(GetSecret("creds".into()), object("creds")), (GetSecret("emulator-ca".into()), object("emulator-ca"))]));
         let result = tokio::time::timeout(Duration::from_secs(5), reconcile_at(&world.cgs, &ctx, now())).await;
         server.await.expect("the scenario ran").assert_idle();
         result.expect("the reconcile finished").expect("reconciled");

@@ -309,13 +309,44 @@ mod tests {
 
     #[test]
     fn a_hand_edit_of_the_deployment_is_undone() {
-        let settled = World::new(fixtures::subscription()).settle();
+        let mut cgs = fixtures::subscription();
+        let quantity = |q: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.into());
+        cgs.spec.worker.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            limits: Some([("memory".to_owned(), quantity("256Mi"))].into()),
+            ..Default::default()
+        });
+        let settled = World::new(cgs).settle();
         type Edit = fn(&mut Deployment);
-        let edits: [(&str, Edit); 3] = [
+        fn container(d: &mut Deployment) -> &mut k8s_openapi::api::core::v1::Container {
+            &mut d.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0]
+        }
+        let edits: [(&str, Edit); 7] = [
             ("scaled by hand", |d| d.spec.as_mut().unwrap().replicas = Some(5)),
             ("paused by hand", |d| d.spec.as_mut().unwrap().paused = Some(true)),
-            ("another image", |d| {
-                d.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image = Some("evil:latest".into());
+            ("another image", |d| container(d).image = Some("evil:latest".into())),
+            ("an env value (kubectl set env)", |d| {
+                let env = container(d).env.as_mut().unwrap().iter_mut().find(|e| e.name == "IOTSUB_CREDIT").unwrap();
+                env.value = Some("7".into());
+            }),
+            ("an env var removed", |d| container(d).env.as_mut().unwrap().retain(|e| e.name != "IOTSUB_CREDIT")),
+            ("a pod template label", |d| {
+                d.spec
+                    .as_mut()
+                    .unwrap()
+                    .template
+                    .metadata
+                    .as_mut()
+                    .unwrap()
+                    .labels
+                    .as_mut()
+                    .unwrap()
+                    .insert("app.kubernetes.io/name".into(), "x".into());
+            }),
+            ("resources", |d| {
+                container(d).resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                    limits: Some([("memory".to_owned(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Ti".into()))].into()),
+                    ..Default::default()
+                });
             }),
         ];
         for (what, edit) in edits {
@@ -324,9 +355,25 @@ mod tests {
             let decision = world.decide();
             let wanted = decision.deployment.as_ref().unwrap_or_else(|| panic!("{what}: not undone"));
             let spec = wanted.spec.as_ref().unwrap();
-            assert_eq!((spec.replicas, spec.paused), (Some(2), None), "{what}");
+            assert_eq!((spec.replicas, spec.paused), (Some(2), Some(false)), "{what}");
             assert_eq!(spec.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(IMAGE), "{what}");
         }
+    }
+
+    #[test]
+    fn fields_the_operator_does_not_own_are_left_alone() {
+        let settled = World::new(fixtures::subscription()).settle();
+        let mut world = settled.clone();
+        let deployment = world.observed.deployment.as_mut().unwrap();
+        deployment.metadata.annotations.as_mut().unwrap().insert("team.example/owner".into(), "ops".into());
+        let template = deployment.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        template.containers[0].image_pull_policy = Some("IfNotPresent".into()); // the API server's default
+        template.containers[0].env.as_mut().unwrap().push(k8s_openapi::api::core::v1::EnvVar {
+            name: "TZ".into(),
+            value: Some("UTC".into()),
+            value_from: None,
+        });
+        assert_eq!(world.decide().deployment, None, "no apply for fields others own");
     }
 
     #[test]

@@ -76,21 +76,11 @@ pub(crate) fn applied_hash(deployment: &Deployment) -> Option<&String> {
     deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
 }
 
-/// Whether the Deployment in the cluster is `wanted`: applied last (its hash) and not edited by
-/// hand since where an edit would matter (the count, the pause, the image, the pod annotations;
-/// the API server's defaults elsewhere make a whole comparison useless).
+/// Whether the Deployment in the cluster is `wanted`: the last applied (its hash, which changes
+/// with anything the operator wants) and still holding every field the operator owns (a hand edit
+/// of any of them makes this false, and the apply undoes it; see [`crate::owned`]).
 pub(crate) fn is_current(observed: &Deployment, wanted: &Deployment) -> bool {
-    let (Some(have), Some(want)) = (observed.spec.as_ref(), wanted.spec.as_ref()) else {
-        return false;
-    };
-    let annotations = |t: &PodTemplateSpec| t.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default();
-    let image = |t: &PodTemplateSpec| t.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
-    let have_annotations = annotations(&have.template);
-    applied_hash(observed) == applied_hash(wanted)
-        && have.replicas == want.replicas
-        && have.paused.unwrap_or(false) == want.paused.unwrap_or(false)
-        && image(&have.template) == image(&want.template)
-        && annotations(&want.template).iter().all(|(k, v)| have_annotations.get(k) == Some(v))
+    applied_hash(observed) == applied_hash(wanted) && crate::owned::holds(observed, wanted)
 }
 
 /// What a reconcile decides about the pods; the rest of the Deployment follows from the spec.
@@ -128,8 +118,9 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
             selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
             // Never a surge pod: the group's client count must not pass the platform's cap.
             min_ready_seconds: Some(MIN_READY_SECONDS),
-            // Held while a replaced pod still closes its connection (see rollout.rs).
-            paused: paused.then_some(true),
+            // Held while a replaced pod still closes its connection (see rollout.rs). Always set,
+            // so the field is the operator's and a hand `kubectl rollout pause` is undone.
+            paused: Some(paused),
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
@@ -411,7 +402,7 @@ mod tests {
         assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, false, "h", "img")));
         let paused = deployment(&cgs, 2, true, "h", "img");
         assert_eq!(paused.spec.as_ref().unwrap().paused, Some(true));
-        assert_eq!(a.spec.as_ref().unwrap().paused, None, "unpaused: the field is left out, so apply takes it back");
+        assert_eq!(a.spec.as_ref().unwrap().paused, Some(false), "always set: the operator owns the field, a hand pause is undone");
         assert_ne!(applied_hash(&a), applied_hash(&paused));
     }
 

@@ -8,7 +8,7 @@
 //! - [`memory`]: what the operator remembers of a subscription between reconciles.
 //! - [`decide`]: the decision, built from `desired` (the worker Deployment), [`autoscale`] (the
 //!   replica count), `rollout` (new credentials under the client cap), `status` (one module per
-//!   condition) and [`events`].
+//!   condition) and [`events`]; `owned` tells whether a hand edit undid a field the operator owns.
 
 pub mod autoscale;
 mod conditions;
@@ -20,6 +20,7 @@ pub mod fixtures;
 pub mod memory;
 pub mod names;
 pub mod observed;
+mod owned;
 mod rollout;
 mod status;
 mod timestamps;
