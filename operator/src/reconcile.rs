@@ -139,6 +139,9 @@ fn log_notes(cgs: &ConsumerGroupSubscription, notes: &[Note]) {
     let namespace = cgs.namespace().unwrap_or_default();
     for note in notes {
         match note {
+            Note::UndoingEdit { field } => {
+                info!(subscription = %name, namespace, field, "a field the operator owns was edited on the worker Deployment: undoing it");
+            }
             Note::MakingRoom { replicas } => {
                 info!(subscription = %name, namespace, replicas, "new credentials: making room under the client cap before the pods roll");
             }

@@ -50,6 +50,10 @@ pub enum Requeue {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
+    /// A field the operator owns was edited by hand (a JSON pointer): the apply undoes it.
+    UndoingEdit {
+        field: String,
+    },
     /// New credentials wait: at the client cap, one pod fewer first.
     MakingRoom {
         replicas: i32,
@@ -105,7 +109,14 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
     let template_hash = if making_room { old_hash } else { hash };
     let wanted = template_hash.map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, worker_image));
     let created = wanted.is_some() && observed.deployment.is_none();
-    let deployment = wanted.filter(|wanted| !observed.deployment.as_ref().is_some_and(|d| desired::is_current(d, wanted)));
+    let deployment = wanted.filter(|wanted| match observed.deployment.as_ref().map(|d| desired::outdated(d, wanted)) {
+        None | Some(Some(desired::Outdated::Changed)) => true,
+        Some(Some(desired::Outdated::Edited(field))) => {
+            notes.push(Note::UndoingEdit { field });
+            true
+        }
+        Some(None) => false,
+    });
 
     let new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, now);
     let before = cgs.status.as_ref();

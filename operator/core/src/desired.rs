@@ -76,11 +76,22 @@ pub(crate) fn applied_hash(deployment: &Deployment) -> Option<&String> {
     deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION)
 }
 
-/// Whether the Deployment in the cluster is `wanted`: the last applied (its hash, which changes
-/// with anything the operator wants) and still holding every field the operator owns (a hand edit
-/// of any of them makes this false, and the apply undoes it; see [`crate::owned`]).
-pub(crate) fn is_current(observed: &Deployment, wanted: &Deployment) -> bool {
-    applied_hash(observed) == applied_hash(wanted) && crate::owned::holds(observed, wanted)
+/// Why the Deployment in the cluster is not `wanted`, `None` when it is: not the last applied (its
+/// hash changes with anything the operator wants), or a field the operator owns no longer holds its
+/// value (a hand edit, undone by the apply; see [`crate::owned`]).
+pub(crate) fn outdated(observed: &Deployment, wanted: &Deployment) -> Option<Outdated> {
+    if applied_hash(observed) != applied_hash(wanted) {
+        return Some(Outdated::Changed);
+    }
+    crate::owned::first_difference(observed, wanted).map(Outdated::Edited)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outdated {
+    /// What the operator wants changed.
+    Changed,
+    /// A field the operator owns was edited (a JSON pointer to it).
+    Edited(String),
 }
 
 /// What a reconcile decides about the pods; the rest of the Deployment follows from the spec.

@@ -11,36 +11,59 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// Whether `have` (as read from the cluster) holds every field of `want` (as applied).
-pub fn holds<T: Serialize>(have: &T, want: &T) -> bool {
+/// The first field of `want` (as applied) that `have` (as read from the cluster) does not hold, as
+/// a JSON pointer; `None` when it holds them all.
+pub fn first_difference<T: Serialize>(have: &T, want: &T) -> Option<String> {
     match (serde_json::to_value(have), serde_json::to_value(want)) {
-        (Ok(have), Ok(want)) => covers(&have, &want, false),
-        _ => false,
+        (Ok(have), Ok(want)) => differs(&have, &want, false, ""),
+        _ => Some(String::new()),
     }
 }
 
-fn covers(have: &Value, want: &Value, quantity: bool) -> bool {
+fn differs(have: &Value, want: &Value, quantity: bool, at: &str) -> Option<String> {
+    let here = || Some(if at.is_empty() { "/".to_owned() } else { at.to_owned() });
     match want {
-        Value::Null => true,
-        Value::Object(fields) if fields.is_empty() => matches!(have, Value::Null | Value::Object(_)),
-        Value::Array(items) if items.is_empty() => matches!(have, Value::Null) || have.as_array().is_some_and(Vec::is_empty),
+        Value::Null => None,
+        Value::Object(fields) if fields.is_empty() => (!matches!(have, Value::Null | Value::Object(_))).then(here).flatten(),
+        Value::Array(items) if items.is_empty() => {
+            (!(matches!(have, Value::Null) || have.as_array().is_some_and(Vec::is_empty))).then(here).flatten()
+        }
         Value::Object(fields) => {
-            let Value::Object(have) = have else { return false };
-            fields.iter().all(|(key, want)| {
+            let Value::Object(have) = have else { return here() };
+            fields.iter().find_map(|(key, want)| {
                 let in_resources = quantity || matches!(key.as_str(), "limits" | "requests");
-                covers(have.get(key).unwrap_or(&Value::Null), want, in_resources)
+                differs(have.get(key).unwrap_or(&Value::Null), want, in_resources, &format!("{at}/{key}"))
             })
         }
         Value::Array(items) => {
-            let Value::Array(have) = have else { return false };
+            let Value::Array(have) = have else { return here() };
             if items.iter().all(|item| name(item).is_some()) {
-                items.iter().all(|item| have.iter().find(|h| name(h) == name(item)).is_some_and(|h| covers(h, item, false)))
+                items.iter().find_map(|item| {
+                    let key = name(item).unwrap_or_default();
+                    match have.iter().find(|h| name(h) == Some(key)) {
+                        Some(h) => differs(h, item, false, &format!("{at}[name={key}]")),
+                        None => Some(format!("{at}[name={key}]")),
+                    }
+                })
+            } else if have.len() == items.len() {
+                have.iter().zip(items).enumerate().find_map(|(i, (h, w))| differs(h, w, false, &format!("{at}/{i}")))
             } else {
-                have.len() == items.len() && have.iter().zip(items).all(|(h, w)| covers(h, w, false))
+                here()
             }
         }
-        Value::String(want) if quantity => have.as_str().is_some_and(|have| same_quantity(have, want)),
-        scalar => have == scalar,
+        Value::String(want) if quantity => (!have.as_str().is_some_and(|have| same_quantity(have, want))).then(here).flatten(),
+        // The API server leaves out zero values of optional fields (`paused: false`).
+        scalar if have.is_null() && is_zero(scalar) => None,
+        scalar => (have != scalar).then(here).flatten(),
+    }
+}
+
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        _ => false,
     }
 }
 
@@ -85,6 +108,7 @@ mod tests {
             "metadata": {"labels": {"app": "w"}, "annotations": {"iotsub.dev/applied": "abc"}},
             "spec": {
                 "replicas": 2,
+                "paused": false,
                 "tolerations": [],
                 "containers": [{"name": "worker", "image": "w:1", "env": [{"name": "IOTSUB_CREDIT", "value": "100"}],
                     "resources": {"limits": {"cpu": "1000m", "memory": "256Mi"}}}]
@@ -105,6 +129,7 @@ mod tests {
                 edit(&|h| h["spec"]["containers"][0]["env"].as_array_mut().unwrap().push(json!({"name": "X", "value": "1"}))),
                 true,
             ),
+            ("a false flag left out by the server", edit(&|h| h["spec"]["paused"] = Value::Null), true),
             ("quantities in canonical form", edit(&|h| h["spec"]["containers"][0]["resources"]["limits"]["cpu"] = json!("1")), true),
             (
                 "an empty list dropped by the server",
@@ -116,12 +141,18 @@ mod tests {
             ("env var removed", edit(&|h| h["spec"]["containers"][0]["env"] = json!([])), false),
             ("memory limit edited", edit(&|h| h["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("1Gi")), false),
             ("replicas edited", edit(&|h| h["spec"]["replicas"] = json!(5)), false),
+            ("paused by hand", edit(&|h| h["spec"]["paused"] = json!(true)), false),
             ("label edited", edit(&|h| h["metadata"]["labels"]["app"] = json!("x")), false),
             ("label removed", edit(&|h| h["metadata"]["labels"] = json!({})), false),
             ("a toleration added by hand", edit(&|h| h["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}])), false),
         ];
+        assert_eq!(
+            differs(&table.iter().find(|row| row.0 == "env value edited").unwrap().1, &want, false, "").as_deref(),
+            Some("/spec/containers[name=worker]/env[name=IOTSUB_CREDIT]/value"),
+            "the difference is named"
+        );
         for (name, have, holds) in table {
-            assert_eq!(covers(&have, &want, false), holds, "{name}");
+            assert_eq!(differs(&have, &want, false, "").is_none(), holds, "{name}: {:?}", differs(&have, &want, false, ""));
         }
     }
 

@@ -62,3 +62,55 @@ async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     .map_err(|e| e.context(second.log_text()))?;
     Ok(())
 }
+
+/// The subscriptions whose series the operator exports (one per reconciled subscription).
+async fn reconciled(operator: &Operator) -> anyhow::Result<usize> {
+    let (_, text) = operator.get("/metrics").await?;
+    Ok(text.lines().filter(|l| l.starts_with("iotsub_operator_desired_replicas{")).count())
+}
+
+#[tokio::test]
+async fn a_standby_reconciles_all_20_subscriptions_within_the_lease_plus_5_s_of_the_leaders_death() -> anyhow::Result<()> {
+    const SUBSCRIPTIONS: usize = 20;
+    let cluster = Cluster::connect().await?;
+    let emulator = Emulator::start("").await?;
+    let ns = cluster.namespace("e2e-failover").await?;
+    let lease = LEASE_SECONDS.to_string();
+    let args = ["--watch-namespace", &ns.name, "--lease-namespace", &ns.name, "--lease-seconds", &lease];
+    let mut first = Operator::start(&cluster.kubeconfig, &args).await?;
+    wait_until("the first replica to lead", Duration::from_secs(30), || async {
+        (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(())
+    })
+    .await?;
+    let second = Operator::start(&cluster.kubeconfig, &args).await?;
+    subscription::put_secrets(&ns, &emulator).await?;
+    for i in 0..SUBSCRIPTIONS {
+        subscription::apply(&ns, &subscription::manifest(&format!("s{i:02}"), &emulator, 0)).await?;
+    }
+    wait_until("the leader to reconcile all", Duration::from_secs(60), || async {
+        (reconciled(&first).await.ok()? == SUBSCRIPTIONS).then_some(())
+    })
+    .await?;
+    assert_eq!(reconciled(&second).await?, 0, "the standby reconciled");
+
+    first.process.signal(nix::sys::signal::Signal::SIGKILL)?;
+    first.process.wait_exit(Duration::from_secs(10)).await?;
+    let killed = Instant::now();
+    wait_until("the standby to reconcile all 20", Duration::from_secs(LEASE_SECONDS + 5), || async {
+        (reconciled(&second).await.ok()? == SUBSCRIPTIONS).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(second.log_text()))?;
+    println!(
+        "the standby reconciled all {SUBSCRIPTIONS} subscriptions {:?} after the leader was killed (Lease {LEASE_SECONDS} s)",
+        killed.elapsed()
+    );
+    let (_, text) = second.get("/metrics").await?;
+    assert!(
+        !text.lines().any(|l| l.starts_with("iotsub_operator_reconcile_errors_total{")),
+        "reconcile errors after the failover:\n{text}"
+    );
+    assert_eq!(second.metric("iotsub_operator_leader").await?, 1.0);
+    assert_eq!(second.get("/healthz").await?, (200, "ok".into()));
+    Ok(())
+}
