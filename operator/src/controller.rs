@@ -70,7 +70,7 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
     let deployment_stream =
         watcher(api::<Deployment>(&client, &ns), ours.clone()).default_backoff().reflect(writers.deployments).applied_objects();
     // Secrets: metadata only (crate::secrets); a reconcile fetches the ones it references.
-    let secret_stream = watcher(api::<PartialObjectMeta<Secret>>(&client, &ns), watcher::Config::default())
+    let secret_stream = watcher(api::<PartialObjectMeta<Secret>>(&client, &ns), watcher::Config::default().page_size(100))
         .default_backoff()
         .modify(secrets::strip)
         .reflect(writers.secrets)
