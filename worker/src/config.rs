@@ -10,7 +10,11 @@ use iotsub_aliyun::amqp::{AccessKey, AuthMode, MAX_CLIENT_ID_CHARS, SignMethod, 
 
 use reqwest::Url;
 
-use crate::{error::Error, sink::url::redact};
+use crate::{
+    credentials::{Rrsa, Source},
+    error::Error,
+    sink::url::redact,
+};
 
 #[derive(Parser, Clone)]
 #[command(
@@ -35,13 +39,36 @@ pub struct Args {
     /// hmacsha1 | hmacsha256 | hmacmd5
     #[arg(long, env = "IOTSUB_SIGN_METHOD", default_value = "hmacsha1", value_parser = parse_sign_method)]
     pub sign_method: SignMethod,
+    /// The AccessKey, fixed for the life of the process (else --credentials-dir or RRSA).
     #[arg(long, env = "IOTSUB_ACCESS_KEY_ID")]
-    pub access_key_id: String,
+    pub access_key_id: Option<String>,
     #[arg(long, env = "IOTSUB_ACCESS_KEY_SECRET", hide_env_values = true)]
-    pub access_key_secret: String,
+    pub access_key_secret: Option<String>,
     /// The STS token (authMode=ststoken).
     #[arg(long, env = "IOTSUB_SECURITY_TOKEN", hide_env_values = true)]
     pub security_token: Option<String>,
+    /// A directory of credential files (a mounted Secret: accessKeyId, accessKeySecret, and
+    /// securityToken for ststoken), read again before every connection attempt: a rotation reaches
+    /// the pod without a restart.
+    #[arg(long, env = "IOTSUB_CREDENTIALS_DIR")]
+    pub credentials_dir: Option<PathBuf>,
+    /// RRSA: the RAM role to assume with the pod's OIDC token (STS AssumeRoleWithOIDC); needs
+    /// --oidc-provider-arn and --oidc-token-file. The names of ACK's pod-identity webhook.
+    #[arg(long, env = "ALIBABA_CLOUD_ROLE_ARN")]
+    pub role_arn: Option<String>,
+    #[arg(long, env = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN")]
+    pub oidc_provider_arn: Option<String>,
+    /// The projected ServiceAccount token (audience sts.aliyuncs.com), read again at each exchange.
+    #[arg(long, env = "ALIBABA_CLOUD_OIDC_TOKEN_FILE")]
+    pub oidc_token_file: Option<PathBuf>,
+    /// Default: the client id.
+    #[arg(long, env = "ALIBABA_CLOUD_ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
+    #[arg(long, env = "IOTSUB_STS_ENDPOINT", default_value = iotsub_aliyun::sts::DEFAULT_STS_ENDPOINT)]
+    pub sts_endpoint: String,
+    /// How long the STS credentials last (900 up to the role's maximum).
+    #[arg(long, env = "IOTSUB_STS_DURATION_SECONDS", default_value_t = iotsub_aliyun::sts::DEFAULT_DURATION_SECONDS, value_parser = clap::value_parser!(u32).range(900..=43_200))]
+    pub sts_duration_seconds: u32,
     /// Default: $POD_NAME, else the hostname. At most 64 characters (with the `-<i>` suffix).
     #[arg(long, env = "IOTSUB_CLIENT_ID")]
     pub client_id: Option<String>,
@@ -148,14 +175,15 @@ pub struct Config {
     pub consumer_group_id: String,
     pub auth_mode: AuthMode,
     pub sign_method: SignMethod,
-    pub access_key: AccessKey,
+    pub credentials: Source,
     /// One per connection, `<client-id>-<i>` when there are several.
     pub client_ids: Vec<String>,
     pub idle_timeout: Duration,
     pub credit: u32,
     pub source_address: String,
-    /// Extra trust roots, PEM.
+    /// Extra trust roots, PEM, and the file they were read from (read again at each attempt).
     pub extra_ca_pem: Option<Vec<u8>>,
+    pub ca_file: Option<PathBuf>,
     pub sink: SinkConfig,
     pub sink_failure_threshold: u32,
     pub dead_letter: DeadLetterConfig,
@@ -214,6 +242,15 @@ fn http_url(flag: &str, value: Option<String>, needed_by: &str) -> Result<Url, E
     Ok(url)
 }
 
+/// An https URL: the OIDC token travels in the request.
+fn https_url(flag: &str, value: &str) -> Result<String, Error> {
+    let url = http_url(flag, Some(value.to_owned()), "RRSA")?;
+    if url.scheme() != "https" {
+        return Err(Error::Config(format!("{flag} must be https: the OIDC token travels in the request")));
+    }
+    Ok(url.to_string())
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -223,7 +260,7 @@ impl std::fmt::Debug for Config {
             .field("consumer_group_id", &self.consumer_group_id)
             .field("auth_mode", &self.auth_mode)
             .field("sign_method", &self.sign_method)
-            .field("access_key", &self.access_key) // AccessKey's Debug redacts
+            .field("credentials", &self.credentials) // AccessKey's Debug redacts
             .field("client_ids", &self.client_ids)
             .field("idle_timeout", &self.idle_timeout)
             .field("credit", &self.credit)
@@ -251,6 +288,7 @@ impl Config {
     pub fn from_args(args: Args, env_client_id: impl FnOnce() -> Option<String>) -> Result<Config, Error> {
         let base = args
             .client_id
+            .clone()
             .filter(|id| !id.trim().is_empty())
             .or_else(env_client_id)
             .ok_or_else(|| Error::Config("no --client-id, POD_NAME or hostname to name the client".into()))?;
@@ -258,10 +296,7 @@ impl Config {
         if args.consumer_group_id.is_empty() {
             return Err(Error::Config("--consumer-group-id must not be empty".into()));
         }
-        let security_token = args.security_token.filter(|t| !t.is_empty());
-        if args.auth_mode == AuthMode::StsToken && security_token.is_none() {
-            return Err(Error::Config("--auth-mode ststoken needs --security-token".into()));
-        }
+        let (credentials, auth_mode) = credentials(&args, &client_ids[0])?;
         let sink = match args.sink {
             SinkKind::Log => SinkConfig::Log,
             SinkKind::Http => SinkConfig::Http {
@@ -286,18 +321,15 @@ impl Config {
             port: args.port,
             instance_id: args.instance_id,
             consumer_group_id: args.consumer_group_id,
-            auth_mode: args.auth_mode,
+            auth_mode,
             sign_method: args.sign_method,
-            access_key: AccessKey {
-                id: args.access_key_id,
-                secret: args.access_key_secret.into(),
-                security_token: security_token.map(Into::into),
-            },
+            credentials,
             client_ids,
             idle_timeout: Duration::from_millis(args.idle_timeout_ms.into()),
             credit: args.credit,
             source_address: args.source_address,
             extra_ca_pem,
+            ca_file: args.ca_file,
             sink,
             sink_failure_threshold: args.sink_failure_threshold,
             dead_letter,
@@ -324,6 +356,51 @@ impl Config {
             sign_method: self.sign_method,
         }
     }
+}
+
+/// The one source of credentials the flags name, and the auth mode it logs in with (RRSA's
+/// credentials are STS tokens: `ststoken`).
+fn credentials(args: &Args, client_id: &str) -> Result<(Source, AuthMode), Error> {
+    let fixed = args.access_key_id.as_deref().is_some_and(|id| !id.is_empty());
+    let rrsa = [args.role_arn.is_some(), args.oidc_provider_arn.is_some(), args.oidc_token_file.is_some()];
+    let named = [fixed, args.credentials_dir.is_some(), rrsa.iter().any(|set| *set)];
+    match named.iter().filter(|set| **set).count() {
+        0 => return Err(Error::Config("no credentials: give --access-key-id/--access-key-secret, --credentials-dir, or RRSA (--role-arn, --oidc-provider-arn, --oidc-token-file)".into())),
+        1 => {}
+        _ => return Err(Error::Config("give exactly one of --access-key-id, --credentials-dir, or RRSA (--role-arn…)".into())),
+    }
+    if let Some(dir) = &args.credentials_dir {
+        crate::credentials::read_directory(dir).map_err(|e| Error::Config(format!("--credentials-dir: {e}")))?;
+        return Ok((Source::Directory(dir.clone()), args.auth_mode));
+    }
+    if let (Some(role_arn), Some(oidc_provider_arn), Some(oidc_token_file)) =
+        (&args.role_arn, &args.oidc_provider_arn, &args.oidc_token_file)
+    {
+        let session = args.role_session_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(client_id);
+        let rrsa = Rrsa {
+            role_arn: role_arn.clone(),
+            oidc_provider_arn: oidc_provider_arn.clone(),
+            oidc_token_file: oidc_token_file.clone(),
+            role_session_name: iotsub_aliyun::sts::session_name(session),
+            duration_seconds: args.sts_duration_seconds,
+            sts_endpoint: https_url("--sts-endpoint", &args.sts_endpoint)?,
+        };
+        return Ok((Source::Rrsa(rrsa), AuthMode::StsToken));
+    }
+    if rrsa.iter().any(|set| *set) {
+        return Err(Error::Config("RRSA needs all three of --role-arn, --oidc-provider-arn and --oidc-token-file (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE)".into()));
+    }
+    let secret = args
+        .access_key_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Config("--access-key-id needs --access-key-secret".into()))?;
+    let security_token = args.security_token.clone().filter(|t| !t.is_empty());
+    if args.auth_mode == AuthMode::StsToken && security_token.is_none() {
+        return Err(Error::Config("--auth-mode ststoken needs --security-token".into()));
+    }
+    let id = args.access_key_id.clone().unwrap_or_default();
+    Ok((Source::Fixed(AccessKey { id, secret: secret.into(), security_token: security_token.map(Into::into) }), args.auth_mode))
 }
 
 /// `base` alone for one connection, else `base-0` … `base-<n-1>`; each at most 64 characters.
@@ -446,6 +523,42 @@ mod tests {
     #[test]
     fn idle_timeout_outside_the_platform_range_is_refused() {
         assert!(parse(&["--idle-timeout-ms", "10000"]).is_err());
+    }
+
+    /// The required flags but the credentials, then `extra`.
+    fn without_key(extra: &[&str]) -> Result<Config, Error> {
+        let mut argv = vec!["iotsub-worker", "--host", "localhost", "--consumer-group-id", "G"];
+        argv.extend_from_slice(extra);
+        Config::from_args(Args::try_parse_from(argv).unwrap(), || Some("pod-a".into()))
+    }
+
+    #[test]
+    fn exactly_one_source_of_credentials_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("accessKeyId"), "demo").unwrap();
+        std::fs::write(dir.path().join("accessKeySecret"), "demo-secret").unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let rrsa = ["--role-arn", "acs:ram::1:role/r", "--oidc-provider-arn", "acs:ram::1:oidc-provider/p", "--oidc-token-file", "/t"];
+        let config = without_key(&["--credentials-dir", dir_arg]).unwrap();
+        assert!(matches!(config.credentials, Source::Directory(_)));
+        let config = without_key(&rrsa).unwrap();
+        let Source::Rrsa(r) = &config.credentials else { panic!("{:?}", config.credentials) };
+        assert_eq!((r.role_session_name.as_str(), r.sts_endpoint.as_str()), ("pod-a", "https://sts.aliyuncs.com/"));
+        assert_eq!(config.auth_mode, AuthMode::StsToken, "RRSA logs in with STS tokens");
+
+        // what is given, the error names
+        let table: &[(&[&str], &str)] = &[
+            (&[], "no credentials"),
+            (&["--credentials-dir", dir_arg, "--access-key-id", "a", "--access-key-secret", "b"], "exactly one"),
+            (&["--role-arn", "acs:ram::1:role/r"], "all three"),
+            (&["--access-key-id", "a"], "--access-key-secret"),
+            (&["--credentials-dir", "/nonexistent-dir"], "accessKeyId"),
+            (&[&rrsa[..], &["--sts-endpoint", "http://sts.local"]].concat(), "must be https"),
+        ];
+        for (given, named) in table {
+            let error = without_key(given).unwrap_err().to_string();
+            assert!(error.contains(named), "{given:?}: {error}");
+        }
     }
 
     #[test]

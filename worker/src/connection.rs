@@ -185,7 +185,8 @@ async fn within<T, E>(
 async fn connect(index: usize, shared: &Shared) -> Result<Attached, Error> {
     let config = &shared.config;
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let login = sign_login(&config.subscriber(index), &config.access_key, now_ms)?;
+    let access_key = shared.credentials.current().await?;
+    let login = sign_login(&config.subscriber(index), &access_key, now_ms)?;
     let secrets = shared.secrets();
     let redacted = |text: String| redact(&redact(&text, &secrets), &[login.password.expose().as_str()]);
 
@@ -218,7 +219,7 @@ async fn open_tls(shared: &Shared) -> Result<TlsStream<TcpStream>, Error> {
     let _ = tcp.set_nodelay(true);
     let server_name = ServerName::try_from(config.host.clone())
         .map_err(|e| Error::Tls { host: config.host.clone(), detail: format!("not a valid server name: {e}") })?;
-    within("TLS handshake", TLS_TIMEOUT, shared.tls.connect(server_name, tcp), |e| Error::Tls {
+    within("TLS handshake", TLS_TIMEOUT, shared.tls.connector().connect(server_name, tcp), |e| Error::Tls {
         host: config.host.clone(),
         detail: e.to_string(),
     })

@@ -37,6 +37,12 @@ pub enum Error {
     HttpServer { addr: String, detail: String },
     #[error("sink: {0}")]
     Sink(String),
+    /// The credentials could not be read (a mounted Secret without a key).
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// STS gave no credentials for the OIDC token (RRSA).
+    #[error("credentials from STS: {0}")]
+    Sts(#[from] iotsub_aliyun::sts::StsError),
 }
 
 impl Error {
@@ -58,20 +64,25 @@ impl Error {
             Error::Settle(_) => "settle",
             Error::HttpServer { .. } => "http_server",
             Error::Sink(_) => "sink",
+            Error::Credentials(_) => "credentials",
+            Error::Sts(_) => "sts",
         }
     }
 
     /// Whether the next attempt should wait the long (login) backoff: hammering a refusing endpoint
     /// burns the consumer group's shared budget of connection attempts.
     pub fn wants_long_backoff(&self) -> bool {
-        matches!(self, Error::LoginRefused(_) | Error::Throttled(_) | Error::Sign(_))
+        matches!(
+            self,
+            Error::LoginRefused(_) | Error::Throttled(_) | Error::Sign(_) | Error::Sts(iotsub_aliyun::sts::StsError::Refused { .. })
+        )
     }
 }
 
 /// Replaces every occurrence of each non-empty secret in `text`.
-pub fn redact(text: &str, secrets: &[&str]) -> String {
+pub fn redact(text: &str, secrets: &[impl AsRef<str>]) -> String {
     let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+    for secret in secrets.iter().map(AsRef::as_ref).filter(|s| s.len() >= 4) {
         out = out.replace(secret, "<redacted>");
     }
     out

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod credit;
 pub mod dead_letter;
 pub mod dedup;

@@ -5,7 +5,6 @@ use std::{
     time::Duration,
 };
 
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -13,6 +12,7 @@ use crate::{
     attempt_budget::AttemptBudget,
     config::{Config, DeadLetterConfig, SinkConfig},
     connection,
+    credentials::Credentials,
     dead_letter::DeadLetterSink,
     dedup::DedupWindow,
     delivery_count::DeliveryCounts,
@@ -47,7 +47,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         dead_letter = ?config.dead_letter,
         "starting"
     );
-    let tls = TlsConnector::from(tls::client_config(config.extra_ca_pem.as_deref())?);
+    let tls = tls::Trust::new(config.ca_file.clone(), config.extra_ca_pem.clone())?;
+    let credentials = Credentials::new(config.credentials.clone(), config.extra_ca_pem.as_deref())?;
     let source = ce_source(&config.instance_id, &config.consumer_group_id);
     let (sink, attempt_timeout) = match &config.sink {
         SinkConfig::Log => (Sink::Log(LogSink::start(std::io::stdout())), Duration::from_secs(10)),
@@ -81,6 +82,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     .await?;
     let shared = Arc::new(Shared {
         config: config.clone(),
+        credentials,
         tls,
         sink,
         sink_health,

@@ -2,22 +2,24 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio_rustls::TlsConnector;
-
 use crate::{
     attempt_budget::AttemptBudget,
     config::Config,
+    credentials::Credentials,
     dead_letter::DeadLetterSink,
     dedup::DedupWindow,
     delivery_count::DeliveryCounts,
     metrics::Metrics,
     sink::{Sink, health::SinkHealth, retry::RetryPolicy},
     status::{ConnectionState, ConnectionStatus, StatusBoard},
+    tls::Trust,
 };
 
 pub struct Shared {
     pub config: Arc<Config>,
-    pub tls: TlsConnector,
+    /// Asked before every connection attempt ([`Credentials::current`]).
+    pub credentials: Credentials,
+    pub tls: Trust,
     pub sink: Sink,
     pub sink_health: Arc<SinkHealth>,
     pub dead_letters: DeadLetterSink,
@@ -31,14 +33,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The values no log or error may show.
-    pub fn secrets(&self) -> Vec<&str> {
-        let key = &self.config.access_key;
-        let mut secrets = vec![key.secret.expose().as_str()];
-        if let Some(token) = &key.security_token {
-            secrets.push(token.expose().as_str());
-        }
-        secrets
+    /// The values no log or error may show (every generation of credentials read so far).
+    pub fn secrets(&self) -> Vec<String> {
+        self.credentials.secrets()
     }
 
     /// Connection `index` enters `state` (`/status` and the state metric together); `also` updates

@@ -1,12 +1,52 @@
 //! The TLS client configuration: the system's trust roots (the OS store, and the Mozilla roots built
 //! in for images without one) plus an optional extra CA. There is deliberately no way to skip
-//! verification.
+//! verification. An extra CA given as a file (a mounted Secret) is read again before each
+//! connection attempt, like the credentials.
 
-use std::sync::Arc;
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use tracing::{info, warn};
 
 use crate::error::Error;
+
+/// The trust roots of the next connection attempt.
+pub struct Trust {
+    file: Option<PathBuf>,
+    current: Mutex<(Option<Vec<u8>>, TlsConnector)>,
+}
+
+impl Trust {
+    pub fn new(file: Option<PathBuf>, extra_ca_pem: Option<Vec<u8>>) -> Result<Trust, Error> {
+        let connector = TlsConnector::from(client_config(extra_ca_pem.as_deref())?);
+        Ok(Trust { file, current: Mutex::new((extra_ca_pem, connector)) })
+    }
+
+    /// The connector, rebuilt first when the CA file changed (a broken new file keeps the old roots).
+    pub fn connector(&self) -> TlsConnector {
+        let mut current = self.current.lock().expect("trust lock");
+        if let Some(file) = &self.file {
+            match std::fs::read(file) {
+                Ok(pem) if current.0.as_ref() != Some(&pem) => match client_config(Some(&pem)) {
+                    Ok(config) => {
+                        info!(ca_file = %file.display(), "the CA file changed: new trust roots");
+                        *current = (Some(pem), TlsConnector::from(config));
+                    }
+                    Err(error) => {
+                        warn!(ca_file = %file.display(), %error, "the CA file changed but is not usable; keeping the previous roots")
+                    }
+                },
+                Ok(_) => {}
+                Err(error) => warn!(ca_file = %file.display(), %error, "the CA file cannot be read; keeping the previous roots"),
+            }
+        }
+        current.1.clone()
+    }
+}
 
 pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, Error> {
     let mut roots = RootCertStore::empty();
