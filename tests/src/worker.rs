@@ -54,6 +54,12 @@ impl WorkerOptions {
         }
     }
 
+    /// Credentials from `dir` (`--credentials-dir`, a mounted Secret) instead of the environment.
+    pub fn credentials_dir(mut self, dir: &std::path::Path) -> Self {
+        self.env.retain(|(name, _)| !name.starts_with("IOTSUB_ACCESS_KEY"));
+        self.arg("--credentials-dir", dir.display())
+    }
+
     pub fn connections(mut self, n: u32) -> Self {
         self.connections = n;
         self

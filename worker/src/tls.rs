@@ -37,7 +37,7 @@ impl Trust {
                         *current = (Some(pem), TlsConnector::from(config));
                     }
                     Err(error) => {
-                        warn!(ca_file = %file.display(), %error, "the CA file changed but is not usable; keeping the previous roots")
+                        warn!(ca_file = %file.display(), %error, "the CA file changed but is not usable; keeping the previous roots");
                     }
                 },
                 Ok(_) => {}

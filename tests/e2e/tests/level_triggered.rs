@@ -24,7 +24,7 @@ fn read(deployment: &Deployment, pointer: &str) -> Value {
     serde_json::to_value(deployment).ok().and_then(|v| v.pointer(pointer).cloned()).unwrap_or(Value::Null)
 }
 
-fn container(patch: Value) -> Value {
+fn container(patch: &Value) -> Value {
     json!({"spec": {"template": {"spec": {"containers": [patch]}}}})
 }
 
@@ -59,15 +59,15 @@ async fn hand_edits_of_owned_fields_are_undone_and_other_managers_fields_stay() 
 
     // name, a strategic-merge patch as `kubectl edit`/`set`/`scale` would send, the field it changes
     let edits = [
-        ("image", container(json!({"name": "worker", "image": "evil:latest"})), "/spec/template/spec/containers/0/image"),
+        ("image", container(&json!({"name": "worker", "image": "evil:latest"})), "/spec/template/spec/containers/0/image"),
         (
             "env (kubectl set env)",
-            container(json!({"name": "worker", "env": [{"name": "IOTSUB_CREDIT", "value": "7"}]})),
+            container(&json!({"name": "worker", "env": [{"name": "IOTSUB_CREDIT", "value": "7"}]})),
             "/spec/template/spec/containers/0/env",
         ),
         (
             "resources",
-            container(json!({"name": "worker", "resources": {"limits": {"memory": "1Gi"}}})),
+            container(&json!({"name": "worker", "resources": {"limits": {"memory": "1Gi"}}})),
             "/spec/template/spec/containers/0/resources",
         ),
         ("replicas (not autoscaled)", json!({"spec": {"replicas": 3}}), "/spec/replicas"),
