@@ -13,6 +13,34 @@ pub struct Config {
     pub accounts: Vec<Account>,
     /// Empty: the legacy instance `""` with the group `DEFAULT_GROUP`.
     pub instances: Vec<Instance>,
+    /// STS `AssumeRoleWithOIDC` (RRSA): which tokens are trusted, for which roles.
+    pub sts: StsConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StsConfig {
+    /// The JSON Web Key Set that signs the OIDC tokens (a cluster's `/openid/v1/jwks`), read at
+    /// each call so a test can rotate it. Without one, every token is refused.
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// The tokens' issuer (`iss`); empty: any.
+    pub issuer: String,
+    /// How long issued credentials last, overriding the request's `DurationSeconds` (tests use a
+    /// minute to see them expire); 0: as requested.
+    pub credentials_ttl_seconds: u64,
+    pub roles: Vec<StsRole>,
+}
+
+/// A RAM role and its trust policy: the OIDC provider it trusts and the token subjects allowed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StsRole {
+    /// `acs:ram::<uid>:role/<name>`
+    pub arn: String,
+    /// `acs:ram::<uid>:oidc-provider/<name>`
+    pub oidc_provider_arn: String,
+    /// `system:serviceaccount:<namespace>:<name>`; a trailing `*` matches any rest.
+    pub subjects: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +110,9 @@ pub struct Account {
     /// When set, `ststoken` logins of this AccessKey must carry exactly this token.
     #[serde(default)]
     pub security_token: Option<String>,
+    /// Epoch ms after which the account is refused (STS-issued credentials).
+    #[serde(skip)]
+    pub expires_at_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -100,7 +131,7 @@ pub struct Instance {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { limits: Limits::default(), accounts: Vec::new(), instances: Vec::new() }.with_defaults()
+        Config { limits: Limits::default(), accounts: Vec::new(), instances: Vec::new(), sts: StsConfig::default() }.with_defaults()
     }
 }
 
@@ -126,7 +157,12 @@ impl Config {
 
     fn with_defaults(mut self) -> Config {
         if self.accounts.is_empty() {
-            self.accounts.push(Account { access_key_id: "demo".into(), access_key_secret: "demo-secret".into(), security_token: None });
+            self.accounts.push(Account {
+                access_key_id: "demo".into(),
+                access_key_secret: "demo-secret".into(),
+                security_token: None,
+                expires_at_ms: None,
+            });
         }
         if self.instances.is_empty() {
             self.instances.push(Instance { id: String::new(), consumer_groups: vec!["DEFAULT_GROUP".into()] });
@@ -221,5 +257,6 @@ mod example_tests {
         );
         assert_eq!(config.accounts.len(), 2);
         assert_eq!(config.instances[1].consumer_groups, ["orders", "telemetry"]);
+        assert_eq!(config.sts.roles[0].subjects, ["system:serviceaccount:iot:*"]);
     }
 }

@@ -1,6 +1,6 @@
 //! HTTP on `--api-addr`: the OpenAPI at `/` and the admin API under `/admin`.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -10,6 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::{
     admin::{
@@ -20,6 +21,7 @@ use crate::{
     platform::Platform,
     publish,
     rpc::OpenApi,
+    sts,
 };
 
 #[derive(Clone)]
@@ -31,7 +33,7 @@ struct Api {
 pub fn router(platform: Arc<Platform>) -> Router {
     let api = Api { openapi: Arc::new(OpenApi::new(platform.clone())), platform };
     Router::new()
-        .route("/", get(openapi))
+        .route("/", get(openapi).post(sts))
         .route("/healthz", get(|| async { "ok" }))
         .route("/admin/messages", post(publish))
         .route("/admin/traffic", post(traffic))
@@ -65,6 +67,33 @@ fn bad_request(message: impl Into<String>) -> Problem {
 async fn openapi(State(api): State<Api>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
     let (status, body) = api.openapi.handle(pairs);
     (status, Json(body)).into_response()
+}
+
+/// STS on the same endpoint (the platform's is `https://sts.aliyuncs.com`, POST with a form).
+async fn sts(State(api): State<Api>, axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    if form.get("Action").map(String::as_str) != Some("AssumeRoleWithOIDC") {
+        let body = json!({"RequestId": request_id, "Code": "InvalidAction.NotFound", "Message": "Specified api is not found, please check your url and method."});
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
+    match sts::assume_role_with_oidc(&api.platform.sts, &form, crate::message::epoch_ms()) {
+        Ok(issued) => {
+            tracing::info!(
+                role_arn = issued.role_arn,
+                subject = issued.subject,
+                access_key_id = issued.access_key_id,
+                "STS issued credentials"
+            );
+            let body = sts::answer(&issued, &request_id);
+            api.platform.issue(issued);
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Err(refusal) => {
+            tracing::warn!(code = refusal.code, message = refusal.message, "STS refused AssumeRoleWithOIDC");
+            let body = json!({"RequestId": request_id, "HostId": "sts.aliyuncs.com", "Code": refusal.code, "Message": refusal.message});
+            (refusal.status, Json(body)).into_response()
+        }
+    }
 }
 
 fn find_group(api: &Api, instance: &str, group: &str) -> Result<Arc<Group>, Problem> {

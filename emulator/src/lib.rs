@@ -15,6 +15,7 @@ mod publish;
 mod rate;
 mod rpc;
 mod sasl;
+mod sts;
 mod tls;
 mod traffic;
 

@@ -13,9 +13,10 @@ use iotsub_aliyun::amqp::{AuthMode, Username};
 
 use crate::{
     admin::{GroupKey, Refusal, Stage},
-    config::{Account, Config, Limits},
+    config::{Account, Config, Limits, StsConfig},
     groups::Group,
     message::{MessageIds, epoch_ms},
+    sts::Issued,
 };
 
 /// How many refusals `/admin/refusals` remembers.
@@ -24,6 +25,9 @@ const REFUSALS_KEPT: usize = 256;
 pub struct Platform {
     pub limits: Arc<Limits>,
     accounts: HashMap<String, Account>,
+    /// Credentials STS issued (`AssumeRoleWithOIDC`), valid until they expire.
+    issued: Mutex<HashMap<String, Issued>>,
+    pub sts: StsConfig,
     groups: BTreeMap<GroupKey, Arc<Group>>,
     instance_connections: HashMap<String, AtomicUsize>,
     pub message_ids: MessageIds,
@@ -59,6 +63,8 @@ impl Platform {
         }
         Arc::new(Platform {
             accounts: config.accounts.iter().map(|a| (a.access_key_id.clone(), a.clone())).collect(),
+            issued: Mutex::default(),
+            sts: config.sts.clone(),
             instance_connections: config.instances.iter().map(|i| (i.id.clone(), AtomicUsize::new(0))).collect(),
             groups,
             limits,
@@ -80,8 +86,26 @@ impl Platform {
         self.instance_connections.contains_key(instance_id)
     }
 
-    pub fn account_secret(&self, access_key_id: &str) -> Option<&str> {
-        self.accounts.get(access_key_id).map(|a| a.access_key_secret.as_str())
+    /// The account of an AccessKey: configured, or issued by STS (with its expiry).
+    pub fn account(&self, access_key_id: &str) -> Option<Account> {
+        if let Some(account) = self.accounts.get(access_key_id) {
+            return Some(account.clone());
+        }
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.get(access_key_id).map(|i| Account {
+            access_key_id: i.access_key_id.clone(),
+            access_key_secret: i.access_key_secret.clone(),
+            security_token: Some(i.security_token.clone()),
+            expires_at_ms: Some(i.expires_at_ms),
+        })
+    }
+
+    /// Keeps credentials STS issued (and forgets those expired for an hour).
+    pub fn issue(&self, issued: Issued) {
+        let mut all = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = epoch_ms();
+        all.retain(|_, i| i.expires_at_ms + 3_600_000 > now);
+        all.insert(issued.access_key_id.clone(), issued);
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -100,7 +124,7 @@ impl Platform {
             return refuse(format!("unknown consumerGroupId `{}` in instance `{instance}`", parsed.consumer_group_id));
         };
         let attempts_last_minute = group.record_attempt();
-        let Some(account) = self.accounts.get(&parsed.auth_id) else {
+        let Some(account) = self.account(&parsed.auth_id) else {
             return refuse(format!("unknown accessKeyId (authId) `{}`", parsed.auth_id));
         };
         if parsed.verify_password(password, &account.access_key_secret).is_err() {
@@ -115,6 +139,12 @@ impl Platform {
             && account.security_token.as_deref() != parsed.security_token.as_ref().map(|t| t.expose().as_str())
         {
             return refuse(format!("securityToken of authId `{}` is not valid (expired or never issued)", parsed.auth_id));
+        }
+        if let Some(expired_at) = account.expires_at_ms.filter(|at| *at <= epoch_ms()) {
+            return refuse(format!(
+                "the STS credentials of authId `{}` expired at {} (epoch ms): assume the role again",
+                parsed.auth_id, expired_at
+            ));
         }
         let skew = self.limits.max_timestamp_skew_ms;
         if skew > 0 && (epoch_ms() - parsed.timestamp_ms() as i64).unsigned_abs() > skew {
@@ -207,6 +237,7 @@ mod tests {
             access_key_id: "sts".into(),
             access_key_secret: "sts-secret".into(),
             security_token: Some("STS.good".into()),
+            expires_at_ms: None,
         });
         config.instances.push(Instance { id: "iot-1".into(), consumer_groups: vec!["G1".into()] });
         Platform::new(&config)

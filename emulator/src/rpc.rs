@@ -122,9 +122,10 @@ impl OpenApi {
             }
         }
         let access_key_id = &params["AccessKeyId"];
-        let Some(secret) = self.platform.account_secret(access_key_id) else {
+        let Some(account) = self.platform.account(access_key_id) else {
             return Err(gateway_error(StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound", "Specified access key is not found.".into()));
         };
+        let secret = account.access_key_secret.as_str();
         if params["Version"] != openapi::IOT_API_VERSION {
             return Err(gateway_error(
                 StatusCode::BAD_REQUEST,
@@ -145,6 +146,23 @@ impl OpenApi {
                 ));
             }
             Err(e) => return Err(gateway_error(StatusCode::BAD_REQUEST, "InvalidParameter", e.to_string())),
+        }
+        // STS credentials: the token must come with them, and they must not have expired.
+        if let Some(token) = &account.security_token {
+            if params.get("SecurityToken") != Some(token) {
+                return Err(gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidSecurityToken.Mismatch",
+                    "Specified SecurityToken is not valid.".into(),
+                ));
+            }
+            if account.expires_at_ms.is_some_and(|at| at <= crate::message::epoch_ms()) {
+                return Err(gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidSecurityToken.Expired",
+                    "Specified SecurityToken is expired.".into(),
+                ));
+            }
         }
         let now_wall = OffsetDateTime::now_utc();
         match openapi::parse_timestamp(&params["Timestamp"]) {
