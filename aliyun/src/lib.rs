@@ -4,6 +4,7 @@
 //! - [`openapi`]: the RPC-style OpenAPI signature v1: sign and verify query parameters.
 //! - [`consumer_group`]: the JSON of `QueryConsumerGroupStatus` and friends.
 //! - [`answer`]: an OpenAPI answer as a status or a typed error.
+//! - [`redact`]: hides an AccessKey's secret and token, in any encoding, in text for people.
 //! - `client` (feature `client`): the HTTP client of those actions, rate-limited per AccessKey.
 
 pub mod amqp;
@@ -14,6 +15,7 @@ pub mod consumer_group;
 pub mod error;
 pub mod hmac_sign;
 pub mod openapi;
+pub mod redact;
 
 pub use amqp::{AuthMode, SignMethod};
 pub use error::Error;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use iotsub_aliyun::redact::Redactor;
 use iotsub_crds::{Autoscaling, ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube_core::ResourceExt;
@@ -15,7 +16,7 @@ use crate::{
     events::{self, Event},
     memory::Memory,
     names,
-    observed::{self, Observed},
+    observed::{self, Credentials, Observed},
     rollout, status,
     timestamps::parse_rfc3339,
 };
@@ -107,9 +108,19 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
     let created = wanted.is_some() && observed.deployment.is_none();
     let deployment = wanted.filter(|wanted| !observed.deployment.as_ref().is_some_and(|d| desired::is_current(d, wanted)));
 
-    let new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, now);
+    let mut new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, now);
     let before = cgs.status.as_ref();
-    let events = events::changes(before, &new_status, created, rotated && !making_room);
+    let mut events = events::changes(before, &new_status, created, rotated && !making_room);
+    if let Credentials::Valid { access_key, .. } = &observed.credentials {
+        // The last guard: whatever a message quotes (the platform's words), never a secret.
+        let redactor = Redactor::for_key(access_key);
+        for condition in &mut new_status.conditions {
+            condition.message = redactor.redact(&condition.message);
+        }
+        for event in &mut events {
+            event.note = redactor.redact(&event.note);
+        }
+    }
     let requeue = requeue(cgs, observed);
     let status = (before != Some(&new_status)).then_some(new_status);
     Decision { deployment, status, events, requeue, memory, notes }
@@ -335,6 +346,39 @@ mod tests {
         world.observed.platform = Some(PlatformObservation { answer: PlatformAnswer::Failed(CallError::Throttled), at: fixtures::now() });
         let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), IMAGE);
         assert_eq!(decision.requeue, Requeue::Spread(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn no_status_message_or_event_holds_the_token_or_secret_in_any_encoding() {
+        let token = "CAIS+sts/Token=42";
+        let mut world = World::new(fixtures::subscription()).settle();
+        world.cgs.spec.credentials.auth_mode = iotsub_aliyun::AuthMode::StsToken;
+        let secret = fixtures::secret("creds", &[("accessKeyId", "STS.id"), ("accessKeySecret", "sts-secret"), ("securityToken", token)]);
+        world.put_secret(Some(&secret));
+        let redactor = Redactor::for_values([token, "sts-secret"]);
+        // A gateway message that echoes the request in whatever form (answer.rs cuts the known one).
+        let echo = format!("raw {token} query {} signed {}", openapi_encode(token), openapi_encode(&openapi_encode(token)));
+        let echo = format!("{echo} base64 {} secret sts-secret", base64_of(token));
+        for answer in [
+            CallError::Refused { code: "SignatureDoesNotMatch".into(), request_id: "r".into(), message: echo.clone() },
+            CallError::Platform { code: "InternalError".into(), request_id: "r".into(), message: echo.clone() },
+        ] {
+            world.observed.platform = Some(PlatformObservation { answer: PlatformAnswer::Failed(answer), at: fixtures::now() });
+            let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), IMAGE);
+            let status = decision.status.as_ref().expect("a changed status");
+            let text = serde_json::to_string(status).expect("serializes") + &format!("{:?}", decision.events);
+            assert!(status.conditions.iter().any(|c| c.message.contains("<redacted>")), "the failure is reported: {text}");
+            assert!(!redactor.finds_any(&text), "{text}");
+        }
+    }
+
+    fn openapi_encode(text: &str) -> String {
+        iotsub_aliyun::openapi::percent_encode(text)
+    }
+
+    fn base64_of(text: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
     }
 
     #[test]

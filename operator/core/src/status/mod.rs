@@ -258,7 +258,11 @@ mod tests {
     fn refused_and_unreachable_platform() {
         let cgs = fixtures::subscription();
         let mut refused = answer(&[]);
-        refused.answer = PlatformAnswer::Failed(CallError::Refused { code: "SignatureDoesNotMatch".into(), message: "m".into() });
+        refused.answer = PlatformAnswer::Failed(CallError::Refused {
+            code: "SignatureDoesNotMatch".into(),
+            request_id: "r".into(),
+            message: "m".into(),
+        });
         let s = status(&cgs, &observed(valid(), Some(refused), 2), 2, None, NOW);
         assert_eq!(cond(&s, "CredentialsValid").reason, "RefusedByPlatform");
         assert_eq!(cond(&s, "Ready").status, "False");
