@@ -27,7 +27,7 @@ impl std::fmt::Debug for Redactor {
 impl Redactor {
     /// The secret and, with `ststoken`, the token of `key`.
     pub fn for_key(key: &AccessKey) -> Redactor {
-        let values = std::iter::once(key.secret.expose()).chain(key.security_token.as_ref().map(|t| t.expose()));
+        let values = std::iter::once(key.secret.expose()).chain(key.security_token.as_ref().map(iotsub_common::Secret::expose));
         Redactor::for_values(values.map(String::as_str))
     }
 

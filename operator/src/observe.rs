@@ -3,7 +3,7 @@
 
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_operator_core::{
-    Observed,
+    Guard, Observed,
     names::{INSTANCE_LABEL, NAME_LABEL, WORKER_NAME},
     observed::check_credentials,
 };
@@ -11,9 +11,9 @@ use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use crate::context::Stores;
 
-/// The Secrets (checked), the Deployment and the worker pods; `platform` is left `None`, and
-/// `sinks` empty ([`crate::sink_status`] fills it).
-pub fn cluster(stores: &Stores, cgs: &ConsumerGroupSubscription) -> Observed {
+/// The Secrets (checked, against the `guard`'s label rule too), the Deployment and the worker
+/// pods; `platform` is left `None`, and `sinks` empty ([`crate::sink_status`] fills it).
+pub fn cluster(stores: &Stores, cgs: &ConsumerGroupSubscription, guard: &Guard) -> Observed {
     let namespace = cgs.namespace().unwrap_or_default();
     let name = cgs.name_any();
     let secret = |secret_name: &str| stores.secrets.get(&ObjectRef::new(secret_name).within(&namespace));
@@ -26,6 +26,7 @@ pub fn cluster(stores: &Stores, cgs: &ConsumerGroupSubscription) -> Observed {
         credentials_secret.as_deref(),
         ca_secret.as_ref().map(|(r, s)| (r.name.as_str(), r.key.as_str(), s.as_deref())),
         headers_secret.as_ref().map(|(n, s)| (*n, s.as_deref())),
+        guard,
     );
     let deployment = stores.deployments.get(&ObjectRef::new(&name).within(&namespace)).map(|d| (*d).clone());
     let pods = stores

@@ -14,6 +14,7 @@ use crate::{
     conditions::Condition,
     desired,
     events::{self, Event},
+    guard::Guard,
     memory::Memory,
     names,
     observed::{self, Credentials, Observed},
@@ -64,8 +65,9 @@ pub enum Note {
     },
 }
 
-/// Decides a reconcile of `cgs`. `worker_image` is used when the spec names none.
-pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Memory, now: OffsetDateTime, worker_image: &str) -> Decision {
+/// Decides a reconcile of `cgs`. The `guard` says which worker image runs and what a spec may
+/// ask for; a refused spec gets no Deployment and no change to one.
+pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Memory, now: OffsetDateTime, guard: &Guard) -> Decision {
     let mut memory = memory.clone();
     let mut notes = Vec::new();
     let hash = observed.credentials.hash();
@@ -104,11 +106,15 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
         notes.push(Note::MakingRoom { replicas: desired_replicas });
     }
     let template_hash = if making_room { old_hash } else { hash };
-    let wanted = template_hash.map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, worker_image));
+    let refusal = guard.check(cgs);
+    let wanted = template_hash
+        .filter(|_| refusal.is_none())
+        .map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, guard.image(cgs)));
     let created = wanted.is_some() && observed.deployment.is_none();
     let deployment = wanted.filter(|wanted| !observed.deployment.as_ref().is_some_and(|d| desired::is_current(d, wanted)));
 
-    let mut new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, now);
+    let spec_allowed = status::spec_allowed::condition(refusal.as_ref(), guard);
+    let mut new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, spec_allowed, now);
     let before = cgs.status.as_ref();
     let mut events = events::changes(before, &new_status, created, rotated && !making_room);
     if let Credentials::Valid { access_key, .. } = &observed.credentials {
@@ -191,6 +197,7 @@ mod tests {
     use crate::{
         events::EventType,
         fixtures::{self, IMAGE, World, creds},
+        guard::Guard,
         observed::{PlatformAnswer, PlatformObservation},
     };
 
@@ -344,8 +351,53 @@ mod tests {
     fn a_throttled_call_spreads_the_next_reconcile() {
         let mut world = World::new(fixtures::subscription());
         world.observed.platform = Some(PlatformObservation { answer: PlatformAnswer::Failed(CallError::Throttled), at: fixtures::now() });
-        let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), IMAGE);
+        let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), &world.guard);
         assert_eq!(decision.requeue, Requeue::Spread(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn a_worker_image_outside_the_guard_rails_creates_and_changes_nothing_and_warns() {
+        let mut cgs = fixtures::subscription();
+        cgs.spec.worker.image = "evil.example/steal:latest".into();
+        let decision = World::new(cgs.clone()).decide();
+        assert_eq!(decision.deployment, None, "no Deployment for a refused spec");
+        assert_eq!(condition(&decision, "SpecAllowed"), ("False", "WorkerImageNotAllowed"));
+        assert_eq!(condition(&decision, "Ready"), ("False", "SpecNotAllowed"));
+        assert_eq!(reasons(&decision), [("WorkerImageNotAllowed", EventType::Warning), ("AcceptedByPlatform", EventType::Normal)]);
+        let note = &decision.events[0].note;
+        assert!(note.contains("--allowed-worker-images") && note.contains("evil.example/steal:latest"), "{note}");
+
+        // A settled subscription whose spec turns to a refused image keeps its Deployment as it is.
+        let mut settled = World::new(fixtures::subscription()).settle();
+        settled.cgs.spec.worker.image = "evil.example/steal:latest".into();
+        settled.cgs.spec.replicas = 5;
+        let decision = settled.decide();
+        assert_eq!(decision.deployment, None, "neither the image nor the count changes");
+        assert_eq!(condition(&decision, "SpecAllowed"), ("False", "WorkerImageNotAllowed"));
+
+        // An allowed glob lets it run.
+        let mut allowed = World::new(cgs);
+        allowed.guard = Guard::new(IMAGE, &["evil.example/*".into()], true, true, true).expect("guard");
+        let decision = allowed.decide();
+        let image = decision.deployment.as_ref().and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.containers[0].image.clone());
+        assert_eq!(image.as_deref(), Some("evil.example/steal:latest"));
+        assert_eq!(condition(&decision, "SpecAllowed"), ("True", "Allowed"));
+    }
+
+    #[test]
+    fn an_unlabelled_secret_is_not_used_and_says_which_label_and_flag() {
+        let mut world = World::new(fixtures::subscription());
+        let mut secret = creds("demo");
+        secret.metadata.labels = None;
+        world.put_secret(Some(&secret));
+        let decision = world.decide();
+        assert_eq!(decision.deployment, None);
+        assert_eq!(condition(&decision, "CredentialsValid"), ("False", "SecretNotLabelled"));
+        assert_eq!(condition(&decision, "Ready"), ("False", "CredentialsInvalid"));
+        assert_eq!(condition(&decision, "BacklogAvailable"), ("Unknown", "NotQueried"), "its keys are not used to call the platform");
+        assert_eq!(reasons(&decision), [("SecretNotLabelled", EventType::Warning)]);
+        let note = &decision.events[0].note;
+        assert!(note.contains("iotsub.dev/credentials=true") && note.contains("--require-secret-label=false"), "{note}");
     }
 
     #[test]
@@ -364,7 +416,7 @@ mod tests {
             CallError::Platform { code: "InternalError".into(), request_id: "r".into(), message: echo.clone() },
         ] {
             world.observed.platform = Some(PlatformObservation { answer: PlatformAnswer::Failed(answer), at: fixtures::now() });
-            let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), IMAGE);
+            let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), &world.guard);
             let status = decision.status.as_ref().expect("a changed status");
             let text = serde_json::to_string(status).expect("serializes") + &format!("{:?}", decision.events);
             assert!(status.conditions.iter().any(|c| c.message.contains("<redacted>")), "the failure is reported: {text}");
