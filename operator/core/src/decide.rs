@@ -114,7 +114,9 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
     let deployment = wanted.filter(|wanted| !observed.deployment.as_ref().is_some_and(|d| desired::is_current(d, wanted)));
 
     let spec_allowed = status::spec_allowed::condition(refusal.as_ref(), guard);
-    let mut new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, spec_allowed, now);
+    // A refused spec changes no count: the status says what runs, and no Scaled Event is told.
+    let shown_replicas = if refusal.is_some() { observed.current_replicas().unwrap_or(0) } else { desired_replicas };
+    let mut new_status = status::status(cgs, observed, shown_replicas, autoscaling_condition, spec_allowed, now);
     let before = cgs.status.as_ref();
     let mut events = events::changes(before, &new_status, created, rotated && !making_room);
     if let Credentials::Valid { access_key, .. } = &observed.credentials {
@@ -374,6 +376,8 @@ mod tests {
         let decision = settled.decide();
         assert_eq!(decision.deployment, None, "neither the image nor the count changes");
         assert_eq!(condition(&decision, "SpecAllowed"), ("False", "WorkerImageNotAllowed"));
+        assert_eq!(decision.status.as_ref().map(|s| s.desired_replicas), Some(2), "the count that runs");
+        assert_eq!(reasons(&decision), [("WorkerImageNotAllowed", EventType::Warning), ("SpecNotAllowed", EventType::Normal)], "no Scaled");
 
         // An allowed glob lets it run.
         let mut allowed = World::new(cgs);
