@@ -201,6 +201,8 @@ fi
 t_helm=$(elapsed)
 
 kubectl -n "$DEMO_NS" create secret generic emulator-ca --from-file=ca.pem="$dir/emulator/ca.pem" >/dev/null
+# The operator uses only Secrets labelled for it (README: Security model).
+kubectl -n "$DEMO_NS" label secret emulator-ca iotsub.dev/credentials=true >/dev/null
 # The quickstart names the emulator's default ports; substitute the ones it got.
 manifest=$(sed -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" -e "s|http://127.0.0.1:8080|http://$api|" examples/quickstart.yaml)
 grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: http://$api$" <<<"$manifest" ||

@@ -10,7 +10,7 @@ use std::{
 use time::OffsetDateTime;
 
 pub use crate::answer::{CallError, is_credential_code, is_transient, parse_answer};
-use crate::{amqp::AccessKey, consumer_group::ConsumerGroupStatus, openapi};
+use crate::{amqp::AccessKey, consumer_group::ConsumerGroupStatus, openapi, redact::Redactor};
 
 /// The platform's OpenAPI rate: calls per second per AccessKey.
 pub const CALLS_PER_SECOND: f64 = 5.0;
@@ -108,7 +108,10 @@ impl OpenApiClient {
             if !self.limiter.try_acquire(&target.access_key.id) {
                 return Err(last);
             }
-            match self.query_once(target, instance_id, group_id).await {
+            // The gateway's text is cut where it echoes the request (answer.rs); this hides
+            // anything else that would carry the secret or the token.
+            let redactor = Redactor::for_key(target.access_key);
+            match self.query_once(target, instance_id, group_id).await.map_err(|e| e.redacted(&redactor)) {
                 Err(error) if is_transient(&error) && attempt < self.retry.attempts => {
                     last = error;
                     tokio::time::sleep(iotsub_common::jitter::equal_random(backoff)).await;

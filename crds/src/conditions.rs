@@ -11,6 +11,9 @@ pub const AUTOSCALING: &str = "Autoscaling";
 pub const BACKLOG_AVAILABLE: &str = "BacklogAvailable";
 /// No worker reports its sink failing (its circuit breaker open or half-open).
 pub const SINK_AVAILABLE: &str = "SinkAvailable";
+/// The spec asks only for what the operator's guard rails allow (worker image, placement, pod
+/// annotations); when False nothing is created or changed for it.
+pub const SPEC_ALLOWED: &str = "SpecAllowed";
 
 pub const TRUE: &str = "True";
 pub const FALSE: &str = "False";
@@ -25,12 +28,14 @@ pub mod reason {
     pub const CLIENTS_NOT_CONNECTED: &str = "ClientsNotConnected";
     pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
     pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    pub const SPEC_NOT_ALLOWED: &str = "SpecNotAllowed";
     // CredentialsValid
     pub const SECRET_FOUND: &str = "SecretFound";
     pub const ACCEPTED_BY_PLATFORM: &str = "AcceptedByPlatform";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
     pub const REFUSED_BY_PLATFORM: &str = "RefusedByPlatform";
+    pub const SECRET_NOT_LABELLED: &str = "SecretNotLabelled";
     // BacklogAvailable
     pub const QUERIED: &str = "Queried";
     pub const PLATFORM_UNREACHABLE: &str = "PlatformUnreachable";
@@ -49,4 +54,9 @@ pub mod reason {
     pub const SINK_TAKING: &str = "SinkTaking";
     pub const SINK_FAILING: &str = "SinkFailing";
     pub const SINK_UNKNOWN: &str = "SinkUnknown";
+    // SpecAllowed
+    pub const ALLOWED: &str = "Allowed";
+    pub const WORKER_IMAGE_NOT_ALLOWED: &str = "WorkerImageNotAllowed";
+    pub const WORKER_PLACEMENT_NOT_ALLOWED: &str = "WorkerPlacementNotAllowed";
+    pub const POD_ANNOTATIONS_NOT_ALLOWED: &str = "PodAnnotationsNotAllowed";
 }

@@ -20,6 +20,18 @@ macro_rules! default_client_cap {
 }
 pub const DEFAULT_CLIENT_CAP: i32 = default_client_cap!();
 
+/// The most unacknowledged messages one worker pod may hold: `credit × connectionsPerPod`. The
+/// same as one connection's largest credit, so several connections never multiply what a pod must
+/// keep in memory and hand to its sink within the platform's 30 s acknowledgement window (at the
+/// default 1 MiB `maxMessageBytes`, up to 10 GiB in the worst case already). A macro too, for the
+/// CEL rule.
+macro_rules! max_credit_per_pod {
+    () => {
+        10000
+    };
+}
+pub const MAX_CREDIT_PER_POD: i32 = max_credit_per_pod!();
+
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "iotsub.dev",
@@ -53,14 +65,19 @@ pub const DEFAULT_CLIENT_CAP: i32 = default_client_cap!();
     default_client_cap!(),
     ")"
 )).message("replicas × connection.connectionsPerPod must not exceed autoscaling.clientCap (clients per consumer group)").field_path(".replicas"))]
+#[x_kube(validation = Rule::new(concat!("self.connection.credit * self.connection.connectionsPerPod <= ", max_credit_per_pod!()))
+    .message(concat!("connection.credit × connection.connectionsPerPod must not exceed ", max_credit_per_pod!(), ": the unacknowledged messages one worker pod may hold"))
+    .field_path(".connection.credit"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerGroupSubscriptionSpec {
     pub endpoint: Endpoint,
     /// Empty or absent for legacy public instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
+    #[x_kube(validation = Rule::new("!self.matches('[,=|]')").message("iotInstanceId must not contain `,`, `=` or `|`: they separate the fields of the AMQP username"))]
     pub iot_instance_id: Option<String>,
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new("!self.matches('[,=|]')").message("consumerGroupId must not contain `,`, `=` or `|`: they separate the fields of the AMQP username"))]
     pub consumer_group_id: String,
     /// For the OpenAPI endpoint `iot.<regionId>.aliyuncs.com`.
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
@@ -88,11 +105,13 @@ fn one() -> i32 {
     1
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
-    /// AMQP host, also the TLS server name.
+    /// AMQP host, also the TLS server name: a DNS name (RFC 1123 labels) or an IPv4 address.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?([.][A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$')")
+        .message("endpoint.host must be a host name or an IPv4 address, without scheme, port or path (e.g. iot-cn-xxxx.amqp.iothub.aliyuncs.com)"))]
     pub host: String,
     #[serde(default = "amqps_port")]
     #[schemars(range(min = 1, max = 65535))]
@@ -106,12 +125,14 @@ fn amqps_port() -> i32 {
     5671
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// A key of the Secret's data: letters, digits, `-`, `_` and `.` (Kubernetes' rule for keys).
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message("endpoint.caSecretRef.key must be a Secret data key: letters, digits, `-`, `_` and `.`"))]
     pub key: String,
 }
 

@@ -16,7 +16,7 @@ use futures::{
 
 use iotsub_aliyun::client::OpenApiClient;
 use iotsub_crds::ConsumerGroupSubscription;
-use iotsub_operator_core::{Memory, names::MANAGER};
+use iotsub_operator_core::{Guard, Memory, names::MANAGER};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret},
@@ -116,7 +116,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub openapi: OpenApiClient,
-    pub worker_image: String,
+    /// The worker image and what subscriptions may choose (the operator's flags).
+    pub guard: Guard,
     pub watch_namespace: Option<String>,
     pub memories: Memories,
     /// For the workers' `/status` ([`crate::sink_status`]).
@@ -143,7 +144,7 @@ impl Context {
             client,
             metrics,
             openapi: OpenApiClient::with_defaults()?,
-            worker_image: args.worker_image.clone(),
+            guard: args.guard()?,
             watch_namespace: args.watch_namespace.clone(),
             memories: Memories::default(),
             worker_http: crate::sink_status::client()?,

@@ -30,7 +30,12 @@ pub async fn run(args: cli::Args) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let health = Arc::new(health::Health::default());
     let http = http::serve(args.http_addr, metrics.clone(), health.clone()).await?;
-    info!(addr = %http.local_addr, watch_namespace = ?args.watch_namespace, worker_image = %args.worker_image, "operator starting");
+    info!(
+        addr = %http.local_addr, watch_namespace = ?args.watch_namespace, worker_image = %args.worker_image,
+        allowed_worker_images = ?args.allowed_worker_images, require_secret_label = args.require_secret_label,
+        allow_worker_placement = args.allow_worker_placement, allow_worker_pod_annotations = args.allow_worker_pod_annotations,
+        "operator starting"
+    );
     let identity = leader::identity();
     let (stores, writers) = controller::stores();
     let ctx = Arc::new(context::Context::new(client.clone(), &args, &identity, metrics.clone(), health, stores)?);

@@ -12,19 +12,21 @@ use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use crate::context::Context;
 
-/// The Secrets (checked), the Deployment and the worker pods; `platform` is left `None`, and
-/// `sinks` empty ([`crate::sink_status`] fills it).
+/// The Secrets (checked, against the guard's label rule too: an unlabelled Secret's data is never
+/// fetched), the Deployment and the worker pods; `platform` is left `None`, and `sinks` empty
+/// ([`crate::sink_status`] fills it).
 pub async fn cluster(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Result<Observed, kube::Error> {
-    let stores = &ctx.stores;
+    let (stores, guard) = (&ctx.stores, &ctx.guard);
+    let usable = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| guard.secret_usable(meta);
     let namespace = cgs.namespace().unwrap_or_default();
     let name = cgs.name_any();
-    let credentials_secret = ctx.secrets.get(&namespace, &cgs.spec.credentials.secret_name).await?;
+    let credentials_secret = ctx.secrets.get(&namespace, &cgs.spec.credentials.secret_name, usable).await?;
     let ca_secret = match cgs.spec.endpoint.ca_secret_ref.as_ref() {
-        Some(ca) => Some((ca, ctx.secrets.get(&namespace, &ca.name).await?)),
+        Some(ca) => Some((ca, ctx.secrets.get(&namespace, &ca.name, usable).await?)),
         None => None,
     };
     let headers_secret = match cgs.spec.sink.http.as_ref().and_then(|h| h.headers_from.as_ref()).map(|h| h.secret_name.as_str()) {
-        Some(name) => Some((name, ctx.secrets.get(&namespace, name).await?)),
+        Some(name) => Some((name, ctx.secrets.get(&namespace, name, usable).await?)),
         None => None,
     };
     let credentials = check_credentials(
@@ -32,6 +34,7 @@ pub async fn cluster(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Result<O
         credentials_secret.as_deref(),
         ca_secret.as_ref().map(|(r, s)| (r.name.as_str(), r.key.as_str(), s.as_deref())),
         headers_secret.as_ref().map(|(n, s)| (*n, s.as_deref())),
+        guard,
     );
     let deployment = stores.deployments.get(&ObjectRef::new(&name).within(&namespace)).map(|d| (*d).clone());
     let pods = stores

@@ -87,7 +87,7 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     if platform_first(cgs) {
         ask_platform(ctx, cgs, &mut observed, &mut memory, now).await;
     }
-    let mut decision = decide(cgs, &observed, &memory, now, &ctx.worker_image);
+    let mut decision = decide(cgs, &observed, &memory, now, &ctx.guard);
     // Remembered before anything can fail: the platform's answer and the autoscaler's
     // recommendation stand even when the apply does not go through.
     ctx.memories.put(key.clone(), decision.memory.clone());
@@ -99,7 +99,7 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     if !platform_first(cgs) && ask_platform(ctx, cgs, &mut observed, &mut memory, now).await {
         // Asked after the apply, so a slow OpenAPI never delays the workers; its answer cannot
         // change the Deployment (no autoscaling), only the status and Events.
-        decision = Decision { deployment: None, ..decide(cgs, &observed, &memory, now, &ctx.worker_image) };
+        decision = Decision { deployment: None, ..decide(cgs, &observed, &memory, now, &ctx.guard) };
         ctx.memories.put(key, decision.memory.clone());
     }
     log_notes(cgs, &decision.notes);

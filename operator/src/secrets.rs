@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
     Api, ResourceExt,
     core::PartialObjectMeta,
@@ -40,13 +40,18 @@ impl Secrets {
         Secrets { client, metadata, fetched: Mutex::default() }
     }
 
-    /// The Secret `name` of `namespace`: `None` when the metadata cache has no such Secret.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<Secret>>, kube::Error> {
+    /// The Secret `name` of `namespace`: `None` when the metadata cache has no such Secret; its
+    /// metadata alone (no data fetched) when `usable` refuses it (the guard's label rule).
+    pub async fn get(&self, namespace: &str, name: &str, usable: impl Fn(&ObjectMeta) -> bool) -> Result<Option<Arc<Secret>>, kube::Error> {
         let key = ObjectRef::<Secret>::new(name).within(namespace);
         let Some(meta) = self.metadata.get(&ObjectRef::new(name).within(namespace)) else {
             self.lock().remove(&key);
             return Ok(None);
         };
+        if !usable(&meta.metadata) {
+            self.lock().remove(&key);
+            return Ok(Some(Arc::new(Secret { metadata: meta.metadata.clone(), ..Secret::default() })));
+        }
         let version = meta.resource_version();
         if let Some(fetched) = self.lock().get_mut(&key).filter(|f| f.resource_version == version) {
             fetched.used = Instant::now();

@@ -7,6 +7,8 @@ use iotsub_aliyun::{
     amqp::AccessKey,
     client::{CallError, OpenApiClient, RetryPolicy, Target},
     consumer_group::ConsumerGroupStatus,
+    openapi,
+    redact::Redactor,
 };
 use iotsub_tests::{
     Emulator,
@@ -63,6 +65,33 @@ async fn a_refused_signature_is_reported_at_once_and_not_retried() -> anyhow::Re
     let error = query(&base, ("demo", "demo-secret"), "NO_SUCH_GROUP").await.expect_err("an unknown group is an error of the platform");
     assert!(matches!(&error, CallError::Platform { code, .. } if code.contains("NotExistedConsumerGroup")), "{error:?}");
     assert_eq!(codes(&emulator).await?.len(), 3, "none of them retried");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_sts_signature_leaves_no_trace_of_the_token_or_secret_in_the_error() -> anyhow::Result<()> {
+    // `+`, `/` and `=` make the raw, percent-encoded and doubly percent-encoded forms differ.
+    const TOKEN: &str = "CAIS+sts/Token=0123456789";
+    let emulator = Emulator::start("").await?;
+    let base = emulator.api_url("");
+    // Like the real gateway, the emulated one echoes its string to sign, the token inside.
+    let mut params = openapi::common_params("QueryConsumerGroupStatus", "demo", "cn-shanghai", "echo-1", time::OffsetDateTime::now_utc());
+    params.insert("GroupId".into(), "DEFAULT_GROUP".into());
+    params.insert("SecurityToken".into(), TOKEN.into());
+    let raw = reqwest::get(format!("{base}/?{}", openapi::signed_query(&params, "not-the-secret"))).await?.text().await?;
+    let secrets = Redactor::for_values([TOKEN, "not-the-secret"]);
+    assert!(raw.contains("SignatureDoesNotMatch") && secrets.finds_any(&raw), "the gateway's answer holds the token: {raw}");
+
+    let key = AccessKey { id: "demo".into(), secret: "not-the-secret".to_owned().into(), security_token: Some(TOKEN.to_owned().into()) };
+    let target = Target { base_url: &base, region_id: "cn-shanghai", access_key: &key };
+    let error = client().query_consumer_group_status(&target, None, "DEFAULT_GROUP").await.expect_err("refused");
+    assert!(
+        matches!(&error, CallError::Refused { code, request_id, .. } if code == "SignatureDoesNotMatch" && !request_id.is_empty()),
+        "{error:?}"
+    );
+    let text = format!("{error} {error:?}");
+    assert!(!secrets.finds_any(&text), "no form of the token or secret: {text}");
+    assert!(text.contains("not matched with our calculation"), "the gateway's own words stay: {text}");
     Ok(())
 }
 

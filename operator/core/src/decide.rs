@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use iotsub_aliyun::redact::Redactor;
 use iotsub_crds::{Autoscaling, ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube_core::ResourceExt;
@@ -13,9 +14,10 @@ use crate::{
     conditions::Condition,
     desired,
     events::{self, Event},
+    guard::Guard,
     memory::Memory,
     names,
-    observed::{self, Observed},
+    observed::{self, Credentials, Observed},
     rollout, status,
     timestamps::parse_rfc3339,
 };
@@ -67,8 +69,9 @@ pub enum Note {
     },
 }
 
-/// Decides a reconcile of `cgs`. `worker_image` is used when the spec names none.
-pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Memory, now: OffsetDateTime, worker_image: &str) -> Decision {
+/// Decides a reconcile of `cgs`. The `guard` says which worker image runs and what a spec may
+/// ask for; a refused spec gets no Deployment and no change to one.
+pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Memory, now: OffsetDateTime, guard: &Guard) -> Decision {
     let mut memory = memory.clone();
     let mut notes = Vec::new();
     let hash = observed.credentials.hash();
@@ -107,7 +110,10 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
         notes.push(Note::MakingRoom { replicas: desired_replicas });
     }
     let template_hash = if making_room { old_hash } else { hash };
-    let wanted = template_hash.map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, worker_image));
+    let refusal = guard.check(cgs);
+    let wanted = template_hash
+        .filter(|_| refusal.is_none())
+        .map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, guard.image(cgs)));
     let created = wanted.is_some() && observed.deployment.is_none();
     let deployment = wanted.filter(|wanted| match observed.deployment.as_ref().map(|d| desired::outdated(d, wanted)) {
         None | Some(Some(desired::Outdated::Changed)) => true,
@@ -118,9 +124,22 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
         Some(None) => false,
     });
 
-    let new_status = status::status(cgs, observed, desired_replicas, autoscaling_condition, now);
+    let spec_allowed = status::spec_allowed::condition(refusal.as_ref(), guard);
+    // A refused spec changes no count: the status says what runs, and no Scaled Event is told.
+    let shown_replicas = if refusal.is_some() { observed.current_replicas().unwrap_or(0) } else { desired_replicas };
+    let mut new_status = status::status(cgs, observed, shown_replicas, autoscaling_condition, spec_allowed, now);
     let before = cgs.status.as_ref();
-    let events = events::changes(before, &new_status, created, rotated && !making_room);
+    let mut events = events::changes(before, &new_status, created, rotated && !making_room);
+    if let Credentials::Valid { access_key, .. } = &observed.credentials {
+        // The last guard: whatever a message quotes (the platform's words), never a secret.
+        let redactor = Redactor::for_key(access_key);
+        for condition in &mut new_status.conditions {
+            condition.message = redactor.redact(&condition.message);
+        }
+        for event in &mut events {
+            event.note = redactor.redact(&event.note);
+        }
+    }
     let requeue = requeue(cgs, observed);
     let status = (before != Some(&new_status)).then_some(new_status);
     Decision { deployment, status, events, requeue, memory, notes }
@@ -191,6 +210,7 @@ mod tests {
     use crate::{
         events::EventType,
         fixtures::{self, IMAGE, World, creds},
+        guard::Guard,
         observed::{PlatformAnswer, PlatformObservation},
     };
 
@@ -391,8 +411,88 @@ mod tests {
     fn a_throttled_call_spreads_the_next_reconcile() {
         let mut world = World::new(fixtures::subscription());
         world.observed.platform = Some(PlatformObservation { answer: PlatformAnswer::Failed(CallError::Throttled), at: fixtures::now() });
-        let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), IMAGE);
+        let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), &world.guard);
         assert_eq!(decision.requeue, Requeue::Spread(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn a_worker_image_outside_the_guard_rails_creates_and_changes_nothing_and_warns() {
+        let mut cgs = fixtures::subscription();
+        cgs.spec.worker.image = "evil.example/steal:latest".into();
+        let decision = World::new(cgs.clone()).decide();
+        assert_eq!(decision.deployment, None, "no Deployment for a refused spec");
+        assert_eq!(condition(&decision, "SpecAllowed"), ("False", "WorkerImageNotAllowed"));
+        assert_eq!(condition(&decision, "Ready"), ("False", "SpecNotAllowed"));
+        assert_eq!(reasons(&decision), [("WorkerImageNotAllowed", EventType::Warning), ("AcceptedByPlatform", EventType::Normal)]);
+        let note = &decision.events[0].note;
+        assert!(note.contains("--allowed-worker-images") && note.contains("evil.example/steal:latest"), "{note}");
+
+        // A settled subscription whose spec turns to a refused image keeps its Deployment as it is.
+        let mut settled = World::new(fixtures::subscription()).settle();
+        settled.cgs.spec.worker.image = "evil.example/steal:latest".into();
+        settled.cgs.spec.replicas = 5;
+        let decision = settled.decide();
+        assert_eq!(decision.deployment, None, "neither the image nor the count changes");
+        assert_eq!(condition(&decision, "SpecAllowed"), ("False", "WorkerImageNotAllowed"));
+        assert_eq!(decision.status.as_ref().map(|s| s.desired_replicas), Some(2), "the count that runs");
+        assert_eq!(reasons(&decision), [("WorkerImageNotAllowed", EventType::Warning), ("SpecNotAllowed", EventType::Normal)], "no Scaled");
+
+        // An allowed glob lets it run.
+        let mut allowed = World::new(cgs);
+        allowed.guard = Guard::new(IMAGE, &["evil.example/*".into()], true, true, true).expect("guard");
+        let decision = allowed.decide();
+        let image = decision.deployment.as_ref().and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.containers[0].image.clone());
+        assert_eq!(image.as_deref(), Some("evil.example/steal:latest"));
+        assert_eq!(condition(&decision, "SpecAllowed"), ("True", "Allowed"));
+    }
+
+    #[test]
+    fn an_unlabelled_secret_is_not_used_and_says_which_label_and_flag() {
+        let mut world = World::new(fixtures::subscription());
+        let mut secret = creds("demo");
+        secret.metadata.labels = None;
+        world.put_secret(Some(&secret));
+        let decision = world.decide();
+        assert_eq!(decision.deployment, None);
+        assert_eq!(condition(&decision, "CredentialsValid"), ("False", "SecretNotLabelled"));
+        assert_eq!(condition(&decision, "Ready"), ("False", "CredentialsInvalid"));
+        assert_eq!(condition(&decision, "BacklogAvailable"), ("Unknown", "NotQueried"), "its keys are not used to call the platform");
+        assert_eq!(reasons(&decision), [("SecretNotLabelled", EventType::Warning)]);
+        let note = &decision.events[0].note;
+        assert!(note.contains("iotsub.dev/credentials=true") && note.contains("--require-secret-label=false"), "{note}");
+    }
+
+    #[test]
+    fn no_status_message_or_event_holds_the_token_or_secret_in_any_encoding() {
+        let token = "CAIS+sts/Token=42";
+        let mut world = World::new(fixtures::subscription()).settle();
+        world.cgs.spec.credentials.auth_mode = iotsub_aliyun::AuthMode::StsToken;
+        let secret = fixtures::secret("creds", &[("accessKeyId", "STS.id"), ("accessKeySecret", "sts-secret"), ("securityToken", token)]);
+        world.put_secret(Some(&secret));
+        let redactor = Redactor::for_values([token, "sts-secret"]);
+        // A gateway message that echoes the request in whatever form (answer.rs cuts the known one).
+        let echo = format!("raw {token} query {} signed {}", openapi_encode(token), openapi_encode(&openapi_encode(token)));
+        let echo = format!("{echo} base64 {} secret sts-secret", base64_of(token));
+        for answer in [
+            CallError::Refused { code: "SignatureDoesNotMatch".into(), request_id: "r".into(), message: echo.clone() },
+            CallError::Platform { code: "InternalError".into(), request_id: "r".into(), message: echo.clone() },
+        ] {
+            world.observed.platform = Some(PlatformObservation { answer: PlatformAnswer::Failed(answer), at: fixtures::now() });
+            let decision = decide(&world.cgs, &world.observed, &world.memory, fixtures::now(), &world.guard);
+            let status = decision.status.as_ref().expect("a changed status");
+            let text = serde_json::to_string(status).expect("serializes") + &format!("{:?}", decision.events);
+            assert!(status.conditions.iter().any(|c| c.message.contains("<redacted>")), "the failure is reported: {text}");
+            assert!(!redactor.finds_any(&text), "{text}");
+        }
+    }
+
+    fn openapi_encode(text: &str) -> String {
+        iotsub_aliyun::openapi::percent_encode(text)
+    }
+
+    fn base64_of(text: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
     }
 
     #[test]

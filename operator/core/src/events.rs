@@ -72,6 +72,15 @@ pub(crate) fn changes(
             events.push(event(EventType::Normal, &now.reason, conditions::SINK_AVAILABLE, "the sink takes messages again".into()));
         }
     }
+    // A refused spec warns, naming the rule and the flag; again when the rule it breaks changes.
+    if let Some(now) = after.condition(conditions::SPEC_ALLOWED) {
+        let was = before.and_then(|b| b.condition(conditions::SPEC_ALLOWED));
+        if now.status == conditions::FALSE && was.is_none_or(|w| w.status != now.status || w.reason != now.reason) {
+            events.push(event(EventType::Warning, &now.reason, conditions::SPEC_ALLOWED, now.message.clone()));
+        } else if now.status == conditions::TRUE && was.is_some_and(|w| w.status == conditions::FALSE) {
+            events.push(event(EventType::Normal, &now.reason, conditions::SPEC_ALLOWED, "the spec is within the guard rails again".into()));
+        }
+    }
     for type_ in [conditions::CREDENTIALS_VALID, conditions::READY] {
         let Some(now) = after.condition(type_) else { continue };
         let was = before.and_then(|b| b.condition(type_));
@@ -144,6 +153,20 @@ mod tests {
         assert!(changes(Some(&capped), &capped, false, false).is_empty(), "still capped: no second Warning");
         let unavailable = status(5, &[("Autoscaling", "False", "BacklogUnavailable")]);
         assert_eq!(reasons(&changes(Some(&capped), &unavailable, false, false)), [("BacklogUnavailable", true)]);
+    }
+
+    #[test]
+    fn a_refused_spec_warns_once_per_rule_and_its_recovery_is_told() {
+        let allowed = status(2, &[("SpecAllowed", "True", "Allowed")]);
+        assert!(changes(None, &allowed, false, false).is_empty(), "an allowed spec is no news");
+        let image = status(2, &[("SpecAllowed", "False", "WorkerImageNotAllowed")]);
+        let events = changes(None, &image, false, false);
+        assert_eq!(reasons(&events), [("WorkerImageNotAllowed", true)], "refused from the start");
+        assert_eq!(events[0].action, "SpecAllowed");
+        assert!(changes(Some(&image), &image, false, false).is_empty(), "still refused: no second Warning");
+        let placement = status(2, &[("SpecAllowed", "False", "WorkerPlacementNotAllowed")]);
+        assert_eq!(reasons(&changes(Some(&image), &placement, false, false)), [("WorkerPlacementNotAllowed", true)]);
+        assert_eq!(reasons(&changes(Some(&placement), &allowed, false, false)), [("Allowed", false)]);
     }
 
     #[test]

@@ -18,7 +18,11 @@ use k8s_openapi::{
 };
 use time::{OffsetDateTime, macros::datetime};
 
-use crate::{Decision, Memory, Observed, PlatformAnswer, PlatformObservation, decide, observed::check_credentials};
+use crate::{
+    Decision, Guard, Memory, Observed, PlatformAnswer, PlatformObservation, decide,
+    names::{CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE},
+    observed::check_credentials,
+};
 
 pub const SUBSCRIPTION_YAML: &str = r#"
 apiVersion: iotsub.dev/v1alpha1
@@ -65,15 +69,22 @@ pub fn terminating(mut pod: Pod) -> Pod {
     pod
 }
 
+/// A Secret with the label the operator requires ([`crate::names::CREDENTIALS_LABEL`]).
 pub fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     let mut secret = Secret::default();
     secret.metadata.name = Some(name.into());
     secret.metadata.namespace = Some("team".into());
+    secret.metadata.labels = Some(BTreeMap::from([(CREDENTIALS_LABEL.into(), CREDENTIALS_LABEL_VALUE.into())]));
     secret.data = Some(data.iter().map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec()))).collect::<BTreeMap<_, _>>());
     secret
 }
 
 pub const IMAGE: &str = "iotsub-worker:test";
+
+/// The operator's default guard rails with [`IMAGE`].
+pub fn guard() -> Guard {
+    Guard::with_defaults(IMAGE)
+}
 
 /// A subscription and what the cluster and the platform show of it, for tests that run
 /// [`decide`] reconcile after reconcile.
@@ -88,6 +99,8 @@ pub struct World {
     pub platform_down: bool,
     /// The Secrets in the namespace.
     pub secrets: Vec<Secret>,
+    /// The operator's guard rails ([`guard`] unless a test changes them).
+    pub guard: Guard,
 }
 
 pub fn creds(id: &str) -> Secret {
@@ -98,7 +111,7 @@ impl World {
     pub fn new(cgs: ConsumerGroupSubscription) -> World {
         let mut world = World {
             observed: Observed {
-                credentials: check_credentials(&cgs, None, None, None),
+                credentials: check_credentials(&cgs, None, None, None, &guard()),
                 deployment: None,
                 pods: vec![],
                 platform: None,
@@ -110,6 +123,7 @@ impl World {
             backlog: 0,
             platform_down: false,
             secrets: vec![],
+            guard: guard(),
         };
         world.put_secret(Some(&creds("demo")));
         world
@@ -118,7 +132,8 @@ impl World {
     /// The credentials Secret is now `credentials` (`None`: deleted); the CA Secret is there.
     pub fn put_secret(&mut self, credentials: Option<&Secret>) {
         let ca = secret("emulator-ca", &[("ca.pem", "PEM")]);
-        self.observed.credentials = check_credentials(&self.cgs, credentials, Some(("emulator-ca", "ca.pem", Some(&ca))), None);
+        self.observed.credentials =
+            check_credentials(&self.cgs, credentials, Some(("emulator-ca", "ca.pem", Some(&ca))), None, &self.guard);
         self.secrets = credentials.into_iter().cloned().chain([ca]).collect();
     }
 
@@ -147,7 +162,7 @@ impl World {
 
     pub fn decide(&mut self) -> Decision {
         self.ask_platform();
-        decide(&self.cgs, &self.observed, &self.memory, now(), IMAGE)
+        decide(&self.cgs, &self.observed, &self.memory, now(), &self.guard)
     }
 
     /// The cluster carries a decision out: the Deployment's pods all ready on its template.

@@ -3,6 +3,7 @@
 //! [`Decision`] (I/O).
 //!
 //! - [`names`]: labels, annotations, Secret keys, the field manager.
+//! - [`guard`]: the guard rails for tenants (worker image, Secret label, placement, annotations).
 //! - [`observed`]: what a reconcile observed, the credentials check, the autoscaler's reading, the
 //!   workers' sinks (which pods to ask, their `/status` `sink` object).
 //! - [`memory`]: what the operator remembers of a subscription between reconciles.
@@ -17,6 +18,7 @@ mod desired;
 pub mod events;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod guard;
 pub mod memory;
 pub mod names;
 pub mod observed;
@@ -27,5 +29,6 @@ mod timestamps;
 
 pub use decide::{Decision, Note, Requeue, decide};
 pub use desired::WORKER_PORT;
+pub use guard::Guard;
 pub use memory::Memory;
 pub use observed::{Credentials, Observed, PlatformAnswer, PlatformObservation};

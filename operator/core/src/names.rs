@@ -15,6 +15,12 @@ pub const CREDENTIALS_HASH_ANNOTATION: &str = "iotsub.dev/credentials-hash";
 /// reconcile of a settled subscription makes no API call.
 pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";
 
+/// The label every Secret a subscription references (credentials, CA, sink headers) must carry
+/// before the operator uses it, unless it runs with `--require-secret-label=false`: a Secret of
+/// the namespace is not a subscription's to use until someone who may label it says so.
+pub const CREDENTIALS_LABEL: &str = "iotsub.dev/credentials";
+pub const CREDENTIALS_LABEL_VALUE: &str = "true";
+
 /// Keys of the credentials Secret.
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use crate::{
     autoscale,
+    guard::Guard,
     names::{self, ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN},
 };
 
@@ -83,9 +84,22 @@ pub fn sink_suspects(pods: &[Pod]) -> Vec<(String, String)> {
 /// What the Secrets hold, checked. The secret values stay in `access_key` (whose `Debug` redacts).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
-    Valid { access_key: AccessKey, hash: String },
-    SecretNotFound { secret: String },
-    KeyMissing { secret: String, key: String },
+    Valid {
+        access_key: AccessKey,
+        hash: String,
+    },
+    SecretNotFound {
+        secret: String,
+    },
+    KeyMissing {
+        secret: String,
+        key: String,
+    },
+    /// The Secret lacks `iotsub.dev/credentials: "true"` (and the operator requires it): its
+    /// data is not read.
+    NotLabelled {
+        secret: String,
+    },
 }
 
 impl Credentials {
@@ -169,17 +183,24 @@ pub fn reading(observed: &Observed, subscription: &str, connections_per_pod: i32
 /// when any of them (or the CA) changes. `ca` is the CA reference's Secret name, key and Secret;
 /// `sink_headers` the `sink.http.headersFrom` Secret's name and Secret. That one only has to
 /// exist (a pod cannot start without it); the worker re-reads its keys when they change, so they
-/// are not hashed.
+/// are not hashed. Each Secret must also be one the `guard` lets the operator use (its label),
+/// checked before any of its data is read.
 pub fn check_credentials(
     cgs: &ConsumerGroupSubscription,
     secret: Option<&Secret>,
     ca: Option<(&str, &str, Option<&Secret>)>,
     sink_headers: Option<(&str, Option<&Secret>)>,
+    guard: &Guard,
 ) -> Credentials {
     let secret_name = cgs.spec.credentials.secret_name.clone();
     let Some(secret) = secret else {
         return Credentials::SecretNotFound { secret: secret_name };
     };
+    let unusable =
+        |name: &str, secret: &Secret| (!guard.secret_usable(&secret.metadata)).then(|| Credentials::NotLabelled { secret: name.into() });
+    if let Some(refused) = unusable(&secret_name, secret) {
+        return refused;
+    }
     let data = secret_data(secret);
     let ststoken = cgs.spec.credentials.auth_mode == AuthMode::StsToken;
     let mut needed = vec![ACCESS_KEY_ID, ACCESS_KEY_SECRET];
@@ -197,13 +218,22 @@ pub fn check_credentials(
         let Some(ca_secret) = ca_secret else {
             return Credentials::SecretNotFound { secret: ca_name.into() };
         };
+        if let Some(refused) = unusable(ca_name, ca_secret) {
+            return refused;
+        }
         match secret_data(ca_secret).get(ca_key).filter(|v| !v.is_empty()) {
             Some(value) => hash_entry(&mut hasher, "ca", value),
             None => return Credentials::KeyMissing { secret: ca_name.into(), key: ca_key.into() },
         }
     }
-    if let Some((headers_name, None)) = sink_headers {
-        return Credentials::SecretNotFound { secret: headers_name.into() };
+    match sink_headers {
+        Some((headers_name, None)) => return Credentials::SecretNotFound { secret: headers_name.into() },
+        Some((headers_name, Some(headers))) => {
+            if let Some(refused) = unusable(headers_name, headers) {
+                return refused;
+            }
+        }
+        None => {}
     }
     let text = |key: &str| String::from_utf8_lossy(&data[key]).trim().to_owned();
     let access_key = AccessKey {
@@ -238,7 +268,7 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, IMAGE};
     use iotsub_aliyun::consumer_group::{ClientConnectionInfo, ClientConnectionStatusList};
 
     #[test]
@@ -278,7 +308,7 @@ mod tests {
         let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
         let full = fixtures::secret("creds", &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]);
         let check = |secret: Option<&Secret>, ca_secret: Option<&Secret>| {
-            check_credentials(&cgs, secret, Some(("emulator-ca", "ca.pem", ca_secret)), None)
+            check_credentials(&cgs, secret, Some(("emulator-ca", "ca.pem", ca_secret)), None, &fixtures::guard())
         };
         assert_eq!(check(None, Some(&ca)), Credentials::SecretNotFound { secret: "creds".into() });
         let partial = fixtures::secret("creds", &[("accessKeyId", "demo")]);
@@ -293,15 +323,38 @@ mod tests {
         let ca_ref = Some(("emulator-ca", "ca.pem", Some(&ca)));
         let headers = fixtures::secret("sink-auth", &[("Authorization", "Bearer t0ken")]);
         assert_eq!(
-            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", None))),
+            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", None)), &fixtures::guard()),
             Credentials::SecretNotFound { secret: "sink-auth".into() },
             "a missing headersFrom Secret is named, not left to a pod stuck in ContainerCreating"
         );
         assert_eq!(
-            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", Some(&headers)))).hash(),
+            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", Some(&headers))), &fixtures::guard()).hash(),
             Some(hash.as_str()),
             "the worker re-reads the headers: they do not roll the pods"
         );
+    }
+
+    #[test]
+    fn an_unlabelled_secret_is_named_before_its_data_is_read_unless_the_label_is_not_required() {
+        let cgs = fixtures::subscription();
+        let guard = fixtures::guard();
+        let unlabelled = |mut secret: Secret| {
+            secret.metadata.labels = None;
+            secret
+        };
+        let full = fixtures::secret("creds", &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]);
+        let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
+        let headers = fixtures::secret("sink-auth", &[("Authorization", "Bearer t0ken")]);
+        let check = |secret: &Secret, ca: &Secret, headers: &Secret, guard: &Guard| {
+            check_credentials(&cgs, Some(secret), Some(("emulator-ca", "ca.pem", Some(ca))), Some(("sink-auth", Some(headers))), guard)
+        };
+        assert!(check(&full, &ca, &headers, &guard).is_valid(), "the fixtures carry the label");
+        let partial = unlabelled(fixtures::secret("creds", &[("accessKeyId", "demo")]));
+        assert_eq!(check(&partial, &ca, &headers, &guard), Credentials::NotLabelled { secret: "creds".into() }, "before its keys");
+        assert_eq!(check(&full, &unlabelled(ca.clone()), &headers, &guard), Credentials::NotLabelled { secret: "emulator-ca".into() });
+        assert_eq!(check(&full, &ca, &unlabelled(headers.clone()), &guard), Credentials::NotLabelled { secret: "sink-auth".into() });
+        let lifted = Guard::new(IMAGE, &[], false, true, true).expect("guard");
+        assert!(check(&unlabelled(full), &unlabelled(ca), &unlabelled(headers), &lifted).is_valid());
     }
 
     fn worker_pod(name: &str, phase: &str, ready: bool, ip: &str) -> Pod {

@@ -14,6 +14,8 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 
+use iotsub_operator_core::names::CREDENTIALS_LABEL;
+
 use crate::workspace_root;
 
 pub struct Cluster {
@@ -85,10 +87,17 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    /// Creates or replaces a Secret with string data.
+    /// Creates or replaces a Secret with string data, labelled `iotsub.dev/credentials: "true"` as
+    /// the operator requires of every Secret a subscription references.
     pub async fn put_secret(&self, name: &str, data: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.put_secret_labelled(name, data, &[(CREDENTIALS_LABEL, "true")]).await
+    }
+
+    /// Creates or replaces a Secret with string data and exactly `labels`.
+    pub async fn put_secret_labelled(&self, name: &str, data: &[(&str, &str)], labels: &[(&str, &str)]) -> anyhow::Result<()> {
+        let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let secret = Secret {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta { name: Some(name.into()), labels: Some(labels), ..Default::default() },
             data: Some(data.iter().map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec()))).collect()),
             ..Default::default()
         };

@@ -155,6 +155,9 @@ fn the_operator_pod_is_restricted_and_listens_on_its_pod_ip() -> anyhow::Result<
             "--leader-election=true",
             "--lease-namespace=iotsub-system",
             "--lease-seconds=15",
+            "--require-secret-label=true",
+            "--allow-worker-placement=true",
+            "--allow-worker-pod-annotations=true",
         ])
     );
     let env = container["env"].as_array().unwrap();
@@ -183,6 +186,7 @@ image: {operator: "registry.example/iotsub-operator:9.9.9", worker: "registry.ex
 imagePullSecrets: [{name: pull}]
 watchNamespace: apps
 leaderElection: {enabled: true, leaseSeconds: 20}
+guardRails: {allowedWorkerImages: ["registry.example/iotsub/*", "mirror.example/**"], requireSecretLabel: false, allowWorkerPlacement: false, allowWorkerPodAnnotations: false}
 replicas: 2
 logLevel: "debug,kube=info"
 httpPort: 9100
@@ -222,6 +226,10 @@ serviceAccount: {create: false, name: existing}
             "--leader-election=true",
             "--lease-namespace=iotsub-system",
             "--lease-seconds=20",
+            "--require-secret-label=false",
+            "--allow-worker-placement=false",
+            "--allow-worker-pod-annotations=false",
+            "--allowed-worker-images=registry.example/iotsub/*,mirror.example/**",
             "--watch-namespace=apps",
         ])
     );
@@ -274,6 +282,8 @@ fn bad_values_fail_with_a_message_naming_them() -> anyhow::Result<()> {
         ("httpPort=0", &["/httpPort"][..]),
         ("watchNamespace=Not_A_Namespace", &["/watchNamespace"][..]),
         ("serviceAccount.nmae=x", &["/serviceAccount", "'nmae' not allowed"][..]),
+        ("guardRails.requireSecretLabel=perhaps", &["/guardRails/requireSecretLabel", "boolean"][..]),
+        (r"guardRails.allowedWorkerImages={a\,b}", &["/guardRails/allowedWorkerImages"][..]),
     ] {
         let error = template_error("iotsub", "iotsub-system", &["--set", set])?;
         for name in names {

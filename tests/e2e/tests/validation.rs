@@ -58,6 +58,14 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
+/// Waits until the object `bad` is deleted, so the next create does not meet it.
+async fn wait_gone(api: &Api<DynamicObject>) -> anyhow::Result<()> {
+    iotsub_tests::wait_until("the object `bad` deleted", std::time::Duration::from_secs(10), || async {
+        api.get_opt("bad").await.ok().and_then(|o| o.is_none().then_some(()))
+    })
+    .await
+}
+
 #[tokio::test]
 async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
@@ -120,6 +128,25 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
             &["metadata.name", "44"],
         ),
         ("apiEndpoint not a URL", with("autoscaling", json!({"apiEndpoint": "iot.example"})), &["spec.autoscaling.apiEndpoint"]),
+        // `,` `=` `|` delimit the AMQP username's fields: the signer would refuse them at every login.
+        ("a comma in consumerGroupId", with("consumerGroupId", json!("GROUP,x")), &["spec.consumerGroupId", "`,`"]),
+        ("an equals sign in consumerGroupId", with("consumerGroupId", json!("GROUP=x")), &["spec.consumerGroupId", "`=`"]),
+        ("a pipe in consumerGroupId", with("consumerGroupId", json!("GROUP|x")), &["spec.consumerGroupId", "`|`"]),
+        ("a pipe in iotInstanceId", with("iotInstanceId", json!("iot-cn|x")), &["spec.iotInstanceId", "`|`"]),
+        ("a comma in iotInstanceId", with("iotInstanceId", json!("iot-cn,x")), &["spec.iotInstanceId", "`,`"]),
+        ("a URL as endpoint.host", with("endpoint.host", json!("amqps://iot.example.com:5671")), &["spec.endpoint.host", "host name"]),
+        ("a space in endpoint.host", with("endpoint.host", json!("iot example.com")), &["spec.endpoint.host"]),
+        ("a label starting with a hyphen", with("endpoint.host", json!("-iot.example.com")), &["spec.endpoint.host"]),
+        (
+            "a path as caSecretRef.key",
+            with("endpoint.caSecretRef", json!({"name": "emulator-ca", "key": "certs/ca.pem"})),
+            &["spec.endpoint.caSecretRef.key", "Secret data key"],
+        ),
+        (
+            "credit × connectionsPerPod over a pod's bound",
+            with("connection", json!({"credit": 5001, "connectionsPerPod": 2})),
+            &["spec.connection.credit", "10000"],
+        ),
     ];
     let mut failures = Vec::new();
     for (case, object, expected) in &table {
@@ -136,6 +163,27 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
                 }
             }
             Err(other) => failures.push(format!("{case}: {other}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // What the rules above must still let through.
+    let good: Vec<(&str, Value)> = vec![
+        ("an IPv4 host", with("endpoint.host", json!("127.0.0.1"))),
+        ("localhost", with("endpoint.host", json!("localhost"))),
+        ("an instance id", with("iotInstanceId", json!("iot-cn-6ja2nr0ml01"))),
+        ("an empty instance id (legacy instance)", with("iotInstanceId", json!(""))),
+        ("a dotted CA key", with("endpoint.caSecretRef", json!({"name": "emulator-ca", "key": "ca.pem"}))),
+        ("credit × connectionsPerPod at the bound", with("connection", json!({"credit": 5000, "connectionsPerPod": 2}))),
+    ];
+    for (case, object) in &good {
+        let object: DynamicObject = serde_json::from_value(object.clone())?;
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {
+                api.delete("bad", &Default::default()).await?;
+                wait_gone(&api).await?;
+            }
+            Err(error) => failures.push(format!("{case}: refused: {error}")),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -6,6 +6,8 @@ use iotsub_crds::conditions::reason;
 
 use crate::{
     conditions::Condition,
+    guard::flag,
+    names::{CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE},
     observed::{Credentials, PlatformAnswer},
 };
 
@@ -13,6 +15,7 @@ pub(super) fn condition(credentials: &Credentials, answer: Option<&PlatformAnswe
     match credentials {
         Credentials::SecretNotFound { secret } => secret_not_found(secret),
         Credentials::KeyMissing { secret, key } => key_missing(secret, key),
+        Credentials::NotLabelled { secret } => not_labelled(secret),
         Credentials::Valid { .. } => match answer {
             Some(PlatformAnswer::Failed(CallError::Refused { code, .. })) => refused(code),
             Some(PlatformAnswer::Status(_)) => {
@@ -29,6 +32,17 @@ fn secret_not_found(secret: &str) -> Condition {
 
 fn key_missing(secret: &str, key: &str) -> Condition {
     Condition::fails(reason::SECRET_KEY_MISSING, format!("Secret {secret} has no key {key}"))
+}
+
+fn not_labelled(secret: &str) -> Condition {
+    Condition::fails(
+        reason::SECRET_NOT_LABELLED,
+        format!(
+            "Secret {secret} lacks the label {CREDENTIALS_LABEL}={CREDENTIALS_LABEL_VALUE}, which every Secret a subscription references \
+             must carry before the operator reads it (label it, or run the operator with {}=false)",
+            flag::REQUIRE_SECRET_LABEL
+        ),
+    )
 }
 
 fn refused(code: &str) -> Condition {

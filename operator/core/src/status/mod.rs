@@ -7,6 +7,7 @@ mod clients;
 mod credentials;
 mod ready;
 mod sink;
+pub(crate) mod spec_allowed;
 
 use iotsub_crds::{Backlog, ClientStatus, ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus, conditions};
 use kube_core::ResourceExt;
@@ -17,12 +18,13 @@ pub(crate) use clients::clients;
 use crate::{conditions::Condition, names, observed::Observed, timestamps::rfc3339};
 
 /// The status for `observed`; `autoscaling` is the autoscaler's explanation, `None` when it is
-/// disabled.
+/// disabled; `spec_allowed` the guard rails' verdict ([`spec_allowed::condition`]).
 pub(crate) fn status(
     cgs: &ConsumerGroupSubscription,
     observed: &Observed,
     desired_replicas: i32,
     autoscaling: Option<Condition>,
+    spec_allowed: Condition,
     now: OffsetDateTime,
 ) -> ConsumerGroupSubscriptionStatus {
     let previous = cgs.status.clone().unwrap_or_default();
@@ -52,6 +54,7 @@ pub(crate) fn status(
     let mut ready = ready::condition(&ready::Input {
         credentials: &credentials,
         credentials_usable: observed.credentials.is_valid(),
+        spec_allowed: &spec_allowed,
         counts,
         was_ready,
         clients: answer.map(|_| ready::Clients { connected: connected_ours, ours: ours.len() }),
@@ -100,6 +103,7 @@ pub(crate) fn status(
             condition(conditions::AUTOSCALING, autoscaling),
             condition(conditions::BACKLOG_AVAILABLE, backlog_condition),
             condition(conditions::SINK_AVAILABLE, sink),
+            condition(conditions::SPEC_ALLOWED, spec_allowed),
         ],
     }
 }
@@ -125,6 +129,17 @@ mod tests {
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-01-02 03:04:05 UTC);
+
+    /// [`super::status`] of a spec within the guard rails.
+    fn status(
+        cgs: &ConsumerGroupSubscription,
+        observed: &Observed,
+        desired_replicas: i32,
+        autoscaling: Option<crate::conditions::Condition>,
+        now: OffsetDateTime,
+    ) -> ConsumerGroupSubscriptionStatus {
+        super::status(cgs, observed, desired_replicas, autoscaling, spec_allowed::condition(None, &fixtures::guard()), now)
+    }
     const NOW_TEXT: &str = "2026-01-02T03:04:05Z";
 
     fn valid() -> Credentials {
@@ -258,7 +273,11 @@ mod tests {
     fn refused_and_unreachable_platform() {
         let cgs = fixtures::subscription();
         let mut refused = answer(&[]);
-        refused.answer = PlatformAnswer::Failed(CallError::Refused { code: "SignatureDoesNotMatch".into(), message: "m".into() });
+        refused.answer = PlatformAnswer::Failed(CallError::Refused {
+            code: "SignatureDoesNotMatch".into(),
+            request_id: "r".into(),
+            message: "m".into(),
+        });
         let s = status(&cgs, &observed(valid(), Some(refused), 2), 2, None, NOW);
         assert_eq!(cond(&s, "CredentialsValid").reason, "RefusedByPlatform");
         assert_eq!(cond(&s, "Ready").status, "False");

@@ -24,6 +24,8 @@ pub(super) struct Clients {
 pub(super) struct Input<'a> {
     pub credentials: &'a Condition,
     pub credentials_usable: bool,
+    /// SpecAllowed: a refused spec gets no Deployment (nor a change to one).
+    pub spec_allowed: &'a Condition,
     pub counts: Counts,
     /// Ready was True before this reconcile.
     pub was_ready: bool,
@@ -40,6 +42,9 @@ pub(super) fn condition(input: &Input<'_>) -> Condition {
     let ready_n = plural(ready.max(0) as usize, "replica");
     if !input.credentials_usable || input.credentials.is_false() {
         return Condition::fails(reason::CREDENTIALS_INVALID, input.credentials.message.clone());
+    }
+    if input.spec_allowed.is_false() {
+        return Condition::fails(reason::SPEC_NOT_ALLOWED, input.spec_allowed.message.clone());
     }
     if desired == 0 && replicas == 0 {
         return Condition::holds(reason::SCALED_TO_ZERO, "no replicas wanted");
