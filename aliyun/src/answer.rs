@@ -16,6 +16,10 @@ pub enum CallError {
     /// Any other gateway error or `Success: false` (e.g. an unknown consumer group, throttling).
     #[error("{code}: {message}")]
     Platform { code: String, message: String },
+    /// Not asked, or the answer not read, for the transport's sake: not `https://`, a
+    /// certificate the trusted roots do not vouch for, a redirect. Not retried.
+    #[error("OpenAPI endpoint not trusted: {0}")]
+    Untrusted(String),
     #[error("unreadable answer (HTTP {status}): {detail}")]
     Decode { status: u16, detail: String },
 }
@@ -37,7 +41,7 @@ pub fn is_transient(error: &CallError) -> bool {
         CallError::Platform { code, .. } => {
             code.starts_with("Throttling") || code.starts_with("ServiceUnavailable") || code.starts_with("InternalError")
         }
-        CallError::Throttled | CallError::Refused { .. } => false,
+        CallError::Throttled | CallError::Refused { .. } | CallError::Untrusted(_) => false,
     }
 }
 
@@ -74,6 +78,7 @@ mod tests {
         assert!(!is_transient(&platform("iot.consumergroup.NotExistedConsumerGroup")));
         assert!(!is_transient(&CallError::Refused { code: "SignatureDoesNotMatch".into(), message: String::new() }));
         assert!(!is_transient(&CallError::Throttled), "our own limiter: the caller tries later");
+        assert!(!is_transient(&CallError::Untrusted("TLS handshake failed".into())), "a bad certificate stays bad");
     }
 
     #[test]

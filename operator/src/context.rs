@@ -90,7 +90,7 @@ impl Context {
             stores,
             client,
             metrics,
-            openapi: OpenApiClient::with_defaults()?,
+            openapi: OpenApiClient::with_defaults(),
             worker_image: args.worker_image.clone(),
             watch_namespace: args.watch_namespace.clone(),
             memories: Memories::default(),
