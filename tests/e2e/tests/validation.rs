@@ -120,6 +120,12 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
             &["metadata.name", "44"],
         ),
         ("apiEndpoint not a URL", with("autoscaling", json!({"apiEndpoint": "iot.example"})), &["spec.autoscaling.apiEndpoint"]),
+        (
+            "apiEndpoint in clear",
+            with("autoscaling", json!({"apiEndpoint": "http://iot.cn-shanghai.aliyuncs.com"})),
+            &["spec.autoscaling.apiEndpoint", "https://"],
+        ),
+        ("apiEndpoint without a host", with("autoscaling", json!({"apiEndpoint": "https://"})), &["spec.autoscaling.apiEndpoint"]),
     ];
     let mut failures = Vec::new();
     for (case, object, expected) in &table {
