@@ -18,11 +18,7 @@ pub struct HttpsServer {
 
 impl HttpsServer {
     pub async fn start(router: Router) -> anyhow::Result<HttpsServer> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "iotsub test CA");
-        let ca_key = KeyPair::generate()?;
-        let ca = ca_params.self_signed(&ca_key)?;
+        let (ca, ca_key) = make_ca()?;
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?.signed_by(&key, &ca, &ca_key)?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -52,6 +48,20 @@ impl HttpsServer {
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
+}
+
+/// A fresh CA's certificate (PEM) that vouches for nothing a test talks to.
+pub fn unrelated_ca_pem() -> anyhow::Result<String> {
+    Ok(make_ca()?.0.pem())
+}
+
+fn make_ca() -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "iotsub test CA");
+    let key = KeyPair::generate()?;
+    let ca = params.self_signed(&key)?;
+    Ok((ca, key))
 }
 
 impl Drop for HttpsServer {
