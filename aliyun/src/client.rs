@@ -281,6 +281,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_an_https_url_with_a_host_is_called() {
+        assert_eq!(require_https("https://iot.cn-shanghai.aliyuncs.com"), Ok(()));
+        let refused = |url: &str| match require_https(url) {
+            Err(CallError::Untrusted(why)) => why,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert!(refused("http://iot.cn-shanghai.aliyuncs.com").contains("https:// URL, not http://"));
+        assert!(refused("iot.example").contains("not a URL"));
+        assert!(refused("https://").contains("not a URL: empty host"), "{}", refused("https://"));
+    }
+
+    #[test]
+    fn a_ca_that_is_not_pem_is_named_as_such() {
+        let why = |pem: &[u8]| match http_client(HttpSettings::default(), Some(pem)) {
+            Err(CallError::Untrusted(why)) => why,
+            Ok(_) => panic!("a client from {pem:?}"),
+            Err(other) => panic!("{other:?}"),
+        };
+        assert!(why(b"not a certificate").contains("no PEM certificate"), "{}", why(b"not a certificate"));
+        assert!(http_client(HttpSettings::default(), None).is_ok(), "the default roots alone");
+    }
+
+    #[test]
     fn five_calls_per_second_per_key() {
         let limiter = RateLimiter::new(5.0);
         let t0 = Instant::now();
