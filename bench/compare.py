@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -84,10 +85,14 @@ def memory_mib(pid):
     return values["VmRSS"], values["VmHWM"]
 
 
+# host:port of an emulator's API -> an SSL context trusting its CA.
+EMULATOR_TLS = {}
+
+
 def http(url, body=None, timeout=30):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=EMULATOR_TLS.get(url.split("/")[2])) as response:
         return json.loads(response.read() or b"null")
 
 
@@ -125,8 +130,10 @@ class Emulator:
             time.sleep(0.05)
         ends = json.loads(endpoints.read_text())
         self.amqp_port = int(ends["amqp"].rsplit(":", 1)[1])
-        self.api = "http://" + ends["api"]
+        self.api = "https://" + ends["api"]
         self.ca = state / "ca.pem"
+        # The emulator's API is HTTPS only, under its own CA.
+        EMULATOR_TLS[ends["api"]] = ssl.create_default_context(cafile=str(self.ca))
 
     def group(self):
         return http("%s/admin/consumer-groups/%s?instanceId=" % (self.api, GROUP))

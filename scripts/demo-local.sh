@@ -31,17 +31,18 @@ target/debug/iotsub-worker --host localhost --port "${amqp##*:}" --consumer-grou
   >"$dir/messages.jsonl" 2>"$dir/worker.log" &
 pids+=($!)
 
-curl -fsS "http://$api/admin/traffic" -H 'content-type: application/json' \
+curl -fsS --cacert "$dir/ca.pem" "https://$api/admin/traffic" -H 'content-type: application/json' \
   -d '{"consumerGroupId":"DEFAULT_GROUP","ratePerSecond":200,"devices":20,"seconds":3600}' >/dev/null
-echo "demo: emulator on $amqp (API http://$api), worker demo-worker-0/1, 200 device messages/s; Ctrl-C stops"
+echo "demo: emulator on $amqp (API https://$api, CA $dir/ca.pem), worker demo-worker-0/1, 200 device messages/s; Ctrl-C stops"
 
 started=$SECONDS
 while true; do
   sleep 2
-  python3 - "$api" "$dir/messages.jsonl" <<'PY'
-import json, sys, urllib.request
-api, messages = sys.argv[1], sys.argv[2]
-g = json.load(urllib.request.urlopen(f"http://{api}/admin/consumer-groups/DEFAULT_GROUP?instanceId="))
+  python3 - "$api" "$dir/messages.jsonl" "$dir/ca.pem" <<'PY'
+import json, ssl, sys, urllib.request
+api, messages, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+g = json.load(urllib.request.urlopen(f"https://{api}/admin/consumer-groups/DEFAULT_GROUP?instanceId=",
+                                     context=ssl.create_default_context(cafile=ca)))
 clients = ", ".join(f"{c['clientId']}({c['acknowledged']})" for c in g["clients"]) or "none"
 lat = g.get("ackLatency") or {}
 with open(messages) as f:
@@ -50,7 +51,8 @@ print(f"backlog {g['backlog']:>5}  published {g['published']:>7}  acknowledged {
       f"sink lines {lines:>7}  p99 ack {lat.get('p99Us', 0) / 1000:.1f} ms  clients: {clients}", flush=True)
 PY
   if [[ -n ${DEMO_SECONDS:-} ]] && (( SECONDS - started >= DEMO_SECONDS )); then
-    acked=$(python3 -c "import json,urllib.request;print(json.load(urllib.request.urlopen('http://$api/admin/consumer-groups/DEFAULT_GROUP?instanceId='))['acknowledged'])")
+    acked=$(curl -fsS --cacert "$dir/ca.pem" "https://$api/admin/consumer-groups/DEFAULT_GROUP?instanceId=" |
+      python3 -c "import json,sys;print(json.load(sys.stdin)['acknowledged'])")
     (( acked > 0 )) || { echo "demo: nothing was acknowledged" >&2; exit 1; }
     exit 0
   fi

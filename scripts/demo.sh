@@ -172,7 +172,7 @@ amqp=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['amqp'])" 
 api=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['api'])" "$dir/emulator/endpoints.json")
 [[ ${amqp##*:} == 5671 ]] || say "port 5671 is busy: the emulator's AMQP is on ${amqp##*:}"
 [[ ${api##*:} == 8080 ]] || say "port 8080 is busy: the emulator's API is on ${api##*:}"
-say "emulator: AMQP amqps://$amqp, OpenAPI and admin API http://$api (state in target/demo/emulator)"
+say "emulator: AMQP amqps://$amqp, OpenAPI and admin API https://$api, CA target/demo/emulator/ca.pem"
 t_emulator=$(elapsed)
 
 # --- 3. the chart, the Secrets, the quickstart ---------------------------------------------------
@@ -204,9 +204,9 @@ kubectl -n "$DEMO_NS" create secret generic emulator-ca --from-file=ca.pem="$dir
 # The operator uses only Secrets labelled for it (README: Security model).
 kubectl -n "$DEMO_NS" label secret emulator-ca iotsub.dev/credentials=true >/dev/null
 # The quickstart names the emulator's default ports; substitute the ones it got.
-manifest=$(sed -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" -e "s|http://127.0.0.1:8080|http://$api|" examples/quickstart.yaml)
-grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: http://$api$" <<<"$manifest" ||
-  fail "examples/quickstart.yaml no longer has 'port: 5671' and 'apiEndpoint: http://127.0.0.1:8080' to point at the emulator"
+manifest=$(sed -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" -e "s|https://127.0.0.1:8080|https://$api|" examples/quickstart.yaml)
+grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: https://$api$" <<<"$manifest" ||
+  fail "examples/quickstart.yaml no longer has 'port: 5671' and 'apiEndpoint: https://127.0.0.1:8080' to point at the emulator"
 kubectl -n "$DEMO_NS" apply -f - <<<"$manifest" >/dev/null || fail "kubectl apply of examples/quickstart.yaml was refused"
 say "applied examples/quickstart.yaml to $DEMO_NS; waiting for the workers to log in"
 
@@ -222,18 +222,19 @@ show_failure() {
   echo "--- the operator's log (last 30 lines):" >&2
   kubectl -n "$SYSTEM_NS" logs "deployment/$RELEASE" --tail 30 >&2 || true
   echo "--- logins the emulator refused:" >&2
-  curl -fsS "http://$api/admin/refusals" >&2 || true
+  curl -fsS --cacert "$dir/emulator/ca.pem" "https://$api/admin/refusals" >&2 || true
   echo >&2
 }
 live() {
-  python3 - "$api" "$DEMO_NS" "$SUBSCRIPTION" <<'PY'
-import json, subprocess, sys, urllib.request
-api, ns, name = sys.argv[1:4]
+  python3 - "$api" "$DEMO_NS" "$SUBSCRIPTION" "$dir/emulator/ca.pem" <<'PY'
+import json, ssl, subprocess, sys, urllib.request
+api, ns, name, ca = sys.argv[1:5]
 cgs = json.loads(subprocess.run(["kubectl", "-n", ns, "get", "cgs", name, "-o", "json"], capture_output=True, text=True, check=True).stdout)
 status = cgs.get("status") or {}
 ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 pods = {c["clientId"] for c in status.get("clients", []) if c.get("pod") and c.get("connected")}
-group = json.load(urllib.request.urlopen(f"http://{api}/admin/consumer-groups/DEFAULT_GROUP?instanceId=", timeout=5))
+group = json.load(urllib.request.urlopen(f"https://{api}/admin/consumer-groups/DEFAULT_GROUP?instanceId=", timeout=5,
+                                         context=ssl.create_default_context(cafile=ca)))
 attached = {c["clientId"] for c in group["clients"] if c.get("attached")}
 sys.exit(0 if ready and pods and pods <= attached else 1)
 PY
@@ -254,7 +255,7 @@ echo "$t_live" >"$dir/time-to-live"
 # --- the live view -------------------------------------------------------------------------------
 view_status=0
 viewing=1
-python3 scripts/demo_view.py "$api" "$DEMO_NS" "$SUBSCRIPTION" || view_status=$?
+python3 scripts/demo_view.py "$api" "$DEMO_NS" "$SUBSCRIPTION" "$dir/emulator/ca.pem" || view_status=$?
 # Keep the logs of this run beside the emulator's (the pods' go with the cluster's log dir).
 operator_pod=$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
 [[ -n $operator_pod ]] && cp "$LK_LOGS/${SYSTEM_NS}_${operator_pod}_operator.log" "$dir/operator.log" 2>/dev/null || true

@@ -3,7 +3,8 @@
 subscription's status say, refreshed every DEMO_REFRESH seconds, plus the device traffic bursts that
 give the autoscaler something to do.
 
-Usage: demo_view.py API_ADDR NAMESPACE SUBSCRIPTION
+Usage: demo_view.py API_ADDR NAMESPACE SUBSCRIPTION CA_PEM
+(the emulator's API is HTTPS only; CA_PEM is its <state-dir>/ca.pem)
 Env: DEMO_SECONDS (stop after N seconds and exit 0 only if the workers acknowledged messages),
 DEMO_REFRESH (seconds, default 2), DEMO_BURST (messages per burst), DEMO_BURST_EVERY (seconds),
 KUBECONFIG (the local cluster's). Standard library only.
@@ -14,10 +15,12 @@ import json
 import os
 import subprocess
 import sys
+import ssl
 import time
 import urllib.request
 
-API, NAMESPACE, NAME = sys.argv[1], sys.argv[2], sys.argv[3]
+API, NAMESPACE, NAME, CA_PEM = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+TLS = ssl.create_default_context(cafile=CA_PEM)
 SECONDS = float(os.environ["DEMO_SECONDS"]) if os.environ.get("DEMO_SECONDS") else None
 REFRESH = float(os.environ.get("DEMO_REFRESH", "2"))
 BURST = int(os.environ.get("DEMO_BURST", "20000"))
@@ -29,9 +32,9 @@ GROUP = "DEFAULT_GROUP"
 
 def http(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://{API}{path}", data=data, method=method,
+    request = urllib.request.Request(f"https://{API}{path}", data=data, method=method,
                                      headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=5, context=TLS) as response:
         return json.load(response)
 
 

@@ -21,6 +21,10 @@ pub enum CallError {
     /// Any other gateway error or `Success: false` (e.g. an unknown consumer group, throttling).
     #[error("{code}: {message} (RequestId {request_id})")]
     Platform { code: String, request_id: String, message: String },
+    /// Not asked, or the answer not read, for the transport's sake: not `https://`, a
+    /// certificate the trusted roots do not vouch for, a redirect. Not retried.
+    #[error("OpenAPI endpoint not trusted: {0}")]
+    Untrusted(String),
     #[error("unreadable answer (HTTP {status}): {detail}")]
     Decode { status: u16, detail: String },
 }
@@ -43,6 +47,7 @@ impl CallError {
                 message: redactor.redact(&message),
             },
             CallError::Decode { status, detail } => CallError::Decode { status, detail: redactor.redact(&detail) },
+            CallError::Untrusted(why) => CallError::Untrusted(redactor.redact(&why)),
         }
     }
 }
@@ -100,7 +105,7 @@ pub fn is_transient(error: &CallError) -> bool {
         CallError::Platform { code, .. } => {
             code.starts_with("Throttling") || code.starts_with("ServiceUnavailable") || code.starts_with("InternalError")
         }
-        CallError::Throttled | CallError::Refused { .. } => false,
+        CallError::Throttled | CallError::Refused { .. } | CallError::Untrusted(_) => false,
     }
 }
 
@@ -143,6 +148,7 @@ mod tests {
         let refused = CallError::Refused { code: "SignatureDoesNotMatch".into(), request_id: String::new(), message: String::new() };
         assert!(!is_transient(&refused));
         assert!(!is_transient(&CallError::Throttled), "our own limiter: the caller tries later");
+        assert!(!is_transient(&CallError::Untrusted("TLS handshake failed".into())), "a bad certificate stays bad");
     }
 
     #[test]

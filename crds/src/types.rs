@@ -116,7 +116,8 @@ pub struct Endpoint {
     #[serde(default = "amqps_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// An extra trust root (a private or emulated endpoint).
+    /// An extra trust root (a private or emulated endpoint), for this AMQP endpoint and for
+    /// `autoscaling.apiEndpoint` when set; the default roots stay trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
 }
@@ -215,9 +216,12 @@ pub struct Autoscaling {
     #[serde(default = "stabilization")]
     #[schemars(range(min = 0, max = 86400))]
     pub scale_down_stabilization_seconds: i32,
-    /// Overrides `https://iot.<regionId>.aliyuncs.com` (the emulator in tests).
+    /// Overrides `https://iot.<regionId>.aliyuncs.com` (a private endpoint, the emulator). Must be
+    /// `https://`: the query carries the signature and the SecurityToken. Redirects are not
+    /// followed. The CA of `endpoint.caSecretRef` is trusted for it besides the default roots.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[x_kube(validation = Rule::new("self == '' || self.startsWith('http://') || self.startsWith('https://')").message("autoscaling.apiEndpoint must be an http(s) URL"))]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self == '' || (isURL(self) && url(self).getScheme() == 'https' && url(self).getHost() != '')").message("autoscaling.apiEndpoint must be an https:// URL: the signed request and the security token never travel in clear"))]
     pub api_endpoint: String,
 }
 

@@ -8,6 +8,7 @@ mod amqp_server;
 mod config;
 mod groups;
 mod http_api;
+mod https;
 mod message;
 mod open_frame;
 mod platform;
@@ -36,7 +37,7 @@ pub struct Args {
     /// AMQP over TLS. Port 0 picks a free port; `<state-dir>/endpoints.json` tells which.
     #[arg(long, env = "IOTSUB_EMULATOR_AMQP_ADDR", default_value = "127.0.0.1:5671")]
     pub amqp_addr: SocketAddr,
-    /// OpenAPI and admin API over HTTP.
+    /// OpenAPI and admin API over HTTPS (the same certificate as AMQP; clients trust ca.pem).
     #[arg(long, env = "IOTSUB_EMULATOR_API_ADDR", default_value = "127.0.0.1:8080")]
     pub api_addr: SocketAddr,
     /// Where ca.pem, ca-key.pem and endpoints.json go.
@@ -86,8 +87,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         groups = platform.groups().count(), "emulator listening"
     );
 
-    let amqp_task = tokio::spawn(amqp_server::serve(amqp, tokio_rustls::TlsAcceptor::from(Arc::new(tls)), platform.clone()));
-    let api_task = tokio::spawn(async move { axum::serve(api, http_api::router(platform)).await });
+    let tls = Arc::new(tls);
+    let amqp_task = tokio::spawn(amqp_server::serve(amqp, tokio_rustls::TlsAcceptor::from(tls.clone()), platform.clone()));
+    let api_task = tokio::spawn(https::serve(api, tls, http_api::router(platform)));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),

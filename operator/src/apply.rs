@@ -1,12 +1,12 @@
-//! Apply: server-side apply of the Deployment and the status as field manager `iotsub-operator`,
-//! and the Events.
+//! Apply: server-side apply of the Deployment, its PodDisruptionBudget and the status as field
+//! manager `iotsub-operator`, and the Events.
 
 use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
 use iotsub_operator_core::{
     events::{Event, EventType},
     names::MANAGER,
 };
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::{apps::v1::Deployment, policy::v1::PodDisruptionBudget};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -22,6 +22,11 @@ fn params() -> PatchParams {
 pub async fn deployment(client: &kube::Client, deployment: &Deployment) -> Result<Deployment, kube::Error> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), deployment.metadata.namespace.as_deref().unwrap_or_default());
     api.patch(&deployment.name_any(), &params(), &Patch::Apply(deployment)).await
+}
+
+pub async fn disruption_budget(client: &kube::Client, budget: &PodDisruptionBudget) -> Result<PodDisruptionBudget, kube::Error> {
+    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), budget.metadata.namespace.as_deref().unwrap_or_default());
+    api.patch(&budget.name_any(), &params(), &Patch::Apply(budget)).await
 }
 
 pub async fn status(

@@ -143,7 +143,7 @@ impl Context {
             stores,
             client,
             metrics,
-            openapi: OpenApiClient::with_defaults()?,
+            openapi: OpenApiClient::with_defaults(),
             guard: args.guard()?,
             watch_namespace: args.watch_namespace.clone(),
             memories: Memories::default(),

@@ -24,6 +24,8 @@ type Exchange = (Request<Body>, oneshot::Sender<Response<Body>>);
 pub enum Call {
     /// Server-side apply of the worker Deployment.
     ApplyDeployment,
+    /// Server-side apply of the workers' PodDisruptionBudget.
+    ApplyDisruptionBudget,
     /// Server-side apply of the subscription's status.
     ApplyStatus,
     /// An Event with this reason.
@@ -94,6 +96,7 @@ fn identify(method: &Method, path: &str, body: &[u8]) -> Option<Call> {
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
     match (method, path) {
         (&Method::PATCH, "/apis/apps/v1/namespaces/team/deployments/orders") => Some(Call::ApplyDeployment),
+        (&Method::PATCH, "/apis/policy/v1/namespaces/team/poddisruptionbudgets/orders") => Some(Call::ApplyDisruptionBudget),
         (&Method::PATCH, "/apis/iotsub.dev/v1alpha1/namespaces/team/consumergroupsubscriptions/orders/status") => Some(Call::ApplyStatus),
         (&Method::POST, "/apis/events.k8s.io/v1/namespaces/team/events") => Some(Call::Event(json["reason"].as_str()?.to_owned())),
         _ => None,

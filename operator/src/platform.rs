@@ -8,6 +8,7 @@ use iotsub_aliyun::{
 };
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_operator_core::{Memory, PlatformAnswer, PlatformObservation, decide::poll_interval};
+use kube::ResourceExt;
 use time::OffsetDateTime;
 
 use crate::{context::Context, metrics::PlatformLabels};
@@ -24,7 +25,8 @@ pub async fn observe(
         return fresh.clone();
     }
     let endpoint = api_endpoint(cgs);
-    let target = Target { base_url: &endpoint, region_id: &cgs.spec.region_id, access_key: key };
+    let ca = api_ca(ctx, cgs).await;
+    let target = Target { base_url: &endpoint, region_id: &cgs.spec.region_id, access_key: key, extra_root_pem: ca.as_deref() };
     let result = ctx.openapi.query_consumer_group_status(&target, cgs.spec.iot_instance_id.as_deref(), &cgs.spec.consumer_group_id).await;
     let outcome = match &result {
         Ok(_) => "ok",
@@ -33,6 +35,7 @@ pub async fn observe(
         Err(CallError::Refused { .. }) => "refused",
         Err(CallError::Platform { .. }) => "platform_error",
         Err(CallError::Decode { .. }) => "decode_error",
+        Err(CallError::Untrusted(_)) => "untrusted",
     };
     ctx.metrics.platform_calls.get_or_create(&PlatformLabels { outcome: outcome.into() }).inc();
     let answer = match result {
@@ -40,6 +43,18 @@ pub async fn observe(
         Err(error) => PlatformAnswer::Failed(error),
     };
     memory.remember_platform(PlatformObservation { answer, at: now })
+}
+
+/// `endpoint.caSecretRef`'s CA, trusted (besides the default roots) for an `apiEndpoint` override:
+/// a private endpoint, or the emulator. The public regional endpoint gets the default roots only.
+/// (Read from what observe fetched: no API call.)
+async fn api_ca(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Option<Vec<u8>> {
+    cgs.spec.autoscaling.as_ref().filter(|a| !a.api_endpoint.is_empty())?;
+    let reference = cgs.spec.endpoint.ca_secret_ref.as_ref()?;
+    let namespace = cgs.namespace().unwrap_or_default();
+    let secret = ctx.secrets.get(&namespace, &reference.name, |meta| ctx.guard.secret_usable(meta)).await.ok()??;
+    let from_data = secret.data.as_ref().and_then(|d| d.get(&reference.key)).map(|v| v.0.clone());
+    from_data.or_else(|| secret.string_data.as_ref()?.get(&reference.key).map(|v| v.clone().into_bytes()))
 }
 
 fn api_endpoint(cgs: &ConsumerGroupSubscription) -> String {

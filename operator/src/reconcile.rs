@@ -10,6 +10,7 @@ use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_operator_core::{
     Credentials, Decision, Note, Observed, Requeue, decide,
     decide::platform_first,
+    disruption,
     events::{Event, EventType},
     observed::sink_suspects,
 };
@@ -27,6 +28,8 @@ use crate::{apply, context::Context, metrics::ErrorLabels, observe, platform, si
 pub enum Error {
     #[error("applying the Deployment: {0}")]
     ApplyDeployment(#[source] kube::Error),
+    #[error("applying the PodDisruptionBudget: {0}")]
+    ApplyDisruptionBudget(#[source] kube::Error),
     #[error("writing status: {0}")]
     WriteStatus(#[source] kube::Error),
     #[error("the watch caches of {0} are not filled yet")]
@@ -40,6 +43,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::ApplyDeployment(_) => "apply_deployment",
+            Error::ApplyDisruptionBudget(_) => "apply_disruption_budget",
             Error::WriteStatus(_) => "write_status",
             Error::CachesNotReady(_) => "caches_not_ready",
             Error::ReadSecret(_) => "read_secret",
@@ -94,6 +98,8 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     if let Some(deployment) = &decision.deployment {
         ctx.metrics.deployment_applies.inc();
         apply::deployment(&ctx.client, deployment).await.map_err(Error::ApplyDeployment)?;
+        // Applied with the Deployment: one worker at a time may be evicted.
+        apply::disruption_budget(&ctx.client, &disruption::budget(cgs)).await.map_err(Error::ApplyDisruptionBudget)?;
     }
     let mut memory = decision.memory.clone();
     if !platform_first(cgs) && ask_platform(ctx, cgs, &mut observed, &mut memory, now).await {
@@ -168,7 +174,7 @@ mod tests {
     use crate::fixtures::{
         self,
         Answer::{self, Accept, Fail},
-        Call::{ApplyDeployment, ApplyStatus, Event, GetSecret},
+        Call::{ApplyDeployment, ApplyDisruptionBudget, ApplyStatus, Event, GetSecret},
         Scenario,
     };
 
@@ -192,6 +198,7 @@ mod tests {
         world.ask_platform();
         let scenario = Scenario(vec![
             (ApplyDeployment, Accept),
+            (ApplyDisruptionBudget, Accept),
             (ApplyStatus, Accept),
             (event("Created"), Accept),
             (event("AcceptedByPlatform"), Accept),
@@ -211,7 +218,11 @@ mod tests {
     async fn rotated_credentials_apply_the_deployment_and_say_so() {
         let mut world = World::new(subscription()).settle();
         world.put_secret(Some(&creds("rotated")));
-        let (result, _) = reconcile_in(&world, Scenario(vec![(ApplyDeployment, Accept), (event("CredentialsRotated"), Accept)])).await;
+        let (result, _) = reconcile_in(
+            &world,
+            Scenario(vec![(ApplyDeployment, Accept), (ApplyDisruptionBudget, Accept), (event("CredentialsRotated"), Accept)]),
+        )
+        .await;
         result.expect("reconciled");
     }
 
@@ -253,6 +264,17 @@ mod tests {
         let result = result.expect("the reconcile finished");
         assert!(matches!(result, Err(Error::ApplyDeployment(_))), "{result:?}");
         assert_eq!(error_policy(Arc::new(world.cgs.clone()), &result.unwrap_err(), ctx), Action::requeue(RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn a_refused_disruption_budget_is_an_error_after_the_deployment_went_through() {
+        let mut world = World::new(subscription());
+        world.ask_platform();
+        let scenario = Scenario(vec![(ApplyDeployment, Accept), (ApplyDisruptionBudget, Fail)]);
+        let (result, _) = reconcile_in(&world, scenario).await;
+        let error = result.expect_err("the budget was refused");
+        assert!(matches!(error, Error::ApplyDisruptionBudget(_)), "{error:?}");
+        assert_eq!(error.metric_label(), "apply_disruption_budget");
     }
 
     /// A settled world whose first pod runs but is not ready, at 127.0.0.1.

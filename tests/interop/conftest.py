@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -47,7 +48,8 @@ class Emulator:
             self.stop()
             raise
         self.amqp_port = int(endpoints["amqp"].rsplit(":", 1)[1])
-        self.api = "http://" + endpoints["api"]
+        self.api = "https://" + endpoints["api"]
+        self.api_tls = ssl.create_default_context(cafile=str(self.ca_pem))
 
     def _wait_for_endpoints(self, timeout):
         path = self.state_dir / "endpoints.json"
@@ -85,7 +87,7 @@ class Emulator:
         request = urllib.request.Request(self.api + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self.api_tls) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             raise AssertionError("%s %s -> %s: %s" % (method, path, e.code, e.read().decode(errors="replace")))

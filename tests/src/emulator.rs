@@ -41,18 +41,25 @@ impl Emulator {
             serde_json::from_str(&text).ok()
         })
         .await?;
+        let ca_pem = state_dir.path().join("ca.pem");
         Ok(Emulator {
             amqp_addr: endpoints.amqp.parse()?,
             api_addr: endpoints.api.parse()?,
-            ca_pem: state_dir.path().join("ca.pem"),
+            http: trusting(&std::fs::read(&ca_pem)?)?,
+            ca_pem,
             process,
             state_dir,
-            http: reqwest::Client::new(),
         })
     }
 
+    /// `https://<api-addr><path>`: the OpenAPI and the admin API are served over TLS only.
     pub fn api_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.api_addr, path)
+        format!("https://{}{}", self.api_addr, path)
+    }
+
+    /// An HTTP client that trusts the emulator's CA (cheap to clone), for the API.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http.clone()
     }
 
     /// What the emulator logged so far (stderr).
@@ -180,4 +187,9 @@ impl Emulator {
                 .with_no_client_auth(),
         ))
     }
+}
+
+/// A reqwest client trusting `ca_pem` besides the default roots.
+pub fn trusting(ca_pem: &[u8]) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?).build()?)
 }

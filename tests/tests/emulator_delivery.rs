@@ -192,7 +192,7 @@ async fn the_openapi_reports_backlog_and_clients_with_a_verified_signature() -> 
         params.insert("IotInstanceId".into(), "".into());
         format!("{}/?{}", emulator.api_url(""), openapi::signed_query(&params, secret))
     };
-    let http = reqwest::Client::new();
+    let http = emulator.http_client();
     let status: ConsumerGroupStatus =
         http.get(query("demo-secret", uuid::Uuid::new_v4().to_string())).send().await?.error_for_status()?.json().await?;
     assert!(status.envelope.success);
@@ -274,7 +274,7 @@ async fn reset_purges_the_stacked_queue_and_the_list_names_the_groups() -> anyho
         }
         format!("{}/?{}", emulator.api_url(""), openapi::signed_query(&params, "demo-secret"))
     };
-    let http = reqwest::Client::new();
+    let http = emulator.http_client();
     let list: ConsumerGroupList = http
         .get(call("QueryConsumerGroupList", &[("IotInstanceId", "iot-1"), ("PageSize", "2"), ("CurrentPage", "2")]))
         .send()

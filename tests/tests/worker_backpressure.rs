@@ -71,9 +71,8 @@ async fn a_60_s_sink_outage_under_1000_messages_per_second_stops_credit_and_lose
     let started = Instant::now();
     // 100 messages every 100 ms for 80 s: 1 000 msg/s, 80 000 messages.
     let publisher = {
-        let (ids, api) = (ids.clone(), fx.emulator.api_url("/admin/messages"));
+        let (ids, api, client) = (ids.clone(), fx.emulator.api_url("/admin/messages"), fx.emulator.http_client());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
             let body = serde_json::json!({"instanceId": "", "consumerGroupId": "DEFAULT_GROUP", "topic": "/pk/dn/thing/event/property/post", "payload": "{\"t\":1}", "count": 100});
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while started.elapsed() < Duration::from_secs(80) {

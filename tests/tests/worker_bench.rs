@@ -66,9 +66,8 @@ async fn throughput(emulator: &Emulator, worker: &Worker, n: u64) -> anyhow::Res
     let cpu_before = cpu_seconds(pid);
     let publisher = {
         let body = json!({"instanceId": "", "consumerGroupId": GROUP, "topic": TOPIC, "payload": PAYLOAD, "count": 10_000});
-        let url = emulator.api_url("/admin/messages");
+        let (url, client) = (emulator.api_url("/admin/messages"), emulator.http_client());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
             for _ in 0..n / 10_000 {
                 client.post(&url).json(&body).send().await?.error_for_status()?;
             }

@@ -40,10 +40,11 @@ async fn sixteen_clients_dropped_three_times_in_a_minute_stay_inside_the_attempt
     // The emulator's count of the group's attempts in the last minute, sampled throughout.
     let most = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (most, url) = (most.clone(), emulator.api_url(&format!("/admin/consumer-groups/{GROUP}?instanceId=")));
+        let (most, url, http) =
+            (most.clone(), emulator.api_url(&format!("/admin/consumer-groups/{GROUP}?instanceId=")), emulator.http_client());
         tokio::spawn(async move {
             loop {
-                if let Ok(g) = reqwest::get(&url).await?.json::<GroupSnapshot>().await {
+                if let Ok(g) = http.get(&url).send().await?.json::<GroupSnapshot>().await {
                     most.fetch_max(g.connection_attempts.last_minute, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;

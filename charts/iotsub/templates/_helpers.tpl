@@ -51,6 +51,11 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes (opera
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch"]
+# The workers' PodDisruptionBudgets: server-side apply (apply::disruption_budget), which creates an
+# absent one (`create`) or updates it (`patch`); owner references delete them with the subscription.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch"]
 # Worker pods' watch cache (status.clients, readiness).
 - apiGroups: [""]
   resources: ["pods"]

@@ -40,11 +40,11 @@ pub const RUN_AS_USER: i64 = 65532;
 pub const SINK_HEADERS_DIR: &str = "/var/run/iotsub/sink-headers";
 const SINK_HEADERS_VOLUME: &str = "sink-headers";
 
-fn selector_labels(name: &str) -> BTreeMap<String, String> {
+pub(crate) fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(INSTANCE_LABEL.into(), name.into()), (NAME_LABEL.into(), WORKER_NAME.into())])
 }
 
-fn labels(name: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels(name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(name);
     labels.insert(MANAGED_BY_LABEL.into(), MANAGER.into());
     labels
@@ -154,6 +154,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
                     }),
                     node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
                     tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
+                    topology_spread_constraints: Some(crate::disruption::spread(&name)),
                     volumes,
                     containers: vec![Container {
                         name: "worker".into(),

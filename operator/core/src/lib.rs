@@ -7,6 +7,7 @@
 //! - [`observed`]: what a reconcile observed, the credentials check, the autoscaler's reading, the
 //!   workers' sinks (which pods to ask, their `/status` `sink` object).
 //! - [`memory`]: what the operator remembers of a subscription between reconciles.
+//! - [`disruption`]: the workers' PodDisruptionBudget and their spread over nodes.
 //! - [`decide`]: the decision, built from `desired` (the worker Deployment), [`autoscale`] (the
 //!   replica count), `rollout` (new credentials under the client cap), `status` (one module per
 //!   condition) and [`events`]; `owned` tells whether a hand edit undid a field the operator owns.
@@ -15,6 +16,7 @@ pub mod autoscale;
 mod conditions;
 pub mod decide;
 mod desired;
+pub mod disruption;
 pub mod events;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

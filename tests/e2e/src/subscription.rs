@@ -29,7 +29,7 @@ pub fn manifest(name: &str, emulator: &Emulator, replicas: i32) -> Value {
             "regionId": "cn-shanghai",
             "credentials": {"secretName": CREDENTIALS},
             "replicas": replicas,
-            "autoscaling": {"enabled": false, "pollIntervalSeconds": 2, "apiEndpoint": format!("http://{}", emulator.api_addr)},
+            "autoscaling": {"enabled": false, "pollIntervalSeconds": 2, "apiEndpoint": emulator.api_url("")},
         }
     })
 }

@@ -50,7 +50,7 @@ fn manifest(emulator: &Emulator, sink_url: &str) -> Value {
         "targetBacklogPerReplica": TARGET,
         "pollIntervalSeconds": POLL_SECONDS,
         "scaleDownStabilizationSeconds": WINDOW_SECONDS,
-        "apiEndpoint": format!("http://{}", emulator.api_addr),
+        "apiEndpoint": emulator.api_url(""),
     });
     manifest["spec"]["sink"] = json!({"type": "http", "http": {"url": sink_url, "timeoutSeconds": 5}});
     manifest
@@ -89,10 +89,9 @@ impl Recorder {
         let started = Instant::now();
         let recording = Arc::new(Mutex::new(Recording::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let group_url = emulator.api_url("/admin/consumer-groups/DEFAULT_GROUP?instanceId=");
+        let (group_url, http) = (emulator.api_url("/admin/consumer-groups/DEFAULT_GROUP?instanceId="), emulator.http_client());
         let (rec, halt) = (recording.clone(), stop.clone());
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
             while !halt.load(Ordering::SeqCst) {
                 let group: Option<Value> = match http.get(&group_url).send().await {
                     Ok(response) => response.json().await.ok(),
@@ -164,10 +163,9 @@ struct SteadyTraffic {
 impl SteadyTraffic {
     fn start(emulator: &Emulator) -> SteadyTraffic {
         let (ids, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let url = emulator.api_url("/admin/messages");
+        let (url, http) = (emulator.api_url("/admin/messages"), emulator.http_client());
         let (sent, halt) = (ids.clone(), stop.clone());
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
             while !halt.load(Ordering::SeqCst) {
                 let body = json!({"consumerGroupId": "DEFAULT_GROUP", "topic": TOPIC, "payload": "{\"kWh\":1}", "count": 20});
                 if let Ok(response) = http.post(&url).json(&body).send().await
@@ -316,7 +314,7 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     subscription::apply(ns, &manifest).await?;
     wait_status(ns, "meters", "the first step down", Duration::from_secs(60), |s| s.desired_replicas == 4).await?;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // bound, then dropped
-    manifest["spec"]["autoscaling"]["apiEndpoint"] = json!(format!("http://{dead}"));
+    manifest["spec"]["autoscaling"]["apiEndpoint"] = json!(format!("https://{dead}"));
     subscription::apply(ns, &manifest).await?;
     recorder.phase("the OpenAPI unreachable");
     let status = wait_status(ns, "meters", "Autoscaling=False/BacklogUnavailable", Duration::from_secs(30), |s| {

@@ -18,8 +18,12 @@ use k8s_openapi::api::{
     coordination::v1::Lease,
     core::v1::{Pod, ServiceAccount},
     events::v1::Event,
+    networking::v1::NetworkPolicy,
+    policy::v1::PodDisruptionBudget,
     rbac::v1::{Role, RoleBinding},
+    scheduling::v1::PriorityClass,
 };
+use k8s_openapi::apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, PostParams},
@@ -33,6 +37,7 @@ fn operator_rules() -> Value {
         {"apiGroups": ["iotsub.dev"], "resources": ["consumergroupsubscriptions"], "verbs": ["list", "watch"]},
         {"apiGroups": ["iotsub.dev"], "resources": ["consumergroupsubscriptions/status"], "verbs": ["patch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch"]},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
@@ -273,6 +278,52 @@ fn service_monitor_only_when_enabled() -> anyhow::Result<()> {
 }
 
 #[test]
+fn the_operators_disruption_budget_network_policy_and_priority_are_off_by_default() -> anyhow::Result<()> {
+    let objects = template("iotsub", "iotsub-system", &[])?;
+    assert!(of_kind(&objects, "PodDisruptionBudget").is_empty() && of_kind(&objects, "NetworkPolicy").is_empty(), "{:?}", kinds(&objects));
+    assert_eq!(named(&objects, "Deployment", "iotsub")["spec"]["template"]["spec"].get("priorityClassName"), None);
+
+    let objects =
+        template("iotsub", "iotsub-system", &OPTIONS_ON.map(|s| if s == "PRIORITY" { "priorityClassName=iotsub-high" } else { s }))?;
+    let operator = named(&objects, "Deployment", "iotsub");
+    assert_eq!(operator["spec"]["template"]["spec"]["priorityClassName"], "iotsub-high");
+    let selector = &operator["spec"]["selector"];
+    let pdb = named(&objects, "PodDisruptionBudget", "iotsub");
+    assert_eq!((&pdb["spec"]["maxUnavailable"], &pdb["spec"]["selector"]), (&json!(1), selector));
+    let policy = named(&objects, "NetworkPolicy", "iotsub");
+    assert_eq!(&policy["spec"]["podSelector"], selector);
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(policy["spec"]["ingress"], json!([{"ports": [{"port": 8080, "protocol": "TCP"}]}]), "only the metrics port");
+    let egress = policy["spec"]["egress"].as_array().expect("egress rules");
+    let ports = |rule: &Value| rule["ports"].as_array().into_iter().flatten().map(|p| p["port"].as_i64().unwrap_or(0)).collect::<Vec<_>>();
+    assert_eq!(egress.iter().map(ports).collect::<Vec<_>>(), [vec![53, 53], vec![443, 6443], vec![443], vec![9090]]);
+    assert_eq!(egress[1]["to"], json!([{"ipBlock": {"cidr": "10.96.0.1/32"}}]), "the API server's address when given");
+    assert_eq!(egress[3]["to"][0]["podSelector"]["matchLabels"], json!({"app.kubernetes.io/name": "iotsub-worker"}));
+
+    for (set, name) in [
+        ("networkPolicy.apiServer.cidrs[0]=somewhere", "/networkPolicy/apiServer/cidrs/0"),
+        ("podDisruptionBudget.maxUnavailable=0", "/podDisruptionBudget/maxUnavailable"),
+        ("priorityClassName=Not_A_Name", "/priorityClassName"),
+    ] {
+        let error = template_error("iotsub", "iotsub-system", &["--set", set])?;
+        assert!(error.contains(name), "--set {set}: {name:?} not in {error}");
+    }
+    Ok(())
+}
+
+/// The chart's optional objects, all on (`PRIORITY` stands for `priorityClassName=…`).
+const OPTIONS_ON: [&str; 8] = [
+    "--set",
+    "podDisruptionBudget.enabled=true",
+    "--set",
+    "networkPolicy.enabled=true",
+    "--set",
+    "networkPolicy.apiServer.cidrs[0]=10.96.0.1/32",
+    "--set",
+    "PRIORITY",
+];
+
+#[test]
 fn bad_values_fail_with_a_message_naming_them() -> anyhow::Result<()> {
     for (set, names) in [
         ("leaderElection.enabled=maybe", &["/leaderElection/enabled", "boolean"][..]),
@@ -425,6 +476,8 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         ("patch", "iotsub.dev", "consumergroupsubscriptions", "status", here, "orders"),
         ("create", "apps", "deployments", "", here, ""),
         ("patch", "apps", "deployments", "", here, "orders"),
+        ("create", "policy", "poddisruptionbudgets", "", here, ""),
+        ("patch", "policy", "poddisruptionbudgets", "", here, "orders"),
         ("watch", "", "pods", "", here, ""),
         ("list", "", "secrets", "", here, ""),
         ("create", "events.k8s.io", "events", "", here, ""),
@@ -438,6 +491,8 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         ("list", "", "secrets", "", "default", ""),
         ("list", "", "secrets", "", "", ""),
         ("delete", "apps", "deployments", "", here, "orders"),
+        ("delete", "policy", "poddisruptionbudgets", "", here, "orders"),
+        ("create", "policy", "poddisruptionbudgets", "", "default", ""),
         ("update", "apps", "deployments", "", here, "orders"),
         ("patch", "apps", "deployments", "", "default", "orders"),
         ("create", "apps", "deployments", "", "default", ""),
@@ -496,4 +551,50 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     .await?;
     assert!(deployments.get_opt("orders").await?.is_some(), "the workers' Deployment belongs to the subscription, not the release");
     Ok(())
+}
+
+#[tokio::test]
+async fn the_operators_disruption_budget_network_policy_and_priority_are_accepted_by_the_api_server() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let ns = cluster.namespace("e2e-chart-options").await?;
+    let name = format!("iotsub-{}", ns.name);
+    // A PriorityClass of this test's own (cluster-wide, so named after the namespace; deleted below).
+    let classes: Api<PriorityClass> = Api::all(cluster.client.clone());
+    let class = PriorityClass {
+        metadata: ObjectMeta { name: Some(ns.name.clone()), ..Default::default() },
+        value: Some(1000),
+        ..Default::default()
+    };
+    classes.create(&PostParams::default(), &class).await?;
+    let priority = format!("priorityClassName={}", ns.name);
+    let mut args = vec!["--skip-crds".to_owned(), "--set".to_owned(), format!("watchNamespace={}", ns.name)];
+    args.extend(OPTIONS_ON.iter().map(|s| if *s == "PRIORITY" { priority.clone() } else { (*s).to_owned() }));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let installed = Release::install(&cluster.kubeconfig, &name, &ns.name, &args).await;
+    let result = async {
+        let release = installed?;
+        // `--wait`: the operator pod was admitted with the class's priority and became ready.
+        let pods: Api<Pod> = ns.api();
+        let selector = format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=operator");
+        let operator = pods.list(&ListParams::default().labels(&selector)).await?.items;
+        let spec = operator.first().and_then(|p| p.spec.clone()).expect("the operator pod");
+        assert_eq!((spec.priority_class_name.as_deref(), spec.priority), (Some(ns.name.as_str()), Some(1000)));
+        let budgets: Api<PodDisruptionBudget> = ns.api();
+        let budget = budgets.get(&name).await?;
+        assert_eq!(budget.spec.and_then(|s| s.max_unavailable), Some(IntOrString::Int(1)));
+        let budget_status = wait_until("the operator's PodDisruptionBudget to count its pod", Duration::from_secs(30), || async {
+            let status = budgets.get(&name).await.ok()?.status?;
+            (status.expected_pods == Some(1)).then_some(status)
+        })
+        .await?;
+        assert_eq!(budget_status.disruptions_allowed, Some(1), "one healthy pod, maxUnavailable 1");
+        let policies: Api<NetworkPolicy> = ns.api();
+        let policy = policies.get(&name).await?.spec.expect("a spec");
+        assert_eq!(policy.policy_types, Some(vec!["Ingress".to_owned(), "Egress".to_owned()]));
+        release.uninstall().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    classes.delete(&ns.name, &Default::default()).await?;
+    result
 }

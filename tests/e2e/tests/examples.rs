@@ -33,7 +33,7 @@ fn quickstart_is_a_secret_and_an_autoscaled_subscription_of_the_emulator() -> an
     // scripts/demo.sh substitutes these two for the ports the emulator got.
     assert_eq!(spec.endpoint.port, 5671);
     let autoscaling = spec.autoscaling.as_ref().expect("autoscaling");
-    assert_eq!(autoscaling.api_endpoint, "http://127.0.0.1:8080");
+    assert_eq!(autoscaling.api_endpoint, "https://127.0.0.1:8080");
     assert!(autoscaling.enabled);
     assert_eq!((autoscaling.min_replicas, autoscaling.max_replicas, autoscaling.target_backlog_per_replica), (1, 4, 500));
     assert_eq!(spec.endpoint.ca_secret_ref.as_ref().map(|r| (r.name.as_str(), r.key.as_str())), Some(("emulator-ca", "ca.pem")));

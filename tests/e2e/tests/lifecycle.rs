@@ -14,7 +14,9 @@ use iotsub_tests::wait_until;
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
     core::v1::{Event, Pod},
+    policy::v1::PodDisruptionBudget,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{
     Api,
     api::{DeleteParams, ListParams},
@@ -119,16 +121,39 @@ async fn an_operator_restarted_mid_way_converges_without_duplicate_children() ->
 }
 
 #[tokio::test]
-async fn deleting_the_subscription_removes_the_workers_and_their_clients() -> anyhow::Result<()> {
+async fn deleting_the_subscription_removes_the_workers_their_disruption_budget_and_their_clients() -> anyhow::Result<()> {
     let bed = Bed::start("e2e-delete", &emulator_config("")).await?;
     bed.subscribe("orders", 2).await?;
+
+    // While it lives, a drain may take one of its workers at a time: the disruption controller
+    // counts both pods under the budget and allows one eviction.
+    let budgets: Api<PodDisruptionBudget> = bed.ns.api();
+    let budget = budgets.get("orders").await?;
+    let spec = budget.spec.clone().expect("a spec");
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    let owner = budget.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owner.iter().map(|o| (o.kind.as_str(), o.name.as_str())).collect::<Vec<_>>(), [("ConsumerGroupSubscription", "orders")]);
+    wait_until("the budget to count 2 pods and allow 1 disruption", Duration::from_secs(30), || async {
+        let status = budgets.get("orders").await.ok()?.status?;
+        (status.expected_pods == Some(2) && status.current_healthy == Some(2) && status.disruptions_allowed == Some(1)).then_some(())
+    })
+    .await?;
+    let deployments: Api<Deployment> = bed.ns.api();
+    let template = deployments.get("orders").await?.spec.and_then(|s| s.template.spec).expect("a pod template");
+    let spread = template.topology_spread_constraints.unwrap_or_default();
+    assert_eq!(
+        spread.iter().map(|c| (c.topology_key.as_str(), c.when_unsatisfiable.as_str())).collect::<Vec<_>>(),
+        [("kubernetes.io/hostname", "ScheduleAnyway")]
+    );
+
     let subscriptions: Api<ConsumerGroupSubscription> = bed.ns.api();
     subscriptions.delete("orders", &DeleteParams::foreground()).await?;
-    let (deployments, pods): (Api<Deployment>, Api<Pod>) = (bed.ns.api(), bed.ns.api());
-    wait_until("the Deployment and pods to be gone", Duration::from_secs(90), || async {
+    let pods: Api<Pod> = bed.ns.api();
+    wait_until("the Deployment, the budget and the pods to be gone", Duration::from_secs(90), || async {
         let deployments = deployments.list(&ListParams::default()).await.ok()?.items;
+        let budgets = budgets.list(&ListParams::default()).await.ok()?.items;
         let pods = pods.list(&ListParams::default().labels(&selector("orders"))).await.ok()?.items;
-        (deployments.is_empty() && pods.is_empty()).then_some(())
+        (deployments.is_empty() && budgets.is_empty() && pods.is_empty()).then_some(())
     })
     .await?;
     wait_until("the emulator to list no client", Duration::from_secs(30), || async {

@@ -147,6 +147,12 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
             with("connection", json!({"credit": 5001, "connectionsPerPod": 2})),
             &["spec.connection.credit", "10000"],
         ),
+        (
+            "apiEndpoint in clear",
+            with("autoscaling", json!({"apiEndpoint": "http://iot.cn-shanghai.aliyuncs.com"})),
+            &["spec.autoscaling.apiEndpoint", "https://"],
+        ),
+        ("apiEndpoint without a host", with("autoscaling", json!({"apiEndpoint": "https://"})), &["spec.autoscaling.apiEndpoint"]),
     ];
     let mut failures = Vec::new();
     for (case, object, expected) in &table {

@@ -19,7 +19,7 @@ pub(super) fn condition(answer: Option<&PlatformAnswer>) -> Condition {
 fn failure_reason(error: &CallError) -> &'static str {
     match error {
         CallError::Throttled => reason::THROTTLED,
-        CallError::Unreachable(_) => reason::PLATFORM_UNREACHABLE,
+        CallError::Unreachable(_) | CallError::Untrusted(_) => reason::PLATFORM_UNREACHABLE,
         CallError::Refused { .. } | CallError::Platform { .. } | CallError::Decode { .. } => reason::PLATFORM_ERROR,
     }
 }
