@@ -20,6 +20,7 @@ use iotsub_operator_core::{Guard, Memory, names::MANAGER};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{
     core::PartialObjectMeta,
@@ -36,6 +37,7 @@ use crate::{cli::Args, health::Health, metrics::Metrics, secrets::Secrets};
 #[derive(Clone)]
 pub struct Stores {
     pub deployments: Store<Deployment>,
+    pub budgets: Store<PodDisruptionBudget>,
     pub pods: Store<Pod>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Done once every cache has had its first full list.
@@ -47,22 +49,29 @@ pub struct Stores {
 #[derive(Default)]
 struct Filled {
     deployments: AtomicBool,
+    budgets: AtomicBool,
     pods: AtomicBool,
     secrets: AtomicBool,
 }
 
 impl Stores {
-    pub fn new(deployments: Store<Deployment>, pods: Store<Pod>, secrets: Store<PartialObjectMeta<Secret>>) -> Stores {
+    pub fn new(
+        deployments: Store<Deployment>,
+        budgets: Store<PodDisruptionBudget>,
+        pods: Store<Pod>,
+        secrets: Store<PartialObjectMeta<Secret>>,
+    ) -> Stores {
         // kube-runtime's `Store::wait_until_ready` wakes only the last task that waited: with
         // several reconciles waiting (a start, a failover) all but one would sleep until their
         // timeout. So one shared future waits on the stores, and every reconcile waits on it.
         let filled_each = Arc::new(Filled::default());
         let filled = {
-            let (d, p, s, each) = (deployments.clone(), pods.clone(), secrets.clone(), filled_each.clone());
+            let (d, b, p, s, each) = (deployments.clone(), budgets.clone(), pods.clone(), secrets.clone(), filled_each.clone());
             async move {
                 let mark = |flag: &AtomicBool| flag.store(true, Ordering::Release);
                 tokio::join!(
                     async { d.wait_until_ready().await.ok().inspect(|()| mark(&each.deployments)) },
+                    async { b.wait_until_ready().await.ok().inspect(|()| mark(&each.budgets)) },
                     async { p.wait_until_ready().await.ok().inspect(|()| mark(&each.pods)) },
                     async { s.wait_until_ready().await.ok().inspect(|()| mark(&each.secrets)) },
                 );
@@ -70,7 +79,7 @@ impl Stores {
             .boxed()
             .shared()
         };
-        Stores { deployments, pods, secrets, filled, filled_each }
+        Stores { deployments, budgets, pods, secrets, filled, filled_each }
     }
 
     /// Once every cache has had its first full list.
@@ -81,7 +90,7 @@ impl Stores {
     /// The caches still waiting for their first full list.
     pub fn not_ready(&self) -> Vec<&'static str> {
         let each = &self.filled_each;
-        [("deployments", &each.deployments), ("pods", &each.pods), ("secrets", &each.secrets)]
+        [("deployments", &each.deployments), ("poddisruptionbudgets", &each.budgets), ("pods", &each.pods), ("secrets", &each.secrets)]
             .into_iter()
             .filter_map(|(name, filled)| (!filled.load(Ordering::Acquire)).then_some(name))
             .collect()
@@ -180,6 +189,7 @@ mod tests {
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await; // every waiter is parked
         writers.deployments.apply_watcher_event(&watcher::Event::InitDone);
+        writers.budgets.apply_watcher_event(&watcher::Event::InitDone);
         writers.pods.apply_watcher_event(&watcher::Event::InitDone);
         writers.secrets.apply_watcher_event(&watcher::Event::InitDone);
         for (i, waiter) in waiters.into_iter().enumerate() {

@@ -8,6 +8,7 @@ use iotsub_operator_core::names;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret},
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{
     Api, ResourceExt,
@@ -32,15 +33,18 @@ const CACHES_READY_WITHIN: Duration = Duration::from_secs(10);
 /// The writers behind [`Stores`], fed by [`run`]'s watches.
 pub struct Writers {
     pub(crate) deployments: Writer<Deployment>,
+    pub(crate) budgets: Writer<PodDisruptionBudget>,
     pub(crate) pods: Writer<Pod>,
     pub(crate) secrets: Writer<PartialObjectMeta<Secret>>,
 }
 
 pub fn stores() -> (Stores, Writers) {
     let (deployments, deployments_writer) = reflector::store();
+    let (budgets, budgets_writer) = reflector::store();
     let (pods, pods_writer) = reflector::store();
     let (secrets, secrets_writer) = reflector::store();
-    (Stores::new(deployments, pods, secrets), Writers { deployments: deployments_writer, pods: pods_writer, secrets: secrets_writer })
+    let writers = Writers { deployments: deployments_writer, budgets: budgets_writer, pods: pods_writer, secrets: secrets_writer };
+    (Stores::new(deployments, budgets, pods, secrets), writers)
 }
 
 /// Runs until SIGTERM/SIGINT.
@@ -75,6 +79,9 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
         .modify(secrets::strip)
         .reflect(writers.secrets)
         .applied_objects();
+    // A budget deleted or edited by hand is a change to undo, like the Deployment's.
+    let budget_stream =
+        watcher(api::<PodDisruptionBudget>(&client, &ns), ours.clone()).default_backoff().reflect(writers.budgets).applied_objects();
     let pod_cache = watcher(api::<Pod>(&client, &ns), ours).default_backoff().reflect(writers.pods).for_each(|event| async move {
         if let Err(error) = event {
             warn!(%error, "watching the worker pods failed; retrying");
@@ -109,6 +116,7 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
     let health = ctx.health.clone();
     Controller::for_stream(subscription_stream, subscriptions)
         .owns_stream(deployment_stream)
+        .owns_stream(budget_stream)
         .watches_stream(secret_stream, secret_mapper)
         .shutdown_on_signal()
         .run(

@@ -139,6 +139,8 @@ pub fn context_fetching(world: &World) -> (Arc<Context>, ApiServer) {
     let (stores, mut writers) = controller::stores();
     fill(&mut writers.deployments, world.observed.deployment.iter().cloned().map(namespaced));
     fill(&mut writers.pods, world.observed.pods.iter().cloned().map(namespaced_pod));
+    // A world with a Deployment had its budget applied with it.
+    fill(&mut writers.budgets, world.observed.deployment.iter().map(|_| iotsub_operator_core::disruption::budget(&world.cgs)));
     fill(&mut writers.secrets, world.secrets.iter().map(|s| s.metadata.clone().into_response_partial()));
     let args = Args::parse_from(["iotsub-operator", "--worker-image", IMAGE]);
     let ctx = Context::new(client, &args, "test", Arc::new(Metrics::default()), Arc::default(), stores).expect("a context");

@@ -98,8 +98,12 @@ async fn reconcile_at(cgs: &ConsumerGroupSubscription, ctx: &Context, now: Offse
     if let Some(deployment) = &decision.deployment {
         ctx.metrics.deployment_applies.inc();
         apply::deployment(&ctx.client, deployment).await.map_err(Error::ApplyDeployment)?;
-        // Applied with the Deployment: one worker at a time may be evicted.
-        apply::disruption_budget(&ctx.client, &disruption::budget(cgs)).await.map_err(Error::ApplyDisruptionBudget)?;
+    }
+    // One worker at a time may be evicted: applied with the Deployment, and whenever it is missing
+    // or was edited by hand.
+    let budget = disruption::budget(cgs);
+    if decision.deployment.is_some() || disruption::needs_apply(ctx.stores.budgets.get(&ObjectRef::from_obj(&budget)).as_deref(), &budget) {
+        apply::disruption_budget(&ctx.client, &budget).await.map_err(Error::ApplyDisruptionBudget)?;
     }
     let mut memory = decision.memory.clone();
     if !platform_first(cgs) && ask_platform(ctx, cgs, &mut observed, &mut memory, now).await {

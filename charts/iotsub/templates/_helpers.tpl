@@ -51,19 +51,22 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes (opera
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch"]
-# The workers' PodDisruptionBudgets: server-side apply (apply::disruption_budget), which creates an
-# absent one (`create`) or updates it (`patch`); owner references delete them with the subscription.
+# The workers' PodDisruptionBudgets: watch cache (one deleted or edited by hand is applied again),
+# and server-side apply (apply::disruption_budget), which creates an absent one (`create`) or
+# updates it (`patch`); owner references delete them with the subscription.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Worker pods' watch cache (status.clients, readiness).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Credentials and CA Secrets' watch cache (credentials check, the hash that rolls the pods).
+# Secrets: a metadata-only watch (names, labels, versions; no data is cached) to notice changes, and
+# a `get` of exactly the Secrets subscriptions reference (credentials, CA, sink headers) when their
+# version changes (operator/src/secrets.rs).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # kube-runtime's events::Recorder: creates events.k8s.io/v1 Events, patches a repeated one's series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

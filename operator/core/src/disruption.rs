@@ -40,6 +40,12 @@ pub fn budget(cgs: &impl Resource<DynamicType = ()>) -> PodDisruptionBudget {
     }
 }
 
+/// Whether the budget in the cluster (`None`: there is none) must be applied: missing, or a field
+/// the operator owns edited by hand (level-triggered like the Deployment, see [`crate::owned`]).
+pub fn needs_apply(have: Option<&PodDisruptionBudget>, want: &PodDisruptionBudget) -> bool {
+    have.is_none_or(|have| crate::owned::first_difference(have, want).is_some())
+}
+
 /// Worker pods spread over nodes where the scheduler can (`ScheduleAnyway`: a one-node cluster,
 /// or a nodeSelector naming one node, still runs every replica).
 pub(crate) fn spread(subscription: &str) -> Vec<TopologySpreadConstraint> {
@@ -56,6 +62,20 @@ pub(crate) fn spread(subscription: &str) -> Vec<TopologySpreadConstraint> {
 mod tests {
     use super::*;
     use crate::fixtures::subscription;
+
+    #[test]
+    fn a_missing_or_edited_budget_is_applied_again() {
+        let want = budget(&subscription());
+        assert!(needs_apply(None, &want), "deleted by hand");
+        assert!(!needs_apply(Some(&want), &want));
+        let mut edited = want.clone();
+        edited.spec.as_mut().unwrap().max_unavailable = Some(IntOrString::Int(5));
+        assert!(needs_apply(Some(&edited), &want), "maxUnavailable edited");
+        let mut with_status = want.clone();
+        with_status.status = Some(Default::default());
+        with_status.metadata.resource_version = Some("7".into());
+        assert!(!needs_apply(Some(&with_status), &want), "what the API server adds is not an edit");
+    }
 
     #[test]
     fn the_budget_lets_one_worker_of_the_subscription_go_at_a_time() {

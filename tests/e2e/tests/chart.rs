@@ -37,9 +37,9 @@ fn operator_rules() -> Value {
         {"apiGroups": ["iotsub.dev"], "resources": ["consumergroupsubscriptions"], "verbs": ["list", "watch"]},
         {"apiGroups": ["iotsub.dev"], "resources": ["consumergroupsubscriptions/status"], "verbs": ["patch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch"]},
-        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "watch", "create", "patch"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }
@@ -480,12 +480,14 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         ("patch", "policy", "poddisruptionbudgets", "", here, "orders"),
         ("watch", "", "pods", "", here, ""),
         ("list", "", "secrets", "", here, ""),
+        // Exactly the referenced Secrets are read with a get (the watch is metadata only).
+        ("get", "", "secrets", "", here, subscription::CREDENTIALS),
+        ("watch", "policy", "poddisruptionbudgets", "", here, ""),
         ("create", "events.k8s.io", "events", "", here, ""),
         ("get", "coordination.k8s.io", "leases", "", here, "iotsub-operator"),
         ("patch", "coordination.k8s.io", "leases", "", here, "iotsub-operator"),
     ];
     let denied = [
-        ("get", "", "secrets", "", here, subscription::CREDENTIALS),
         ("delete", "", "secrets", "", here, subscription::CREDENTIALS),
         ("create", "", "secrets", "", here, ""),
         ("list", "", "secrets", "", "default", ""),

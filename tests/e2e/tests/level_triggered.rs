@@ -1,7 +1,7 @@
 //! Level-triggered: a hand edit of a field the operator applies to the worker Deployment (image,
 //! env, resources, replicas, pod template labels, the pause) is undone within one reconcile of the
 //! Deployment's watch event; another manager's fields stay; a settled subscription is not
-//! applied again.
+//! applied again. The workers' PodDisruptionBudget likewise comes back when deleted or edited.
 
 use std::time::Duration;
 
@@ -12,10 +12,13 @@ use iotsub_e2e::{
     subscription::{self, all_connected, wait_status},
 };
 use iotsub_tests::wait_until;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::{
+    api::{apps::v1::Deployment, policy::v1::PodDisruptionBudget},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 
@@ -97,5 +100,24 @@ async fn hand_edits_of_owned_fields_are_undone_and_other_managers_fields_stay() 
             "{what}: another manager's annotation was removed"
         );
     }
+
+    // The workers' PodDisruptionBudget: deleted or edited by hand, it comes back.
+    let budgets: Api<PodDisruptionBudget> = bed.ns.api();
+    let deleted = budgets.get("orders").await?.metadata.uid;
+    budgets.delete("orders", &DeleteParams::default()).await?;
+    wait_until("the deleted budget recreated", Duration::from_secs(10), || async {
+        budgets.get_opt("orders").await.ok()?.filter(|b| b.metadata.uid != deleted)
+    })
+    .await
+    .map_err(|e| e.context(bed.operator.log_text()))?;
+    let edit = json!({"spec": {"maxUnavailable": 5}});
+    budgets
+        .patch("orders", &PatchParams { field_manager: Some("kubectl-edit".into()), ..Default::default() }, &Patch::Merge(&edit))
+        .await?;
+    wait_until("the budget's maxUnavailable undone", Duration::from_secs(10), || async {
+        let budget = budgets.get("orders").await.ok()?;
+        (budget.spec?.max_unavailable == Some(IntOrString::Int(1))).then_some(())
+    })
+    .await?;
     Ok(())
 }
