@@ -5,6 +5,7 @@ pub mod amqp_client;
 pub mod emulator;
 pub mod http_receiver;
 pub mod https_server;
+pub mod oidc;
 pub mod process;
 pub mod standin;
 pub mod wait;

@@ -60,6 +60,15 @@ impl WorkerOptions {
         self.arg("--credentials-dir", dir.display())
     }
 
+    /// RRSA instead of an AccessKey: the role, the provider, the token file and the STS endpoint.
+    pub fn rrsa(mut self, token_file: &std::path::Path, sts_endpoint: &str) -> Self {
+        self.env.retain(|(name, _)| !name.starts_with("IOTSUB_ACCESS_KEY"));
+        for (flag, value) in crate::oidc::rrsa_args(token_file, sts_endpoint) {
+            self = self.arg(&flag, value);
+        }
+        self
+    }
+
     pub fn connections(mut self, n: u32) -> Self {
         self.connections = n;
         self
