@@ -50,6 +50,19 @@ pub(crate) fn labels(name: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// The metadata of an object the subscription owns: its name, namespace and labels, and a
+/// controller owner reference (the garbage collector deletes it with the subscription).
+pub(crate) fn owned_metadata(cgs: &impl Resource<DynamicType = ()>) -> ObjectMeta {
+    let name = cgs.name_any();
+    ObjectMeta {
+        labels: Some(labels(&name)),
+        name: Some(name),
+        namespace: cgs.namespace(),
+        owner_references: cgs.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
 /// Replicas when autoscaling is off: `spec.replicas` (the CRD's rules keep it under the cap).
 /// With autoscaling on, [`crate::autoscale`] decides.
 pub(crate) fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
@@ -117,13 +130,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
         ..Default::default()
     };
     Deployment {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: cgs.namespace(),
-            labels: Some(labels(&name)),
-            owner_references: cgs.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: owned_metadata(cgs),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
             selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },

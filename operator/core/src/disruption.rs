@@ -6,14 +6,11 @@ use k8s_openapi::{
         core::v1::TopologySpreadConstraint,
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
-    apimachinery::pkg::{
-        apis::meta::v1::{LabelSelector, ObjectMeta},
-        util::intstr::IntOrString,
-    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 use kube_core::{Resource, ResourceExt};
 
-use crate::desired::{labels, selector_labels};
+use crate::desired::{owned_metadata, selector_labels};
 
 /// The node label pods are spread over.
 pub const HOSTNAME_TOPOLOGY: &str = "kubernetes.io/hostname";
@@ -24,13 +21,7 @@ pub const HOSTNAME_TOPOLOGY: &str = "kubernetes.io/hostname";
 pub fn budget(cgs: &impl Resource<DynamicType = ()>) -> PodDisruptionBudget {
     let name = cgs.name_any();
     PodDisruptionBudget {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: cgs.namespace(),
-            labels: Some(labels(&name)),
-            owner_references: cgs.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: owned_metadata(cgs),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() }),

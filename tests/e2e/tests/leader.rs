@@ -10,18 +10,29 @@ use kube::Api;
 
 const LEASE_SECONDS: u64 = 6;
 
+/// The flags of a replica with leader election in `namespace`, the Lease lasting `lease` seconds.
+fn replica_args<'a>(namespace: &'a str, lease: &'a str) -> [&'a str; 6] {
+    ["--watch-namespace", namespace, "--lease-namespace", namespace, "--lease-seconds", lease]
+}
+
+/// A first replica, once it leads.
+async fn leading(cluster: &Cluster, args: &[&str]) -> anyhow::Result<Operator> {
+    let first = Operator::start(&cluster.kubeconfig, args).await?;
+    wait_until("the first replica to lead", Duration::from_secs(30), || async {
+        (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(())
+    })
+    .await?;
+    Ok(first)
+}
+
 #[tokio::test]
 async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let emulator = Emulator::start("").await?;
     let ns = cluster.namespace("e2e-leader").await?;
     let lease = LEASE_SECONDS.to_string();
-    let args = ["--watch-namespace", &ns.name, "--lease-namespace", &ns.name, "--lease-seconds", &lease];
-    let mut first = Operator::start(&cluster.kubeconfig, &args).await?;
-    wait_until("the first replica to lead", Duration::from_secs(30), || async {
-        (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(())
-    })
-    .await?;
+    let args = replica_args(&ns.name, &lease);
+    let mut first = leading(&cluster, &args).await?;
     // The standby logs its watches: if it ever fails to take over, its log says where it stood.
     let second = Operator::start_logging(&cluster.kubeconfig, &args, "info,kube_runtime=debug").await?;
     assert_eq!(second.get("/healthz").await?, (200, "ok".into()));
@@ -76,12 +87,8 @@ async fn a_standby_reconciles_all_20_subscriptions_within_the_lease_plus_5_s_of_
     let emulator = Emulator::start("").await?;
     let ns = cluster.namespace("e2e-failover").await?;
     let lease = LEASE_SECONDS.to_string();
-    let args = ["--watch-namespace", &ns.name, "--lease-namespace", &ns.name, "--lease-seconds", &lease];
-    let mut first = Operator::start(&cluster.kubeconfig, &args).await?;
-    wait_until("the first replica to lead", Duration::from_secs(30), || async {
-        (first.metric("iotsub_operator_leader").await.ok()? == 1.0).then_some(())
-    })
-    .await?;
+    let args = replica_args(&ns.name, &lease);
+    let mut first = leading(&cluster, &args).await?;
     let second = Operator::start(&cluster.kubeconfig, &args).await?;
     subscription::put_secrets(&ns, &emulator).await?;
     for i in 0..SUBSCRIPTIONS {
