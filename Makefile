@@ -3,13 +3,17 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps lint unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples clean
+.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples clean
 
 all: build
 
 ## Everything the tests need that is not in the repo: Python packages, kubectl, helm (idempotent).
 deps:
 	scripts/install-deps.sh
+
+## podman and runc from Debian where missing (images only: `make test` builds no image).
+container-tools:
+	scripts/install-container-tools.sh
 
 build:
 	$(CARGO) build --workspace --bins
@@ -60,6 +64,21 @@ bench-samples: build-release deps
 
 bench-emulator: build-release
 	$(CARGO) run --release -p iotsub-tests --bin bench-emulator
+
+## Container images iotsub-operator, iotsub-worker, iotsub-emulator (docs/images.md): release
+## binaries on a base assembled from Debian packages (no registry needed), tagged
+## <crate version> and <git short commit>. REGISTRY=host/path prefixes the names; BASE=… swaps the
+## base (e.g. gcr.io/distroless/cc-debian12:nonroot); ENGINE=podman|docker.
+images: container-tools
+	images/build.sh
+
+## Pushes both tags of the three images to REGISTRY (after `make images REGISTRY=…`).
+images-push:
+	images/push.sh
+
+## Runs the built images (not part of `make test`: it needs release builds and a container engine).
+images-test: container-tools
+	images/test.sh
 
 clean:
 	$(CARGO) clean

@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Rust: idempotent, and quick when everything is present.
+#
+#   scripts/install-deps.sh            what `make test` needs (no container engine: it builds no image)
+#   scripts/install-deps.sh --images   also podman and runc, for `make images` and `make images-test`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+with_images=0
+for arg in "$@"; do
+  case $arg in
+    --images) with_images=1 ;;
+    *)
+      echo "install-deps: unknown argument $arg (known: --images)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 python_has() { python3 -c "import $1" >/dev/null 2>&1; }
 
@@ -26,4 +40,7 @@ python_has pytest || python3 -m pip install -q pytest
 
 if [[ -x scripts/install-kube-tools.sh ]]; then
   scripts/install-kube-tools.sh
+fi
+if ((with_images)); then
+  scripts/install-container-tools.sh
 fi

@@ -72,3 +72,17 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes (opera
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/*
+An image reference: [registry/]repository:tag, the tag defaulting to image.tag, then to the chart's
+appVersion. Called with (dict "root" . "image" .Values.image.operator).
+*/}}
+{{- define "iotsub.image" -}}
+{{- $registry := trimSuffix "/" .root.Values.image.registry -}}
+{{- $tag := .image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" $registry .image.repository $tag -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}

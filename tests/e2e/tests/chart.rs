@@ -187,7 +187,7 @@ fn the_operator_pod_is_restricted_and_listens_on_its_pod_ip() -> anyhow::Result<
     std::fs::write(
         values.path(),
         r#"
-image: {operator: "registry.example/iotsub-operator:9.9.9", worker: "registry.example/iotsub-worker:9.9.9", pullPolicy: Always}
+image: {registry: "registry.example/team", tag: "9.9.9", operator: {repository: iotsub-operator, tag: ""}, worker: {repository: custom/worker, tag: "abc1234"}, pullPolicy: Always}
 imagePullSecrets: [{name: pull}]
 watchNamespace: apps
 leaderElection: {enabled: true, leaseSeconds: 20}
@@ -221,13 +221,13 @@ serviceAccount: {create: false, name: existing}
     );
     assert_eq!(
         (container["image"].as_str(), container["imagePullPolicy"].as_str()),
-        (Some("registry.example/iotsub-operator:9.9.9"), Some("Always"))
+        (Some("registry.example/team/iotsub-operator:9.9.9"), Some("Always"))
     );
     assert_eq!(
         container["args"],
         json!([
             "--http-addr=$(POD_IP):9100",
-            "--worker-image=registry.example/iotsub-worker:9.9.9",
+            "--worker-image=registry.example/team/custom/worker:abc1234",
             "--leader-election=true",
             "--lease-namespace=iotsub-system",
             "--lease-seconds=20",
@@ -242,6 +242,35 @@ serviceAccount: {create: false, name: existing}
     // Helm merges maps with the defaults: the limit stays unless set to null.
     assert_eq!(container["resources"], json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}));
     assert_eq!(named(&objects, "RoleBinding", "iotsub")["subjects"][0]["name"], "existing");
+    Ok(())
+}
+
+/// The operator's image and the `--worker-image` it passes on, rendered with `--set`s.
+fn images(sets: &[&str]) -> anyhow::Result<(String, String)> {
+    let extra: Vec<&str> = sets.iter().flat_map(|set| ["--set", *set]).collect();
+    let objects = template("iotsub", "iotsub-system", &extra)?;
+    let container = &named(&objects, "Deployment", "iotsub")["spec"]["template"]["spec"]["containers"][0];
+    let worker = container["args"].as_array().unwrap().iter().filter_map(Value::as_str).find_map(|a| a.strip_prefix("--worker-image="));
+    Ok((container["image"].as_str().unwrap_or_default().to_owned(), worker.unwrap_or_default().to_owned()))
+}
+
+#[test]
+fn image_names_are_registry_repository_and_tag_defaulting_to_the_app_version() -> anyhow::Result<()> {
+    let both = |operator: &str, worker: &str| (operator.to_owned(), worker.to_owned());
+    // The names `make images` gives, at the chart's appVersion (the crates' version).
+    assert_eq!(images(&[])?, both("iotsub-operator:0.1.0", "iotsub-worker:0.1.0"));
+    // `make images REGISTRY=…` then `helm install --set image.registry=…`: one prefix for both.
+    assert_eq!(
+        images(&["image.registry=registry.example.com:5000/team"])?,
+        both("registry.example.com:5000/team/iotsub-operator:0.1.0", "registry.example.com:5000/team/iotsub-worker:0.1.0")
+    );
+    assert_eq!(images(&["image.registry=registry.example.com/"])?.0, "registry.example.com/iotsub-operator:0.1.0", "one slash");
+    // One tag for both (e.g. the git commit tag), and per image overrides of it.
+    assert_eq!(images(&["image.tag=3f2c1ab"])?, both("iotsub-operator:3f2c1ab", "iotsub-worker:3f2c1ab"));
+    assert_eq!(
+        images(&["image.tag=3f2c1ab", "image.worker.tag=0.2.0", "image.operator.repository=team/operator"])?,
+        both("team/operator:3f2c1ab", "iotsub-worker:0.2.0")
+    );
     Ok(())
 }
 
@@ -330,6 +359,11 @@ fn bad_values_fail_with_a_message_naming_them() -> anyhow::Result<()> {
         ("watchNamespaces=apps", &["'watchNamespaces' not allowed"][..]),
         ("metrics.serviceMonitor.enable=true", &["/metrics/serviceMonitor", "'enable' not allowed"][..]),
         ("image.pullPolicy=Sometimes", &["/image/pullPolicy"][..]),
+        // The values before image.registry/repository/tag: a whole reference in image.operator.
+        ("image.operator=registry.example/iotsub-operator:1", &["/image/operator", "want object"][..]),
+        ("image.registry=not a host", &["/image/registry"][..]),
+        ("image.tag=v1:2", &["/image/tag"][..]),
+        ("image.worker.repository=Upper/Case", &["/image/worker/repository"][..]),
         ("httpPort=0", &["/httpPort"][..]),
         ("watchNamespace=Not_A_Namespace", &["/watchNamespace"][..]),
         ("serviceAccount.nmae=x", &["/serviceAccount", "'nmae' not allowed"][..]),
