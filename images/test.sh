@@ -6,7 +6,7 @@
 #   - answers `--version` with its crate's version and `--help`, exit 0;
 # and the worker refuses to start without configuration, naming what is missing; the emulator starts
 # with a read-only root, no capabilities and no privilege escalation (the chart's securityContext),
-# answers /healthz on 127.0.0.1, and exits 0 on SIGTERM.
+# answers /healthz over HTTPS on 127.0.0.1 with the CA it generated, and exits 0 on SIGTERM.
 #
 #   RUN_FLAGS   flags of every `run` (podman default: runc and explicit ulimits, which this project's
 #               machines need: crun and the default ulimits are refused there)
@@ -24,6 +24,7 @@ failures=0
 containers=()
 cleanup() {
   for c in "${containers[@]}"; do "$engine" rm -f "$c" >/dev/null 2>&1 || true; done
+  [[ -z ${state:-} ]] || rm -rf "$state"
 }
 trap cleanup EXIT
 
@@ -88,18 +89,21 @@ import socket
 socks = [socket.socket() for _ in range(2)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
+# Its state directory (the generated CA) on the host, so curl can trust the API's certificate.
+state=$(mktemp -d)
+chmod 0777 "$state"
 emulator=$("$engine" run -d "${run_flags[@]}" --network host --read-only --cap-drop ALL --security-opt no-new-privileges \
-  "$(images_repository emulator):$(images_crate_version emulator)" \
-  --api-addr "127.0.0.1:$api_port" --amqp-addr "127.0.0.1:$amqp_port")
+  -v "$state:/state" "$(images_repository emulator):$(images_crate_version emulator)" \
+  --api-addr "127.0.0.1:$api_port" --amqp-addr "127.0.0.1:$amqp_port" --state-dir /state)
 containers+=("$emulator")
 healthy=""
 for _ in $(seq 1 150); do # up to 30 s
-  healthy=$(curl -fsS --max-time 1 "http://127.0.0.1:$api_port/healthz" 2>/dev/null || true)
+  [[ -s $state/ca.pem ]] && healthy=$(curl -fsS --max-time 1 --cacert "$state/ca.pem" "https://127.0.0.1:$api_port/healthz" 2>/dev/null || true)
   [[ $healthy == ok ]] && break
   [[ $("$engine" inspect --format '{{.State.Running}}' "$emulator") == true ]] || break
   sleep 0.2
 done
-check "GET http://127.0.0.1:$api_port/healthz answers ok (is: ${healthy:-nothing})" test "$healthy" = ok
+check "GET https://127.0.0.1:$api_port/healthz answers ok, trusting the CA it generated (is: ${healthy:-nothing})" test "$healthy" = ok
 # The kernel's view of the running process: real, effective, saved and filesystem ids.
 pid=$("$engine" inspect --format '{{.State.Pid}}' "$emulator")
 ids=$(awk '/^(Uid|Gid):/ { $1 = ""; printf "%s;", $0 }' "/proc/$pid/status" 2>/dev/null | tr -s ' ' || true)
