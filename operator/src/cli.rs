@@ -14,6 +14,10 @@ pub struct Args {
     /// The worker image when a subscription's spec.worker.image is empty; always allowed.
     #[arg(long, env = "IOTSUB_OPERATOR_WORKER_IMAGE", default_value = "iotsub-worker")]
     pub worker_image: String,
+    /// Pull Secrets of the worker pods (comma-separated names, in each subscription's namespace),
+    /// for a --worker-image in a private registry.
+    #[arg(long, env = "IOTSUB_OPERATOR_WORKER_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    pub worker_image_pull_secrets: Vec<String>,
     /// Other images a subscription's spec.worker.image may name: comma-separated globs over the
     /// whole reference (`*` stops at `/`, `**` crosses it). Default: none, only --worker-image.
     /// Such an image runs with the namespace's credentials: allow only images you trust.
@@ -52,6 +56,7 @@ impl Args {
             self.allow_worker_placement,
             self.allow_worker_pod_annotations,
         )
+        .map(|guard| guard.with_pull_secrets(&self.worker_image_pull_secrets))
     }
 
     pub fn lease_namespace(&self) -> String {

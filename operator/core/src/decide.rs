@@ -113,7 +113,7 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
     let refusal = guard.check(cgs);
     let wanted = template_hash
         .filter(|_| refusal.is_none())
-        .map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, guard.image(cgs)));
+        .map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, guard.image(cgs), guard.pull_secrets()));
     let created = wanted.is_some() && observed.deployment.is_none();
     let deployment = wanted.filter(|wanted| match observed.deployment.as_ref().map(|d| desired::outdated(d, wanted)) {
         None | Some(Some(desired::Outdated::Changed)) => true,

@@ -8,8 +8,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+            Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -76,9 +77,10 @@ pub(crate) fn deployment(
     paused: bool,
     credentials_hash: &str,
     default_image: &str,
+    pull_secrets: &[String],
 ) -> Deployment {
     let image = if cgs.spec.worker.image.is_empty() { default_image } else { &cgs.spec.worker.image };
-    let mut deployment = unstamped_deployment(cgs, &Pods { replicas, paused, credentials_hash, image });
+    let mut deployment = unstamped_deployment(cgs, &Pods { replicas, paused, credentials_hash, image, pull_secrets });
     let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
     let hash = short_hex(&<sha2::Sha256 as sha2::Digest>::digest(&text));
     deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
@@ -113,10 +115,11 @@ struct Pods<'a> {
     paused: bool,
     credentials_hash: &'a str,
     image: &'a str,
+    pull_secrets: &'a [String],
 }
 
 fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Deployment {
-    let Pods { replicas, paused, credentials_hash, image } = *pods;
+    let Pods { replicas, paused, credentials_hash, image, pull_secrets } = *pods;
     let name = cgs.name_any();
     let spec = &cgs.spec;
     let mut annotations = spec.worker.pod_annotations.clone();
@@ -159,6 +162,11 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
                         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
+                    // None when there are none: the applied hash of existing Deployments stays.
+                    image_pull_secrets: Some(
+                        pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect::<Vec<_>>(),
+                    )
+                    .filter(|s| !s.is_empty()),
                     node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
                     tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
                     topology_spread_constraints: Some(crate::disruption::spread(&name)),
@@ -308,7 +316,7 @@ mod tests {
     #[test]
     fn deployment_follows_the_design() {
         let cgs = fixtures::subscription();
-        let d = deployment(&cgs, 2, false, "abc123", "iotsub-worker");
+        let d = deployment(&cgs, 2, false, "abc123", "iotsub-worker", &[]);
         let spec = d.spec.as_ref().unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("orders"));
         assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
@@ -338,7 +346,7 @@ mod tests {
     #[test]
     fn env_carries_config_and_secret_references_only() {
         let cgs = fixtures::subscription();
-        let env = env_of(&deployment(&cgs, 2, false, "h", "iotsub-worker"));
+        let env = env_of(&deployment(&cgs, 2, false, "h", "iotsub-worker", &[]));
         assert_eq!(env["IOTSUB_CLIENT_ID"].value.as_deref(), Some("$(POD_NAME)"));
         assert_eq!(env["IOTSUB_HTTP_ADDR"].value.as_deref(), Some("$(POD_IP):9090"));
         assert_eq!(env["POD_IP"].value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
@@ -361,7 +369,7 @@ mod tests {
         let mut cgs = fixtures::subscription();
         cgs.spec.credentials.auth_mode = AuthMode::StsToken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
-        let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
+        let env = env_of(&deployment(&cgs, 2, false, "h", "img", &[]));
         assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
@@ -371,7 +379,7 @@ mod tests {
     #[test]
     fn sink_delivery_settings_reach_the_worker() {
         let mut cgs = fixtures::subscription();
-        let env = env_of(&deployment(&cgs, 2, false, "h", "img"));
+        let env = env_of(&deployment(&cgs, 2, false, "h", "img", &[]));
         let value = |env: &BTreeMap<String, EnvVar>, name: &str| env.get(name).and_then(|e| e.value.clone());
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("log"), "nothing dropped without a record by default");
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL"), None);
@@ -385,7 +393,7 @@ mod tests {
             "maxDeliveries": 3,
         }))
         .unwrap();
-        let d = deployment(&cgs, 2, false, "h", "img");
+        let d = deployment(&cgs, 2, false, "h", "img", &[]);
         let env = env_of(&d);
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("http"));
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL").as_deref(), Some("https://hooks.example/dead"));
@@ -407,19 +415,31 @@ mod tests {
             let mut cgs = fixtures::subscription();
             cgs.spec.connection.connections_per_pod = connections;
             cgs.spec.autoscaling = cap.map(|client_cap| iotsub_crds::Autoscaling { client_cap, ..Default::default() });
-            let env = env_of(&deployment(&cgs, 1, false, "h", "img"));
+            let env = env_of(&deployment(&cgs, 1, false, "h", "img", &[]));
             assert_eq!(env["IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE"].value, Some(attempts.to_string()), "cap {cap:?}, {connections} per pod");
         }
     }
 
     #[test]
+    fn worker_pods_carry_the_operators_pull_secrets_and_none_without() {
+        let cgs = fixtures::subscription();
+        let pod = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.clone().unwrap();
+        let names = ["registry-credentials".to_owned()];
+        let with = deployment(&cgs, 1, false, "h", "private.example/iotsub-worker:1", &names);
+        let secrets = pod(&with).image_pull_secrets.unwrap();
+        assert_eq!(secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["registry-credentials"]);
+        let without = deployment(&cgs, 1, false, "h", "iotsub-worker", &[]);
+        assert_eq!(pod(&without).image_pull_secrets, None, "left out, so existing Deployments keep their hash");
+    }
+
+    #[test]
     fn the_applied_hash_changes_with_the_deployment_only() {
         let cgs = fixtures::subscription();
-        let a = deployment(&cgs, 2, false, "h", "img");
-        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "h", "img")));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "rotated", "img")));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, false, "h", "img")));
-        let paused = deployment(&cgs, 2, true, "h", "img");
+        let a = deployment(&cgs, 2, false, "h", "img", &[]);
+        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "h", "img", &[])));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "rotated", "img", &[])));
+        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, false, "h", "img", &[])));
+        let paused = deployment(&cgs, 2, true, "h", "img", &[]);
         assert_eq!(paused.spec.as_ref().unwrap().paused, Some(true));
         assert_eq!(a.spec.as_ref().unwrap().paused, Some(false), "always set: the operator owns the field, a hand pause is undone");
         assert_ne!(applied_hash(&a), applied_hash(&paused));
@@ -429,7 +449,7 @@ mod tests {
     fn spec_image_overrides_the_default() {
         let mut cgs = fixtures::subscription();
         cgs.spec.worker.image = "registry.example/iotsub-worker:1".into();
-        let d = deployment(&cgs, 2, false, "h", "iotsub-worker");
+        let d = deployment(&cgs, 2, false, "h", "iotsub-worker", &[]);
         assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/iotsub-worker:1"));
     }
 }

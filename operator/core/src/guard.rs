@@ -32,6 +32,8 @@ pub struct Guard {
     pub allow_worker_placement: bool,
     /// `spec.worker.podAnnotations` may be set.
     pub allow_pod_annotations: bool,
+    /// The worker pods' `imagePullSecrets` (for the operator's own, private, worker image).
+    pull_secrets: Vec<String>,
 }
 
 /// A pattern of `--allowed-worker-images` that is no glob.
@@ -113,12 +115,25 @@ impl Guard {
             require_secret_label,
             allow_worker_placement,
             allow_pod_annotations,
+            pull_secrets: Vec::new(),
         })
     }
 
     /// The operator's defaults: only its own image, labelled Secrets, placement and annotations allowed.
     pub fn with_defaults(worker_image: &str) -> Guard {
         Guard::new(worker_image, &[], true, true, true).expect("no pattern, no error")
+    }
+
+    /// `names`: the pull Secrets of the worker pods (`--worker-image-pull-secrets`), in each
+    /// subscription's namespace.
+    #[must_use]
+    pub fn with_pull_secrets(mut self, names: &[String]) -> Guard {
+        self.pull_secrets = names.iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
+        self
+    }
+
+    pub fn pull_secrets(&self) -> &[String] {
+        &self.pull_secrets
     }
 
     /// The image the worker pods run.

@@ -189,6 +189,7 @@ fn the_operator_pod_is_restricted_and_listens_on_its_pod_ip() -> anyhow::Result<
         r#"
 image: {registry: "registry.example/team", tag: "9.9.9", operator: {repository: iotsub-operator, tag: ""}, worker: {repository: custom/worker, tag: "abc1234"}, pullPolicy: Always}
 imagePullSecrets: [{name: pull}]
+workerImagePullSecrets: [worker-pull, mirror-pull]
 watchNamespace: apps
 leaderElection: {enabled: true, leaseSeconds: 20}
 guardRails: {allowedWorkerImages: ["registry.example/iotsub/*", "mirror.example/**"], requireSecretLabel: false, allowWorkerPlacement: false, allowWorkerPodAnnotations: false}
@@ -228,6 +229,7 @@ serviceAccount: {create: false, name: existing}
         json!([
             "--http-addr=$(POD_IP):9100",
             "--worker-image=registry.example/team/custom/worker:abc1234",
+            "--worker-image-pull-secrets=worker-pull,mirror-pull",
             "--leader-election=true",
             "--lease-namespace=iotsub-system",
             "--lease-seconds=20",
