@@ -124,6 +124,20 @@ impl OpenApiClient {
         Ok(client)
     }
 
+    /// STS `AssumeRoleWithOIDC` at `endpoint` (https only, no redirects), trusting
+    /// `extra_root_pem` besides the default roots: one attempt (the caller keeps what it got until
+    /// shortly before it expires, so a failure is retried at its next need).
+    pub async fn assume_role_with_oidc(
+        &self,
+        endpoint: &str,
+        extra_root_pem: Option<&[u8]>,
+        request: &crate::sts::AssumeRoleWithOidc,
+    ) -> Result<crate::sts::Assumed, crate::sts::StsError> {
+        require_https(endpoint).map_err(|e| crate::sts::StsError::Unreachable(e.to_string()))?;
+        let http = self.http(extra_root_pem).map_err(|e| crate::sts::StsError::Unreachable(e.to_string()))?;
+        crate::sts::assume_role_with_oidc(&http, endpoint, request).await
+    }
+
     /// `QueryConsumerGroupStatus`, retried while transient; [`CallError::Throttled`] when the
     /// AccessKey's budget is spent before the first attempt (after one, the last failure).
     pub async fn query_consumer_group_status(

@@ -36,6 +36,12 @@ pub mod reason {
     pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
     pub const REFUSED_BY_PLATFORM: &str = "RefusedByPlatform";
     pub const SECRET_NOT_LABELLED: &str = "SecretNotLabelled";
+    /// RRSA: STS gave credentials for the role (and the reasons it did not).
+    pub const ROLE_ASSUMED: &str = "RoleAssumed";
+    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    pub const TOKEN_REQUEST_FAILED: &str = "TokenRequestFailed";
+    pub const ROLE_REFUSED: &str = "RoleRefused";
+    pub const STS_UNREACHABLE: &str = "StsUnreachable";
     // BacklogAvailable
     pub const QUERIED: &str = "Queried";
     pub const PLATFORM_UNREACHABLE: &str = "PlatformUnreachable";

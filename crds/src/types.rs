@@ -95,6 +95,12 @@ pub struct ConsumerGroupSubscriptionSpec {
     pub sink: Sink,
     #[serde(default)]
     pub worker: WorkerTemplate,
+    /// The worker pods' ServiceAccount. Default: none (the namespace's `default`, with no token
+    /// mounted), or with `credentials.rrsa` one named after the subscription, which the operator
+    /// creates — the subject `system:serviceaccount:<namespace>:<name>` the role must trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
 }
 
 fn yes() -> bool {
@@ -137,17 +143,62 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Where the workers' (and the operator's) credentials come from: a Secret, or RRSA.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.secretName) != has(self.rrsa)").message("credentials: set exactly one of secretName (an AccessKey or STS token in a Secret) and rrsa (a RAM role for the worker's ServiceAccount)"))]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
     /// A Secret in the same namespace with `accessKeyId`, `accessKeySecret` (and `securityToken`
-    /// for `ststoken`).
+    /// for `ststoken`), mounted into the workers: a change reaches running pods without a restart
+    /// and is used from their next connection attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub secret_name: String,
+    pub secret_name: Option<String>,
+    /// No AccessKey at all: the worker's ServiceAccount token is exchanged with STS
+    /// `AssumeRoleWithOIDC` for credentials that expire (logins use `ststoken`; `authMode` is not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrsa: Option<Rrsa>,
     #[serde(default)]
     pub auth_mode: AuthMode,
     #[serde(default)]
     pub sign_method: SignMethod,
+}
+
+/// RRSA (RAM Roles for Service Accounts): the role the worker pods' ServiceAccount may assume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rrsa {
+    /// `acs:ram::<account>:role/<name>`.
+    #[schemars(length(max = 512), regex(pattern = r"^acs:ram::[0-9]+:role/.+$"))]
+    pub role_arn: String,
+    /// `acs:ram::<account>:oidc-provider/<name>`: the cluster's OIDC provider in RAM.
+    #[schemars(length(max = 512), regex(pattern = r"^acs:ram::[0-9]+:oidc-provider/.+$"))]
+    pub oidc_provider_arn: String,
+    /// Shown in the platform's audit as the session; default: the pod name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 64), regex(pattern = r"^[-a-zA-Z0-9.@_]+$"))]
+    pub role_session_name: Option<String>,
+    /// How long each set of STS credentials lasts, up to the role's maximum session duration.
+    #[serde(default = "sts_duration_seconds")]
+    #[schemars(range(min = 900, max = 43200))]
+    pub duration_seconds: i32,
+    /// The STS endpoint; default `https://sts.aliyuncs.com`. Over HTTPS, trusting
+    /// `endpoint.caSecretRef` too when set (a private endpoint, or the emulator).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://')").message("credentials.rrsa.stsEndpoint must be an https:// URL"))]
+    pub sts_endpoint: String,
+}
+
+fn sts_duration_seconds() -> i32 {
+    3600
+}
+
+impl Credentials {
+    /// The Secret named by `secretName`, when the credentials come from one.
+    pub fn secret(&self) -> Option<&str> {
+        self.secret_name.as_deref()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

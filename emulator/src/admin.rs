@@ -250,6 +250,9 @@ impl GroupSnapshot {
 #[serde(rename_all = "camelCase")]
 pub struct ClientSnapshot {
     pub client_id: String,
+    /// The AccessKey ID of its login (an STS key's ID with RRSA); never its secret.
+    #[serde(default)]
+    pub access_key_id: String,
     pub remote: String,
     /// Epoch milliseconds.
     pub connected_since: i64,

@@ -1,4 +1,5 @@
-//! Apply: server-side apply of the Deployment, its PodDisruptionBudget and the status as field
+//! Apply: server-side apply of the Deployment, its PodDisruptionBudget, an RRSA ServiceAccount and
+//! the status as field
 //! manager `iotsub-operator`, and the Events.
 
 use iotsub_crds::{ConsumerGroupSubscription, ConsumerGroupSubscriptionStatus};
@@ -6,7 +7,7 @@ use iotsub_operator_core::{
     events::{Event, EventType},
     names::MANAGER,
 };
-use k8s_openapi::api::{apps::v1::Deployment, policy::v1::PodDisruptionBudget};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ServiceAccount, policy::v1::PodDisruptionBudget};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -19,14 +20,30 @@ fn params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
+/// Server-side apply of an object the subscription owns, in its namespace.
+async fn owned<K>(client: &kube::Client, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), object.meta().namespace.as_deref().unwrap_or_default());
+    api.patch(&object.name_any(), &params(), &Patch::Apply(object)).await
+}
+
 pub async fn deployment(client: &kube::Client, deployment: &Deployment) -> Result<Deployment, kube::Error> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), deployment.metadata.namespace.as_deref().unwrap_or_default());
-    api.patch(&deployment.name_any(), &params(), &Patch::Apply(deployment)).await
+    owned(client, deployment).await
 }
 
 pub async fn disruption_budget(client: &kube::Client, budget: &PodDisruptionBudget) -> Result<PodDisruptionBudget, kube::Error> {
-    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), budget.metadata.namespace.as_deref().unwrap_or_default());
-    api.patch(&budget.name_any(), &params(), &Patch::Apply(budget)).await
+    owned(client, budget).await
+}
+
+/// The ServiceAccount of an RRSA subscription that names none ([`crate::rrsa`]).
+pub async fn service_account(client: &kube::Client, account: &ServiceAccount) -> Result<ServiceAccount, kube::Error> {
+    owned(client, account).await
 }
 
 pub async fn status(

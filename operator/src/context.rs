@@ -125,6 +125,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub openapi: OpenApiClient,
+    /// STS credentials of RRSA subscriptions.
+    pub roles: crate::rrsa::Roles,
     /// The worker image and what subscriptions may choose (the operator's flags).
     pub guard: Guard,
     pub watch_namespace: Option<String>,
@@ -153,6 +155,7 @@ impl Context {
             client,
             metrics,
             openapi: OpenApiClient::with_defaults(),
+            roles: crate::rrsa::Roles::default(),
             guard: args.guard()?,
             watch_namespace: args.watch_namespace.clone(),
             memories: Memories::default(),
@@ -164,6 +167,7 @@ impl Context {
     /// A deleted subscription: its memory and its metric series go, in this one place.
     pub fn forget(&self, cgs: &ConsumerGroupSubscription) {
         self.memories.remove(&ObjectRef::from_obj(cgs));
+        self.roles.forget(cgs);
         self.metrics.forget_subscription(cgs);
     }
 }

@@ -151,7 +151,7 @@ pub async fn run(ctx: Arc<Context>, writers: Writers) {
 }
 
 fn reads_secret(cgs: &ConsumerGroupSubscription, secret: &str) -> bool {
-    cgs.spec.credentials.secret_name == secret
+    cgs.spec.credentials.secret() == Some(secret)
         || cgs.spec.endpoint.ca_secret_ref.as_ref().is_some_and(|SecretKeyRef { name, .. }| name == secret)
         || cgs.spec.sink.http.as_ref().and_then(|h| h.headers_from.as_ref()).is_some_and(|h| h.secret_name == secret)
 }

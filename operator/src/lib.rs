@@ -13,6 +13,7 @@ mod metrics;
 mod observe;
 mod platform;
 mod reconcile;
+mod rrsa;
 mod secrets;
 mod sink_status;
 

@@ -18,6 +18,9 @@ pub struct PlatformLabels {
     pub outcome: String,
 }
 
+/// An STS exchange (RRSA) by outcome: `ok`, or the `CredentialsValid` reason it gave.
+pub type StsLabels = PlatformLabels;
+
 /// One subscription.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SubscriptionLabels {
@@ -31,6 +34,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub platform_calls: Family<PlatformLabels, Counter>,
+    pub sts_exchanges: Family<StsLabels, Counter>,
     /// 1 while this process holds the Lease (or runs without leader election).
     pub leader: Gauge,
     /// Secrets held with their data: only those subscriptions reference (crate::secrets).
@@ -49,6 +53,8 @@ impl Default for Metrics {
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let reconcile_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let platform_calls = Family::<PlatformLabels, Counter>::default();
+        let sts_exchanges = Family::<StsLabels, Counter>::default();
+        registry.register("sts_exchanges", "AssumeRoleWithOIDC exchanges for RRSA subscriptions, by outcome", sts_exchanges.clone());
         let leader = Gauge::default();
         let secrets_held = Gauge::default();
         let deployment_applies = Counter::default();
@@ -71,6 +77,7 @@ impl Default for Metrics {
             reconcile_errors,
             reconcile_seconds,
             platform_calls,
+            sts_exchanges,
             leader,
             secrets_held,
             deployment_applies,

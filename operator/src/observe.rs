@@ -1,12 +1,13 @@
 //! Observe: read what a subscription depends on into [`Observed`]: the Deployment and pods from
 //! the watch caches, the referenced Secrets through [`crate::secrets`] (a `get` only when one
-//! changed). The platform is asked separately ([`crate::platform`]).
+//! changed), and with RRSA the STS credentials ([`crate::rrsa`]). The platform is asked separately
+//! ([`crate::platform`]).
 
 use iotsub_crds::ConsumerGroupSubscription;
 use iotsub_operator_core::{
     Observed,
     names::{INSTANCE_LABEL, NAME_LABEL, WORKER_NAME},
-    observed::check_credentials,
+    observed::{KeySource, check_credentials},
 };
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
@@ -20,7 +21,10 @@ pub async fn cluster(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Result<O
     let usable = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| guard.secret_usable(meta);
     let namespace = cgs.namespace().unwrap_or_default();
     let name = cgs.name_any();
-    let credentials_secret = ctx.secrets.get(&namespace, &cgs.spec.credentials.secret_name, usable).await?;
+    let credentials_secret = match cgs.spec.credentials.secret() {
+        Some(secret) => ctx.secrets.get(&namespace, secret, usable).await?,
+        None => None,
+    };
     let ca_secret = match cgs.spec.endpoint.ca_secret_ref.as_ref() {
         Some(ca) => Some((ca, ctx.secrets.get(&namespace, &ca.name, usable).await?)),
         None => None,
@@ -29,9 +33,21 @@ pub async fn cluster(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Result<O
         Some(name) => Some((name, ctx.secrets.get(&namespace, name, usable).await?)),
         None => None,
     };
+    // RRSA: STS credentials for the operator's own calls, the exchange the workers make too.
+    let assumed = match &cgs.spec.credentials.rrsa {
+        Some(rrsa) => {
+            let ca = if rrsa.sts_endpoint.is_empty() { None } else { crate::platform::endpoint_ca(ctx, cgs).await };
+            Some(crate::rrsa::credentials(ctx, cgs, rrsa, ca.as_deref()).await)
+        }
+        None => None,
+    };
+    let key = match &assumed {
+        Some(outcome) => KeySource::Rrsa(outcome.as_ref()),
+        None => KeySource::Secret(credentials_secret.as_deref()),
+    };
     let credentials = check_credentials(
         cgs,
-        credentials_secret.as_deref(),
+        key,
         ca_secret.as_ref().map(|(r, s)| (r.name.as_str(), r.key.as_str(), s.as_deref())),
         headers_secret.as_ref().map(|(n, s)| (*n, s.as_deref())),
         guard,

@@ -47,9 +47,13 @@ pub async fn observe(
 
 /// `endpoint.caSecretRef`'s CA, trusted (besides the default roots) for an `apiEndpoint` override:
 /// a private endpoint, or the emulator. The public regional endpoint gets the default roots only.
-/// (Read from what observe fetched: no API call.)
 async fn api_ca(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Option<Vec<u8>> {
     cgs.spec.autoscaling.as_ref().filter(|a| !a.api_endpoint.is_empty())?;
+    endpoint_ca(ctx, cgs).await
+}
+
+/// `endpoint.caSecretRef`'s CA. (Read from what observe fetched: no API call.)
+pub async fn endpoint_ca(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Option<Vec<u8>> {
     let reference = cgs.spec.endpoint.ca_secret_ref.as_ref()?;
     let namespace = cgs.namespace().unwrap_or_default();
     let secret = ctx.secrets.get(&namespace, &reference.name, |meta| ctx.guard.secret_usable(meta)).await.ok()??;

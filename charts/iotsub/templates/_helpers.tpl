@@ -67,6 +67,15 @@ The rules of the operator's (Cluster)Role: exactly the API calls it makes (opera
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# RRSA subscriptions (operator/src/rrsa.rs): the ServiceAccount the operator makes for their workers
+# (server-side apply: `create` when absent, `patch`), and a token of the workers' ServiceAccount
+# (audience STS) for the operator's own AssumeRoleWithOIDC. No AccessKey exists anywhere.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
 # kube-runtime's events::Recorder: creates events.k8s.io/v1 Events, patches a repeated one's series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

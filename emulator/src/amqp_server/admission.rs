@@ -98,7 +98,8 @@ pub fn admit(platform: &std::sync::Arc<Platform>, login: &Login, remote: SocketA
         return Err(Refused { condition: Condition::ResourceLimitExceeded, reason });
     };
     let conn = platform.next_conn_id();
-    let client = NewClient { conn, client_id: username.client_id.clone(), remote, idle_time_out_ms: idle };
+    let client =
+        NewClient { conn, client_id: username.client_id.clone(), remote, idle_time_out_ms: idle, access_key_id: username.auth_id.clone() };
     let Ok(dropped) = login.group.register(client) else {
         let reason =
             format!("consumer group {} already has {} clients, the limit", username.consumer_group_id, limits.client_cap_per_group);

@@ -19,6 +19,8 @@ pub struct NewClient {
     pub client_id: String,
     pub remote: SocketAddr,
     pub idle_time_out_ms: Option<u32>,
+    /// The AccessKey ID it logged in with (`authId`): tests see which key a client used.
+    pub access_key_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,7 @@ pub enum CapExceeded {
 
 pub(super) struct Client {
     client_id: String,
+    access_key_id: String,
     remote: SocketAddr,
     connected_since_ms: i64,
     idle_time_out_ms: Option<u32>,
@@ -47,6 +50,7 @@ impl Client {
     pub(super) fn new(client: NewClient, realtime_rate: u32, drop: CancellationToken) -> Client {
         Client {
             client_id: client.client_id,
+            access_key_id: client.access_key_id,
             remote: client.remote,
             connected_since_ms: epoch_ms(),
             idle_time_out_ms: client.idle_time_out_ms,
@@ -65,6 +69,7 @@ impl Client {
     pub(super) fn snapshot(&self, second: u64) -> ClientSnapshot {
         ClientSnapshot {
             client_id: self.client_id.clone(),
+            access_key_id: self.access_key_id.clone(),
             remote: self.remote.to_string(),
             connected_since: self.connected_since_ms,
             idle_timeout_ms: self.idle_time_out_ms,

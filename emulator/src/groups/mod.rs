@@ -329,7 +329,13 @@ mod tests {
     }
 
     fn client(conn: ConnId) -> NewClient {
-        NewClient { conn, client_id: format!("c{conn}"), remote: "127.0.0.1:1".parse().unwrap(), idle_time_out_ms: Some(60_000) }
+        NewClient {
+            conn,
+            client_id: format!("c{conn}"),
+            remote: "127.0.0.1:1".parse().unwrap(),
+            idle_time_out_ms: Some(60_000),
+            access_key_id: "k".into(),
+        }
     }
 
     fn message(i: usize) -> Arc<StoredMessage> {

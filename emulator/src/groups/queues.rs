@@ -149,7 +149,13 @@ mod tests {
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits);
         group.publish((0..20).map(message));
         let mut state = group.lock();
-        let new = NewClient { conn: 1, client_id: "c".into(), remote: "127.0.0.1:1".parse().unwrap(), idle_time_out_ms: None };
+        let new = NewClient {
+            conn: 1,
+            client_id: "c".into(),
+            remote: "127.0.0.1:1".parse().unwrap(),
+            idle_time_out_ms: None,
+            access_key_id: "k".into(),
+        };
         let mut client = Client::new(new, 0, CancellationToken::new());
         client.attached = true;
         state.clients.insert(1, client);

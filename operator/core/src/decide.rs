@@ -268,37 +268,52 @@ mod tests {
         assert_eq!(condition(&decision, "Ready"), ("True", "Scaling"));
     }
 
+    /// The credentials now come from another Secret (another volume in the pod template).
+    fn move_credentials(world: &mut World) {
+        world.cgs.spec.credentials.secret_name = Some("creds-v2".into());
+        world.put_secret(Some(&fixtures::secret("creds-v2", &[("accessKeyId", "v2"), ("accessKeySecret", "v2-secret")])));
+    }
+
     #[test]
-    fn rotated_credentials_roll_the_pods() {
+    fn a_new_key_in_the_same_secret_changes_no_pod() {
+        let mut world = World::new(fixtures::subscription()).settle();
+        world.put_secret(Some(&creds("rotated")));
+        let decision = world.decide();
+        assert_eq!(decision.deployment, None, "the workers re-read the mounted Secret at their next connection attempt");
+        assert!(reasons(&decision).is_empty(), "{:?}", reasons(&decision));
+    }
+
+    #[test]
+    fn another_credentials_secret_rolls_the_pods() {
         let mut world = World::new(fixtures::subscription()).settle();
         let old = world.observed.credentials.hash().map(str::to_owned);
-        world.put_secret(Some(&creds("rotated")));
+        move_credentials(&mut world);
         let decision = world.decide();
         let new = template_hash(&decision);
         assert!(new.is_some() && new != old, "{new:?} after {old:?}");
         assert_eq!(replicas(&decision), Some(2));
-        assert!(reasons(&decision).contains(&("CredentialsRotated", EventType::Normal)), "{:?}", reasons(&decision));
+        assert!(reasons(&decision).contains(&("CredentialsSourceChanged", EventType::Normal)), "{:?}", reasons(&decision));
         assert!(decision.notes.is_empty());
     }
 
     #[test]
-    fn at_the_client_cap_new_credentials_wait_for_room() {
+    fn at_the_client_cap_a_new_credentials_source_waits_for_room() {
         let mut world = World::new(autoscaled(4, 4));
         world.backlog = 10_000;
         let mut world = world.settle();
         assert_eq!(world.observed.current_replicas(), Some(4), "the cap is full");
         let old = world.observed.template_hash().map(str::to_owned);
-        world.put_secret(Some(&creds("rotated")));
+        move_credentials(&mut world);
         let decision = world.decide();
         assert_eq!(replicas(&decision), Some(3), "one pod fewer first");
         assert_eq!(template_hash(&decision), old, "still the old template");
         assert!(decision.notes.contains(&Note::MakingRoom { replicas: 3 }), "{:?}", decision.notes);
-        assert!(!reasons(&decision).iter().any(|(r, _)| *r == "CredentialsRotated"));
+        assert!(!reasons(&decision).iter().any(|(r, _)| *r == "CredentialsSourceChanged"));
         // Once the count is real, the pods roll.
         world.carry_out(&decision);
         let decision = world.decide();
         assert_ne!(template_hash(&decision), old);
-        assert!(reasons(&decision).contains(&("CredentialsRotated", EventType::Normal)));
+        assert!(reasons(&decision).contains(&("CredentialsSourceChanged", EventType::Normal)));
     }
 
     #[test]

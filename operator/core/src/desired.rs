@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use iotsub_aliyun::AuthMode;
+use iotsub_aliyun::{AuthMode, sts::STS_AUDIENCE};
 use iotsub_crds::{ConsumerGroupSubscription, DEFAULT_CLIENT_CAP, DeadLetterKind, SinkKind};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-            Volume, VolumeMount,
+            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference,
+            ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile,
+            SecretVolumeSource, SecurityContext, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
         },
     },
     apimachinery::pkg::{
@@ -21,10 +21,7 @@ use k8s_openapi::{
 use kube_core::{Resource, ResourceExt};
 
 use crate::{
-    names::{
-        ACCESS_KEY_ID, ACCESS_KEY_SECRET, APPLIED_HASH_ANNOTATION, CREDENTIALS_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER,
-        NAME_LABEL, SECURITY_TOKEN, WORKER_NAME,
-    },
+    names::{APPLIED_HASH_ANNOTATION, CREDENTIALS_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, WORKER_NAME},
     observed::short_hex,
 };
 
@@ -40,6 +37,21 @@ pub const RUN_AS_USER: i64 = 65532;
 /// Where the `sink.http.headersFrom` Secret is mounted (the worker's `--sink-headers-dir`).
 pub const SINK_HEADERS_DIR: &str = "/var/run/iotsub/sink-headers";
 const SINK_HEADERS_VOLUME: &str = "sink-headers";
+/// Where the `credentials.secretName` Secret is mounted (the worker's `--credentials-dir`): the
+/// kubelet updates the files in place, the worker reads them at each connection attempt.
+pub const CREDENTIALS_DIR: &str = "/var/run/iotsub/credentials";
+const CREDENTIALS_VOLUME: &str = "credentials";
+/// Where the `endpoint.caSecretRef` key is mounted, as `ca.pem` (the worker's `--ca-file`).
+pub const CA_DIR: &str = "/var/run/iotsub/ca";
+pub const CA_FILE: &str = "ca.pem";
+const CA_VOLUME: &str = "ca";
+/// Where ACK's pod-identity webhook mounts the RRSA token: the same path, so a pod looks the same
+/// either way.
+pub const RRSA_TOKEN_DIR: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens";
+pub const RRSA_TOKEN_FILE: &str = "token";
+const RRSA_TOKEN_VOLUME: &str = "rrsa-token";
+/// The projected token's lifetime, as ACK's webhook sets it; the kubelet renews it at 80%.
+pub const RRSA_TOKEN_SECONDS: i64 = 3600;
 
 pub(crate) fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(INSTANCE_LABEL.into(), name.into()), (NAME_LABEL.into(), WORKER_NAME.into())])
@@ -124,7 +136,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
     let spec = &cgs.spec;
     let mut annotations = spec.worker.pod_annotations.clone();
     annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash.into());
-    let (volumes, mounts) = sink_headers(cgs).map_or((None, None), |(volume, mount)| (Some(vec![volume]), Some(vec![mount])));
+    let (volumes, mounts): (Vec<_>, Vec<_>) = mounted_volumes(cgs).into_iter().unzip();
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
         period_seconds: Some(period),
@@ -153,7 +165,10 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
                 metadata: Some(ObjectMeta { labels: Some(labels(&name)), annotations: Some(annotations), ..Default::default() }),
                 spec: Some(PodSpec {
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    // The workers call no Kubernetes API: no token of it is mounted. RRSA's
+                    // token (audience STS) is a projected volume of its own.
                     automount_service_account_token: Some(false),
+                    service_account_name: service_account(cgs),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -170,7 +185,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
                     node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
                     tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
                     topology_spread_constraints: Some(crate::disruption::spread(&name)),
-                    volumes,
+                    volumes: Some(volumes).filter(|v| !v.is_empty()),
                     containers: vec![Container {
                         name: "worker".into(),
                         image: Some(image.into()),
@@ -184,7 +199,7 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
                         readiness_probe: Some(probe("/readyz", 5, 3)),
                         liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe("/healthz", 10, 3) }),
                         resources: spec.worker.resources.clone(),
-                        volume_mounts: mounts,
+                        volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
                         security_context: Some(SecurityContext {
                             allow_privilege_escalation: Some(false),
                             read_only_root_filesystem: Some(true),
@@ -215,15 +230,6 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
             ..Default::default()
         }),
     };
-    let secret = |name: &str, secret: &str, key: &str| EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
-            ..Default::default()
-        }),
-    };
-    let credentials = &spec.credentials.secret_name;
     let mut env = vec![
         field("POD_NAME", "metadata.name"),
         field("POD_IP", "status.podIP"),
@@ -233,16 +239,31 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
         value("IOTSUB_PORT", spec.endpoint.port.to_string()),
         value("IOTSUB_INSTANCE_ID", spec.iot_instance_id.clone().unwrap_or_default()),
         value("IOTSUB_CONSUMER_GROUP_ID", spec.consumer_group_id.clone()),
-        value("IOTSUB_AUTH_MODE", spec.credentials.auth_mode.as_str().into()),
         value("IOTSUB_SIGN_METHOD", spec.credentials.sign_method.as_str().into()),
-        secret("IOTSUB_ACCESS_KEY_ID", credentials, ACCESS_KEY_ID),
-        secret("IOTSUB_ACCESS_KEY_SECRET", credentials, ACCESS_KEY_SECRET),
     ];
-    if spec.credentials.auth_mode == AuthMode::StsToken {
-        env.push(secret("IOTSUB_SECURITY_TOKEN", credentials, SECURITY_TOKEN));
+    match &spec.credentials.rrsa {
+        None => env.extend([
+            value("IOTSUB_AUTH_MODE", spec.credentials.auth_mode.as_str().into()),
+            value("IOTSUB_CREDENTIALS_DIR", CREDENTIALS_DIR.into()),
+        ]),
+        Some(rrsa) => {
+            env.extend([
+                value("IOTSUB_AUTH_MODE", AuthMode::StsToken.as_str().into()),
+                value("ALIBABA_CLOUD_ROLE_ARN", rrsa.role_arn.clone()),
+                value("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", rrsa.oidc_provider_arn.clone()),
+                value("ALIBABA_CLOUD_OIDC_TOKEN_FILE", format!("{RRSA_TOKEN_DIR}/{RRSA_TOKEN_FILE}")),
+                value("IOTSUB_STS_DURATION_SECONDS", rrsa.duration_seconds.to_string()),
+            ]);
+            if let Some(session) = &rrsa.role_session_name {
+                env.push(value("ALIBABA_CLOUD_ROLE_SESSION_NAME", session.clone()));
+            }
+            if !rrsa.sts_endpoint.is_empty() {
+                env.push(value("IOTSUB_STS_ENDPOINT", rrsa.sts_endpoint.clone()));
+            }
+        }
     }
-    if let Some(ca) = &spec.endpoint.ca_secret_ref {
-        env.push(secret("IOTSUB_CA_PEM", &ca.name, &ca.key));
+    if spec.endpoint.ca_secret_ref.is_some() {
+        env.push(value("IOTSUB_CA_FILE", format!("{CA_DIR}/{CA_FILE}")));
     }
     env.extend([
         value("IOTSUB_CONNECTIONS", spec.connection.connections_per_pod.to_string()),
@@ -286,21 +307,61 @@ fn reconnect_attempts_per_minute(cgs: &ConsumerGroupSubscription) -> i32 {
     per_pod.max(1)
 }
 
-/// The sink's request headers from `sink.http.headersFrom`, one file per header.
-fn sink_headers(cgs: &ConsumerGroupSubscription) -> Option<(Volume, VolumeMount)> {
-    let headers_from = cgs.spec.sink.http.as_ref()?.headers_from.as_ref()?;
-    let volume = Volume {
-        name: SINK_HEADERS_VOLUME.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(headers_from.secret_name.clone()),
-            optional: Some(false),
-            ..Default::default()
-        }),
+/// The worker pods' ServiceAccount: the spec's, else with RRSA the one the operator makes (named
+/// after the subscription), else none (the namespace's `default`).
+pub fn service_account(cgs: &ConsumerGroupSubscription) -> Option<String> {
+    cgs.spec.service_account_name.clone().or_else(|| cgs.spec.credentials.rrsa.as_ref().map(|_| cgs.name_any()))
+}
+
+/// The ServiceAccount the operator makes for an RRSA subscription without `serviceAccountName`.
+pub fn owned_service_account(cgs: &ConsumerGroupSubscription) -> Option<ServiceAccount> {
+    (cgs.spec.credentials.rrsa.is_some() && cgs.spec.service_account_name.is_none()).then(|| ServiceAccount {
+        metadata: owned_metadata(cgs),
+        // Its API token is never needed: only the projected RRSA token (audience STS).
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    })
+}
+
+/// Every file the worker reads, mounted read-only: the credentials Secret (or the RRSA token),
+/// the CA, the sink's headers. Files, not environment, so updates reach running pods.
+fn mounted_volumes(cgs: &ConsumerGroupSubscription) -> Vec<(Volume, VolumeMount)> {
+    let spec = &cgs.spec;
+    let mount =
+        |name: &str, path: &str| VolumeMount { name: name.into(), mount_path: path.into(), read_only: Some(true), ..Default::default() };
+    let secret = |name: &str, secret: &str, items: Option<Vec<KeyToPath>>| Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource { secret_name: Some(secret.into()), items, optional: Some(false), ..Default::default() }),
         ..Default::default()
     };
-    let mount =
-        VolumeMount { name: SINK_HEADERS_VOLUME.into(), mount_path: SINK_HEADERS_DIR.into(), read_only: Some(true), ..Default::default() };
-    Some((volume, mount))
+    let mut volumes = Vec::new();
+    if let Some(name) = spec.credentials.secret() {
+        volumes.push((secret(CREDENTIALS_VOLUME, name, None), mount(CREDENTIALS_VOLUME, CREDENTIALS_DIR)));
+    }
+    if spec.credentials.rrsa.is_some() {
+        let token = ServiceAccountTokenProjection {
+            audience: Some(STS_AUDIENCE.into()),
+            expiration_seconds: Some(RRSA_TOKEN_SECONDS),
+            path: RRSA_TOKEN_FILE.into(),
+        };
+        let volume = Volume {
+            name: RRSA_TOKEN_VOLUME.into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection { service_account_token: Some(token), ..Default::default() }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        volumes.push((volume, mount(RRSA_TOKEN_VOLUME, RRSA_TOKEN_DIR)));
+    }
+    if let Some(ca) = &spec.endpoint.ca_secret_ref {
+        let items = vec![KeyToPath { key: ca.key.clone(), path: CA_FILE.into(), mode: None }];
+        volumes.push((secret(CA_VOLUME, &ca.name, Some(items)), mount(CA_VOLUME, CA_DIR)));
+    }
+    if let Some(headers_from) = spec.sink.http.as_ref().and_then(|h| h.headers_from.as_ref()) {
+        volumes.push((secret(SINK_HEADERS_VOLUME, &headers_from.secret_name, None), mount(SINK_HEADERS_VOLUME, SINK_HEADERS_DIR)));
+    }
+    volumes
 }
 
 #[cfg(test)]
@@ -354,23 +415,83 @@ mod tests {
         assert_eq!(env["IOTSUB_PORT"].value.as_deref(), Some("5671"));
         assert_eq!(env["IOTSUB_CONSUMER_GROUP_ID"].value.as_deref(), Some("DEFAULT_GROUP"));
         assert_eq!(env["IOTSUB_IDLE_TIMEOUT_MS"].value.as_deref(), Some("60000"));
-        let secret_ref = |name: &str| env[name].value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
-        assert_eq!(
-            (secret_ref("IOTSUB_ACCESS_KEY_SECRET").name, secret_ref("IOTSUB_ACCESS_KEY_SECRET").key),
-            ("creds".into(), "accessKeySecret".into())
-        );
-        assert_eq!(secret_ref("IOTSUB_CA_PEM").name, "emulator-ca");
-        assert!(!env.contains_key("IOTSUB_SECURITY_TOKEN"), "aksign needs no token");
+        assert!(env.values().all(|e| e.value_from.as_ref().is_none_or(|f| f.secret_key_ref.is_none())), "no Secret in the environment");
+        assert_eq!(env["IOTSUB_CREDENTIALS_DIR"].value.as_deref(), Some(CREDENTIALS_DIR));
+        assert_eq!(env["IOTSUB_CA_FILE"].value.as_deref(), Some("/var/run/iotsub/ca/ca.pem"));
+        assert!(!env.contains_key("IOTSUB_ACCESS_KEY_SECRET") && !env.contains_key("IOTSUB_CA_PEM"));
         assert!(env.values().all(|e| e.value.as_deref() != Some("demo-secret")));
     }
 
+    fn volume<'a>(d: &'a Deployment, name: &str) -> (&'a Volume, &'a VolumeMount) {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == name).unwrap_or_else(|| panic!("no volume {name}"));
+        let mount = pod.containers[0].volume_mounts.iter().flatten().find(|m| m.name == name).expect("mounted");
+        assert_eq!(mount.read_only, Some(true), "{name} read-only");
+        (volume, mount)
+    }
+
     #[test]
-    fn ststoken_adds_the_token_and_http_sink_its_url() {
+    fn the_credentials_and_the_ca_are_mounted_files_the_kubelet_updates_in_place() {
+        let cgs = fixtures::subscription();
+        let d = deployment(&cgs, 2, false, "h", "iotsub-worker", &[]);
+        let (credentials, mount) = volume(&d, "credentials");
+        assert_eq!(credentials.secret.as_ref().unwrap().secret_name.as_deref(), Some("creds"));
+        assert_eq!(credentials.secret.as_ref().unwrap().items, None, "every key, named as in the Secret");
+        assert_eq!(mount.mount_path, CREDENTIALS_DIR);
+        let (ca, mount) = volume(&d, "ca");
+        let ca = ca.secret.as_ref().unwrap();
+        assert_eq!(ca.secret_name.as_deref(), Some("emulator-ca"));
+        assert_eq!(ca.items.as_ref().unwrap()[0].key, "ca.pem");
+        assert_eq!(ca.items.as_ref().unwrap()[0].path, CA_FILE);
+        assert_eq!(mount.mount_path, CA_DIR);
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.service_account_name, None, "the namespace's default, with no token");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert!(owned_service_account(&cgs).is_none());
+    }
+
+    #[test]
+    fn rrsa_gives_the_pods_their_own_service_account_and_a_projected_sts_token() {
+        let mut cgs = fixtures::subscription();
+        cgs.spec.credentials = serde_json::from_value(serde_json::json!({"rrsa": {
+            "roleArn": "acs:ram::1:role/iot", "oidcProviderArn": "acs:ram::1:oidc-provider/ack", "stsEndpoint": "https://127.0.0.1:8443"
+        }}))
+        .unwrap();
+        let d = deployment(&cgs, 1, false, "h", "img", &[]);
+        let env = env_of(&d);
+        let value = |name: &str| env.get(name).and_then(|e| e.value.clone());
+        assert_eq!(value("ALIBABA_CLOUD_ROLE_ARN").as_deref(), Some("acs:ram::1:role/iot"));
+        assert_eq!(value("ALIBABA_CLOUD_OIDC_PROVIDER_ARN").as_deref(), Some("acs:ram::1:oidc-provider/ack"));
+        assert_eq!(value("ALIBABA_CLOUD_OIDC_TOKEN_FILE").as_deref(), Some("/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token"));
+        assert_eq!(value("IOTSUB_AUTH_MODE").as_deref(), Some("ststoken"));
+        assert_eq!(value("IOTSUB_STS_ENDPOINT").as_deref(), Some("https://127.0.0.1:8443"));
+        assert_eq!(value("IOTSUB_STS_DURATION_SECONDS").as_deref(), Some("3600"));
+        assert_eq!(value("ALIBABA_CLOUD_ROLE_SESSION_NAME"), None, "the worker names the session after its pod");
+        assert_eq!(value("IOTSUB_CREDENTIALS_DIR"), None, "no AccessKey anywhere");
+        let (token, mount) = volume(&d, "rrsa-token");
+        let projection = token.projected.as_ref().unwrap().sources.as_ref().unwrap()[0].service_account_token.clone().unwrap();
+        assert_eq!(projection.audience.as_deref(), Some("sts.aliyuncs.com"));
+        assert_eq!((projection.expiration_seconds, projection.path.as_str()), (Some(3600), "token"));
+        assert_eq!(mount.mount_path, RRSA_TOKEN_DIR);
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("orders"));
+        let account = owned_service_account(&cgs).expect("made by the operator");
+        assert_eq!(account.metadata.name.as_deref(), Some("orders"));
+        assert_eq!(account.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
+        cgs.spec.service_account_name = Some("iot-reader".into());
+        let d = deployment(&cgs, 1, false, "h", "img", &[]);
+        assert_eq!(d.spec.unwrap().template.spec.unwrap().service_account_name.as_deref(), Some("iot-reader"));
+        assert!(owned_service_account(&cgs).is_none(), "the user's own");
+    }
+
+    #[test]
+    fn ststoken_in_a_secret_says_so_and_http_sink_gets_its_url() {
         let mut cgs = fixtures::subscription();
         cgs.spec.credentials.auth_mode = AuthMode::StsToken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
         let env = env_of(&deployment(&cgs, 2, false, "h", "img", &[]));
-        assert_eq!(env["IOTSUB_SECURITY_TOKEN"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "securityToken");
+        assert_eq!(env["IOTSUB_AUTH_MODE"].value.as_deref(), Some("ststoken"));
+        assert_eq!(env["IOTSUB_CREDENTIALS_DIR"].value.as_deref(), Some(CREDENTIALS_DIR));
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
         assert_eq!(env["IOTSUB_SINK_TIMEOUT_MS"].value.as_deref(), Some("5000"));
@@ -399,11 +520,9 @@ mod tests {
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL").as_deref(), Some("https://hooks.example/dead"));
         assert_eq!(value(&env, "IOTSUB_MAX_DELIVERIES").as_deref(), Some("3"));
         assert_eq!(value(&env, "IOTSUB_SINK_HEADERS_DIR").as_deref(), Some(SINK_HEADERS_DIR));
-        let pod = d.spec.unwrap().template.spec.unwrap();
-        let volume = &pod.volumes.unwrap()[0];
-        assert_eq!(volume.secret.as_ref().and_then(|s| s.secret_name.as_deref()), Some("sink-auth"));
-        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
-        assert_eq!((mount.name.as_str(), mount.mount_path.as_str(), mount.read_only), (volume.name.as_str(), SINK_HEADERS_DIR, Some(true)));
+        let (headers, mount) = volume(&d, "sink-headers");
+        assert_eq!(headers.secret.as_ref().and_then(|s| s.secret_name.as_deref()), Some("sink-auth"));
+        assert_eq!(mount.mount_path, SINK_HEADERS_DIR);
     }
 
     #[test]

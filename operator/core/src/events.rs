@@ -15,7 +15,7 @@ pub enum EventType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub type_: EventType,
-    /// A condition reason, or what happened (`Created`, `Scaled`, `CredentialsRotated`).
+    /// A condition reason, or what happened (`Created`, `Scaled`, `CredentialsSourceChanged`).
     pub reason: String,
     /// What the operator did or checked (`CreateDeployment`, a condition type).
     pub action: String,
@@ -61,7 +61,12 @@ pub(crate) fn changes(
         events.push(event(EventType::Warning, &now.reason, conditions::AUTOSCALING, now.message.clone()));
     }
     if credentials_rotated {
-        events.push(event(EventType::Normal, "CredentialsRotated", "RollPods", "the credentials changed: rolling the worker pods".into()));
+        events.push(event(
+            EventType::Normal,
+            "CredentialsSourceChanged",
+            "RollPods",
+            "where the credentials come from changed (Secret, role, CA Secret or ServiceAccount): rolling the worker pods".into(),
+        ));
     }
     // A failing sink warns when it starts, and says so when it recovers (not at creation).
     if let Some(now) = after.condition(conditions::SINK_AVAILABLE) {
@@ -133,7 +138,7 @@ mod tests {
         let ready = status(2, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
         assert_eq!(reasons(&changes(Some(&first), &ready, false, false)), [("AllClientsConnected", false)]);
         let scaled = status(3, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
-        assert_eq!(reasons(&changes(Some(&ready), &scaled, false, true)), [("Scaled", false), ("CredentialsRotated", false)]);
+        assert_eq!(reasons(&changes(Some(&ready), &scaled, false, true)), [("Scaled", false), ("CredentialsSourceChanged", false)]);
         let scaling = status(4, &[("Ready", "True", "Scaling"), ("CredentialsValid", "True", "SecretFound")]);
         assert_eq!(reasons(&changes(Some(&scaled), &scaling, false, false)), [("Scaled", false)], "no Ready Event for a scale step");
         let broken = status(3, &[("Ready", "False", "CredentialsInvalid"), ("CredentialsValid", "False", "SecretNotFound")]);

@@ -21,7 +21,7 @@ use time::{OffsetDateTime, macros::datetime};
 use crate::{
     Decision, Guard, Memory, Observed, PlatformAnswer, PlatformObservation, decide,
     names::{CREDENTIALS_LABEL, CREDENTIALS_LABEL_VALUE},
-    observed::check_credentials,
+    observed::{KeySource, check_credentials},
 };
 
 pub const SUBSCRIPTION_YAML: &str = r#"
@@ -111,7 +111,7 @@ impl World {
     pub fn new(cgs: ConsumerGroupSubscription) -> World {
         let mut world = World {
             observed: Observed {
-                credentials: check_credentials(&cgs, None, None, None, &guard()),
+                credentials: check_credentials(&cgs, KeySource::Secret(None), None, None, &guard()),
                 deployment: None,
                 pods: vec![],
                 platform: None,
@@ -133,7 +133,7 @@ impl World {
     pub fn put_secret(&mut self, credentials: Option<&Secret>) {
         let ca = secret("emulator-ca", &[("ca.pem", "PEM")]);
         self.observed.credentials =
-            check_credentials(&self.cgs, credentials, Some(("emulator-ca", "ca.pem", Some(&ca))), None, &self.guard);
+            check_credentials(&self.cgs, KeySource::Secret(credentials), Some(("emulator-ca", "ca.pem", Some(&ca))), None, &self.guard);
         self.secrets = credentials.into_iter().cloned().chain([ca]).collect();
     }
 

@@ -9,7 +9,7 @@
 //! - [`memory`]: what the operator remembers of a subscription between reconciles.
 //! - [`disruption`]: the workers' PodDisruptionBudget and their spread over nodes.
 //! - [`decide`]: the decision, built from `desired` (the worker Deployment), [`autoscale`] (the
-//!   replica count), `rollout` (new credentials under the client cap), `status` (one module per
+//!   replica count), `rollout` (a new credentials source under the client cap), `status` (one module per
 //!   condition) and [`events`]; `owned` tells whether a hand edit undid a field the operator owns.
 
 pub mod autoscale;
@@ -30,7 +30,7 @@ mod status;
 mod timestamps;
 
 pub use decide::{Decision, Note, Requeue, decide};
-pub use desired::WORKER_PORT;
+pub use desired::{WORKER_PORT, owned_service_account, service_account};
 pub use guard::Guard;
 pub use memory::Memory;
 pub use observed::{Credentials, Observed, PlatformAnswer, PlatformObservation};

@@ -81,12 +81,15 @@ pub fn sink_suspects(pods: &[Pod]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// What the Secrets hold, checked. The secret values stay in `access_key` (whose `Debug` redacts).
+/// What the Secrets hold (or STS gave, with RRSA), checked. The secret values stay in
+/// `access_key` (whose `Debug` redacts).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     Valid {
         access_key: AccessKey,
         hash: String,
+        /// From STS (RRSA), not from a Secret.
+        assumed: bool,
     },
     SecretNotFound {
         secret: String,
@@ -100,6 +103,23 @@ pub enum Credentials {
     NotLabelled {
         secret: String,
     },
+    /// RRSA: no STS credentials for the ServiceAccount (`reason` is the condition's).
+    RoleNotAssumed(RoleRefusal),
+}
+
+/// Why RRSA gave the operator no credentials: a condition reason and a message without secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRefusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Where the key comes from, as observed: `credentials.secretName`'s Secret (`None`: not found),
+/// or the outcome of the RRSA exchange.
+#[derive(Debug, Clone, Copy)]
+pub enum KeySource<'a> {
+    Secret(Option<&'a Secret>),
+    Rrsa(Result<&'a AccessKey, &'a RoleRefusal>),
 }
 
 impl Credentials {
@@ -179,41 +199,40 @@ pub fn reading(observed: &Observed, subscription: &str, connections_per_pod: i32
     Some(autoscale::Reading { backlog: answer.accumulation_count, others, draining })
 }
 
-/// Which keys the auth mode needs, whether they are there, and the hash that rolls the pods
-/// when any of them (or the CA) changes. `ca` is the CA reference's Secret name, key and Secret;
-/// `sink_headers` the `sink.http.headersFrom` Secret's name and Secret. That one only has to
-/// exist (a pod cannot start without it); the worker re-reads its keys when they change, so they
-/// are not hashed. Each Secret must also be one the `guard` lets the operator use (its label),
-/// checked before any of its data is read.
+/// Which keys the auth mode needs and whether they are there (or whether STS gave credentials);
+/// the hash that rolls the pods when where the credentials come from changes (not their
+/// content: the workers re-read the mounted Secrets and the CA at each connection attempt). `ca`
+/// is the CA reference's Secret name, key and Secret; `sink_headers` the `sink.http.headersFrom`
+/// Secret's name and Secret, which only has to exist (a pod cannot start without it). Each Secret
+/// must also be one the `guard` lets the operator use (its label), checked before any of its data
+/// is read.
 pub fn check_credentials(
     cgs: &ConsumerGroupSubscription,
-    secret: Option<&Secret>,
+    key: KeySource<'_>,
     ca: Option<(&str, &str, Option<&Secret>)>,
     sink_headers: Option<(&str, Option<&Secret>)>,
     guard: &Guard,
 ) -> Credentials {
-    let secret_name = cgs.spec.credentials.secret_name.clone();
-    let Some(secret) = secret else {
-        return Credentials::SecretNotFound { secret: secret_name };
-    };
     let unusable =
         |name: &str, secret: &Secret| (!guard.secret_usable(&secret.metadata)).then(|| Credentials::NotLabelled { secret: name.into() });
-    if let Some(refused) = unusable(&secret_name, secret) {
-        return refused;
-    }
-    let data = secret_data(secret);
-    let ststoken = cgs.spec.credentials.auth_mode == AuthMode::StsToken;
-    let mut needed = vec![ACCESS_KEY_ID, ACCESS_KEY_SECRET];
-    if ststoken {
-        needed.push(SECURITY_TOKEN);
-    }
-    let mut hasher = Sha256::new();
-    for key in &needed {
-        match data.get(*key).filter(|v| !v.is_empty()) {
-            Some(value) => hash_entry(&mut hasher, key, value),
-            None => return Credentials::KeyMissing { secret: secret_name, key: (*key).into() },
+    let assumed = matches!(key, KeySource::Rrsa(_));
+    let access_key = match key {
+        KeySource::Secret(secret) => {
+            let secret_name = cgs.spec.credentials.secret().unwrap_or_default().to_owned();
+            let Some(secret) = secret else {
+                return Credentials::SecretNotFound { secret: secret_name };
+            };
+            if let Some(refused) = unusable(&secret_name, secret) {
+                return refused;
+            }
+            match key_from_secret(cgs, &secret_name, secret) {
+                Ok(key) => key,
+                Err(missing) => return missing,
+            }
         }
-    }
+        KeySource::Rrsa(Ok(key)) => key.clone(),
+        KeySource::Rrsa(Err(refusal)) => return Credentials::RoleNotAssumed(refusal.clone()),
+    };
     if let Some((ca_name, ca_key, ca_secret)) = ca {
         let Some(ca_secret) = ca_secret else {
             return Credentials::SecretNotFound { secret: ca_name.into() };
@@ -221,9 +240,8 @@ pub fn check_credentials(
         if let Some(refused) = unusable(ca_name, ca_secret) {
             return refused;
         }
-        match secret_data(ca_secret).get(ca_key).filter(|v| !v.is_empty()) {
-            Some(value) => hash_entry(&mut hasher, "ca", value),
-            None => return Credentials::KeyMissing { secret: ca_name.into(), key: ca_key.into() },
+        if secret_data(ca_secret).get(ca_key).is_none_or(Vec::is_empty) {
+            return Credentials::KeyMissing { secret: ca_name.into(), key: ca_key.into() };
         }
     }
     match sink_headers {
@@ -235,25 +253,39 @@ pub fn check_credentials(
         }
         None => {}
     }
+    Credentials::Valid { access_key, hash: source_hash(cgs), assumed }
+}
+
+/// The AccessKey in `secret`, or which key it lacks.
+fn key_from_secret(cgs: &ConsumerGroupSubscription, secret_name: &str, secret: &Secret) -> Result<AccessKey, Credentials> {
+    let data = secret_data(secret);
+    let ststoken = cgs.spec.credentials.auth_mode == AuthMode::StsToken;
+    let mut needed = vec![ACCESS_KEY_ID, ACCESS_KEY_SECRET];
+    if ststoken {
+        needed.push(SECURITY_TOKEN);
+    }
+    if let Some(key) = needed.iter().find(|key| data.get(**key).is_none_or(Vec::is_empty)) {
+        return Err(Credentials::KeyMissing { secret: secret_name.into(), key: (*key).into() });
+    }
     let text = |key: &str| String::from_utf8_lossy(&data[key]).trim().to_owned();
-    let access_key = AccessKey {
+    Ok(AccessKey {
         id: text(ACCESS_KEY_ID),
         secret: text(ACCESS_KEY_SECRET).into(),
         security_token: ststoken.then(|| text(SECURITY_TOKEN).into()),
-    };
-    Credentials::Valid { access_key, hash: short_hex(&hasher.finalize()) }
+    })
+}
+
+/// Where the workers' credentials come from (the Secret or the role, the auth mode, the CA's
+/// Secret, the ServiceAccount): what the pods are made with. A change of any of it rolls them.
+fn source_hash(cgs: &ConsumerGroupSubscription) -> String {
+    let spec = &cgs.spec;
+    let source = serde_json::json!([spec.credentials, spec.endpoint.ca_secret_ref, spec.service_account_name]);
+    short_hex(&Sha256::digest(source.to_string().as_bytes()))
 }
 
 /// The first 8 bytes of a digest, in hex: enough to tell versions apart in an annotation.
 pub(crate) fn short_hex(digest: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-fn hash_entry(hasher: &mut Sha256, key: &str, value: &[u8]) {
-    hasher.update((key.len() as u64).to_be_bytes());
-    hasher.update(key.as_bytes());
-    hasher.update((value.len() as u64).to_be_bytes());
-    hasher.update(value);
 }
 
 /// `data`, with `stringData` over it (as the API server would merge them).
@@ -308,27 +340,34 @@ mod tests {
         let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
         let full = fixtures::secret("creds", &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]);
         let check = |secret: Option<&Secret>, ca_secret: Option<&Secret>| {
-            check_credentials(&cgs, secret, Some(("emulator-ca", "ca.pem", ca_secret)), None, &fixtures::guard())
+            check_credentials(&cgs, KeySource::Secret(secret), Some(("emulator-ca", "ca.pem", ca_secret)), None, &fixtures::guard())
         };
         assert_eq!(check(None, Some(&ca)), Credentials::SecretNotFound { secret: "creds".into() });
         let partial = fixtures::secret("creds", &[("accessKeyId", "demo")]);
         assert_eq!(check(Some(&partial), Some(&ca)), Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() });
         assert_eq!(check(Some(&full), None), Credentials::SecretNotFound { secret: "emulator-ca".into() });
         let valid = check(Some(&full), Some(&ca));
-        let Credentials::Valid { access_key, hash } = &valid else { panic!("{valid:?}") };
+        let Credentials::Valid { access_key, hash, .. } = &valid else { panic!("{valid:?}") };
         assert_eq!((access_key.id.as_str(), access_key.secret.expose().as_str()), ("demo", "demo-secret"));
         assert!(!format!("{valid:?}").contains("demo-secret"), "Debug redacts");
         let other_ca = fixtures::secret("emulator-ca", &[("ca.pem", "OTHER")]);
-        assert_ne!(check(Some(&full), Some(&other_ca)).hash(), Some(hash.as_str()), "a new CA rolls the pods too");
+        assert_eq!(check(Some(&full), Some(&other_ca)).hash(), Some(hash.as_str()), "the workers re-read the CA: no roll");
+        let rotated = fixtures::secret("creds", &[("accessKeyId", "new"), ("accessKeySecret", "new-secret")]);
+        assert_eq!(check(Some(&rotated), Some(&ca)).hash(), Some(hash.as_str()), "nor for a new key: the workers re-read it");
+        let mut moved = cgs.clone();
+        moved.spec.credentials.secret_name = Some("other".into());
+        let ca_ref = Some(("emulator-ca", "ca.pem", Some(&ca)));
+        let elsewhere = check_credentials(&moved, KeySource::Secret(Some(&full)), ca_ref, None, &fixtures::guard());
+        assert_ne!(elsewhere.hash(), Some(hash.as_str()), "another Secret is another volume: the pods roll");
         let ca_ref = Some(("emulator-ca", "ca.pem", Some(&ca)));
         let headers = fixtures::secret("sink-auth", &[("Authorization", "Bearer t0ken")]);
         assert_eq!(
-            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", None)), &fixtures::guard()),
+            check_credentials(&cgs, KeySource::Secret(Some(&full)), ca_ref, Some(("sink-auth", None)), &fixtures::guard()),
             Credentials::SecretNotFound { secret: "sink-auth".into() },
             "a missing headersFrom Secret is named, not left to a pod stuck in ContainerCreating"
         );
         assert_eq!(
-            check_credentials(&cgs, Some(&full), ca_ref, Some(("sink-auth", Some(&headers))), &fixtures::guard()).hash(),
+            check_credentials(&cgs, KeySource::Secret(Some(&full)), ca_ref, Some(("sink-auth", Some(&headers))), &fixtures::guard()).hash(),
             Some(hash.as_str()),
             "the worker re-reads the headers: they do not roll the pods"
         );
@@ -346,7 +385,8 @@ mod tests {
         let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
         let headers = fixtures::secret("sink-auth", &[("Authorization", "Bearer t0ken")]);
         let check = |secret: &Secret, ca: &Secret, headers: &Secret, guard: &Guard| {
-            check_credentials(&cgs, Some(secret), Some(("emulator-ca", "ca.pem", Some(ca))), Some(("sink-auth", Some(headers))), guard)
+            let ca = Some(("emulator-ca", "ca.pem", Some(ca)));
+            check_credentials(&cgs, KeySource::Secret(Some(secret)), ca, Some(("sink-auth", Some(headers))), guard)
         };
         assert!(check(&full, &ca, &headers, &guard).is_valid(), "the fixtures carry the label");
         let partial = unlabelled(fixtures::secret("creds", &[("accessKeyId", "demo")]));

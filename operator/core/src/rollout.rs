@@ -1,4 +1,5 @@
-//! How new credentials roll the worker pods without passing the group's client cap, pure.
+//! How a new credentials source (another Secret, role or CA Secret) rolls the worker pods
+//! without passing the group's client cap, pure.
 //!
 //! The Deployment (`maxSurge: 0`) starts a replacement while the pod it replaces still closes its
 //! connection, so a rollout holds one client more than its replicas; the autoscaler keeps one place

@@ -28,7 +28,7 @@ fn quickstart_is_a_secret_and_an_autoscaled_subscription_of_the_emulator() -> an
     assert_eq!(keys, ["accessKeyId", "accessKeySecret"]);
     let cgs: ConsumerGroupSubscription = serde_json::from_value(objects[1].clone())?;
     let spec = &cgs.spec;
-    assert_eq!(spec.credentials.secret_name, secret.metadata.name.expect("a name"));
+    assert_eq!(spec.credentials.secret_name, Some(secret.metadata.name.expect("a name")));
     assert_eq!(spec.consumer_group_id, "DEFAULT_GROUP");
     // scripts/demo.sh substitutes these two for the ports the emulator got.
     assert_eq!(spec.endpoint.port, 5671);

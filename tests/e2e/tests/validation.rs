@@ -23,6 +23,25 @@ fn base() -> Value {
     })
 }
 
+/// The subscriptions of the README's "Credentials" section, as a user copies them.
+fn readme_credentials_examples() -> anyhow::Result<Vec<Value>> {
+    let readme = std::fs::read_to_string(iotsub_e2e::workspace_root().join("README.md"))?;
+    let start = readme.find("\n## Credentials\n").ok_or_else(|| anyhow::anyhow!("README.md has no Credentials section"))?;
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |end| end + 1)];
+    let mut subscriptions = Vec::new();
+    for block in section.split("```yaml\n").skip(1) {
+        let block = &block[..block.find("```").unwrap_or(block.len())];
+        for document in iotsub_e2e::helm::parse_documents(block)? {
+            if document["kind"] == "ConsumerGroupSubscription" {
+                subscriptions.push(document);
+            }
+        }
+    }
+    anyhow::ensure!(subscriptions.len() == 2, "two examples in the Credentials section, found {}", subscriptions.len());
+    Ok(subscriptions)
+}
+
 /// Sets `value` at a dotted path under `spec`.
 fn with(path: &str, value: Value) -> Value {
     let mut object = base();
@@ -115,6 +134,36 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
             },
             &["spec.credentials"],
         ),
+        ("credentials with neither source", with("credentials", json!({"authMode": "aksign"})), &["spec.credentials", "exactly one"]),
+        (
+            "credentials with both sources",
+            with(
+                "credentials",
+                json!({"secretName": "s", "rrsa": {"roleArn": "acs:ram::1:role/r", "oidcProviderArn": "acs:ram::1:oidc-provider/p"}}),
+            ),
+            &["spec.credentials", "exactly one"],
+        ),
+        (
+            "rrsa role not an ARN",
+            with("credentials", json!({"rrsa": {"roleArn": "iot-reader", "oidcProviderArn": "acs:ram::1:oidc-provider/p"}})),
+            &["spec.credentials.rrsa.roleArn"],
+        ),
+        (
+            "rrsa duration under 15 minutes",
+            with(
+                "credentials",
+                json!({"rrsa": {"roleArn": "acs:ram::1:role/r", "oidcProviderArn": "acs:ram::1:oidc-provider/p", "durationSeconds": 60}}),
+            ),
+            &["spec.credentials.rrsa.durationSeconds"],
+        ),
+        (
+            "rrsa STS endpoint over http",
+            with(
+                "credentials",
+                json!({"rrsa": {"roleArn": "acs:ram::1:role/r", "oidcProviderArn": "acs:ram::1:oidc-provider/p", "stsEndpoint": "http://sts"}}),
+            ),
+            &["spec.credentials.rrsa.stsEndpoint", "https"],
+        ),
         ("port out of range", with("endpoint.port", json!(70000)), &["spec.endpoint.port"]),
         ("negative replicas", with("replicas", json!(-1)), &["spec.replicas"]),
         ("connectionsPerPod zero", with("connection.connectionsPerPod", json!(0)), &["spec.connection.connectionsPerPod"]),
@@ -181,7 +230,20 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
         ("an empty instance id (legacy instance)", with("iotInstanceId", json!(""))),
         ("a dotted CA key", with("endpoint.caSecretRef", json!({"name": "emulator-ca", "key": "ca.pem"}))),
         ("credit × connectionsPerPod at the bound", with("connection", json!({"credit": 5000, "connectionsPerPod": 2}))),
+        (
+            "rrsa with every field",
+            with(
+                "credentials",
+                json!({"rrsa": {"roleArn": "acs:ram::1:role/r", "oidcProviderArn": "acs:ram::1:oidc-provider/p",
+                    "roleSessionName": "iot.sub@team", "durationSeconds": 900, "stsEndpoint": "https://sts.cn-shanghai.aliyuncs.com"}}),
+            ),
+        ),
     ];
+    let mut good = good;
+    for (i, mut object) in readme_credentials_examples()?.into_iter().enumerate() {
+        object["metadata"] = json!({"name": "bad"});
+        good.push((["the README's AccessKey example", "the README's RRSA example"].get(i).copied().unwrap_or("a README example"), object));
+    }
     for (case, object) in &good {
         let object: DynamicObject = serde_json::from_value(object.clone())?;
         match api.create(&PostParams::default(), &object).await {

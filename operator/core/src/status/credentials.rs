@@ -1,5 +1,5 @@
-//! CredentialsValid: the Secret holds every key the auth mode needs, and the platform did not
-//! refuse it.
+//! CredentialsValid: the Secret holds every key the auth mode needs (or, with RRSA, STS gave
+//! credentials for the role), and the platform did not refuse them.
 
 use iotsub_aliyun::answer::CallError;
 use iotsub_crds::conditions::reason;
@@ -16,11 +16,13 @@ pub(super) fn condition(credentials: &Credentials, answer: Option<&PlatformAnswe
         Credentials::SecretNotFound { secret } => secret_not_found(secret),
         Credentials::KeyMissing { secret, key } => key_missing(secret, key),
         Credentials::NotLabelled { secret } => not_labelled(secret),
-        Credentials::Valid { .. } => match answer {
+        Credentials::RoleNotAssumed(refusal) => Condition::fails(refusal.reason, refusal.message.clone()),
+        Credentials::Valid { assumed, .. } => match answer {
             Some(PlatformAnswer::Failed(CallError::Refused { code, .. })) => refused(code),
             Some(PlatformAnswer::Status(_)) => {
                 Condition::holds(reason::ACCEPTED_BY_PLATFORM, "the platform's OpenAPI accepted the credentials")
             }
+            _ if *assumed => Condition::holds(reason::ROLE_ASSUMED, "STS gave credentials for the role (RRSA)"),
             _ => Condition::holds(reason::SECRET_FOUND, "the Secret holds every key the auth mode needs"),
         },
     }

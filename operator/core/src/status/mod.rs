@@ -146,6 +146,7 @@ mod tests {
         Credentials::Valid {
             access_key: AccessKey { id: "demo".into(), secret: "demo-secret".to_owned().into(), security_token: None },
             hash: "h".into(),
+            assumed: false,
         }
     }
 

@@ -68,6 +68,20 @@ func (a *agent) processSpec(ctx context.Context, w *podWorker, c *v1.Container, 
 		}
 		return out
 	}
+	// Mount paths become the volumes' directories (volumes.go).
+	mounted := w.mountedPaths(c)
+	for i, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[i] = k + "=" + mounted(v)
+	}
+	expandMounted := expand
+	expand = func(in []string) []string {
+		out := expandMounted(in)
+		for i := range out {
+			out[i] = mounted(out[i])
+		}
+		return out
+	}
 	spec := procSpec{path: imagePath, env: env}
 	// The image's entrypoint is its executable. A command replaces it: a command naming the
 	// image's executable (by base name) still runs it; anything else is looked up on PATH.

@@ -297,6 +297,9 @@ func (w *podWorker) prepareSandbox(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(w.dir, "pod"), []byte(info), 0o644); err != nil {
 		return err
 	}
+	if err := w.prepareVolumes(ctx); err != nil {
+		return err
+	}
 	if !w.automount(pod) {
 		return nil
 	}
