@@ -125,8 +125,8 @@ async fn an_rrsa_subscription_delivers_with_no_secret_and_renews_expiring_creden
     })
     .await?;
     delivered(&bed.emulator, 20).await?;
-    let refusals = bed.emulator.refusals().await?;
-    assert!(refusals.is_empty(), "no login refused: {refusals:?}");
+    let refusals: Vec<_> = bed.emulator.refusals().await?.into_iter().filter(|r| r["stage"] != "link").collect();
+    assert!(refusals.is_empty(), "no login refused (the dropped link aside): {refusals:?}");
     Ok(())
 }
 
