@@ -40,6 +40,8 @@ fn operator_rules() -> Value {
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list", "watch", "create", "patch"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }
@@ -519,6 +521,10 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         // Exactly the referenced Secrets are read with a get (the watch is metadata only).
         ("get", "", "secrets", "", here, subscription::CREDENTIALS),
         ("watch", "policy", "poddisruptionbudgets", "", here, ""),
+        // RRSA: the workers' ServiceAccount made, and a token of it for STS.
+        ("create", "", "serviceaccounts", "", here, ""),
+        ("patch", "", "serviceaccounts", "", here, "orders"),
+        ("create", "", "serviceaccounts", "token", here, "orders"),
         ("create", "events.k8s.io", "events", "", here, ""),
         ("get", "coordination.k8s.io", "leases", "", here, "iotsub-operator"),
         ("patch", "coordination.k8s.io", "leases", "", here, "iotsub-operator"),
@@ -545,6 +551,9 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         ("delete", "coordination.k8s.io", "leases", "", here, "iotsub-operator"),
         ("create", "coordination.k8s.io", "leases", "", "default", ""),
         ("list", "", "namespaces", "", "", ""),
+        ("delete", "", "serviceaccounts", "", here, "orders"),
+        ("create", "", "serviceaccounts", "token", "default", "default"),
+        ("create", "", "serviceaccounts", "", "default", ""),
         ("create", "rbac.authorization.k8s.io", "roles", "", here, ""),
     ];
     for access in allowed {
