@@ -281,14 +281,17 @@ async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<(
     assert!(over.is_empty(), "never more than the 5 places left: {over:?}");
     assert_eq!(cap_refusals(emulator).await?, Vec::<Value>::new(), "no client refused for the cap");
 
-    // New credentials while the group is full: the pods roll without one client over the cap.
+    // Credentials from another Secret while the group is full (a new volume: the pods roll; a new
+    // key in the same Secret would not roll them): no client over the cap.
     let mut manifest = manifest(emulator, &sink.url);
     manifest["spec"]["autoscaling"]["minReplicas"] = json!(5);
     subscription::apply(ns, &manifest).await?;
     let old_pods = pod_names(ns, "meters").await;
     assert_eq!(old_pods.len(), 5, "{old_pods:?}");
     recorder.phase("new credentials while the group is at its cap");
-    ns.put_secret(subscription::CREDENTIALS, &[("accessKeyId", "rotated"), ("accessKeySecret", "rotated-secret")]).await?;
+    ns.put_secret("rotated-credentials", &[("accessKeyId", "rotated"), ("accessKeySecret", "rotated-secret")]).await?;
+    manifest["spec"]["credentials"]["secretName"] = json!("rotated-credentials");
+    subscription::apply(ns, &manifest).await?;
     wait_until("5 new pods, connected with the new key", Duration::from_secs(180), || async {
         let now = pod_names(ns, "meters").await;
         let status = api.get("meters").await.ok()?.status?;
