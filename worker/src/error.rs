@@ -79,13 +79,10 @@ impl Error {
     }
 }
 
-/// Replaces every occurrence of each non-empty secret in `text`.
+/// Replaces every occurrence of each secret (of 4 characters or more) in `text`, raw and in the
+/// forms a peer's error text could quote it in: percent-encoded (once, twice) and base64.
 pub fn redact(text: &str, secrets: &[impl AsRef<str>]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets.iter().map(AsRef::as_ref).filter(|s| s.len() >= 4) {
-        out = out.replace(secret, "<redacted>");
-    }
-    out
+    iotsub_aliyun::redact::Redactor::for_values(secrets.iter().map(AsRef::as_ref).filter(|s| s.len() >= 4)).redact(text)
 }
 
 #[cfg(test)]
@@ -93,8 +90,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_hides_each_secret() {
-        assert_eq!(redact("a demo-secret b STS.x1", &["demo-secret", "STS.x1", ""]), "a <redacted> b <redacted>");
+    fn redact_hides_each_secret_in_every_form() {
+        let shown = iotsub_aliyun::redact::REDACTED;
+        assert_eq!(redact("a demo-secret b STS.x1", &["demo-secret", "STS.x1", ""]), format!("a {shown} b {shown}"));
+        // `+/=` percent-encoded, and base64, as a server's error text may quote a signed request.
+        assert_eq!(redact("sig=a%2Bb%2Fc%3D", &["a+b/c="]), format!("sig={shown}"));
+        assert_eq!(redact("auth ZGVtby1zZWNyZXQ=", &["demo-secret"]), format!("auth {shown}"));
     }
 
     #[test]
