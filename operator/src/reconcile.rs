@@ -153,7 +153,7 @@ fn log_notes(cgs: &ConsumerGroupSubscription, notes: &[Note]) {
                 info!(subscription = %name, namespace, field, "a field the operator owns was edited on the worker Deployment: undoing it");
             }
             Note::MakingRoom { replicas } => {
-                info!(subscription = %name, namespace, replicas, "new credentials: making room under the client cap before the pods roll");
+                info!(subscription = %name, namespace, replicas, "a new pod template: making room under the client cap before the pods roll");
             }
             Note::Autoscaled { from, to, reading, rolling_out, outcome } => {
                 let (backlog, others, draining) = reading.map_or((-1, -1, -1), |r| (r.backlog, r.others, r.draining));

@@ -16,7 +16,6 @@ use crate::{
     events::{self, Event},
     guard::Guard,
     memory::Memory,
-    names,
     observed::{self, Credentials, Observed},
     rollout, status,
     timestamps::parse_rfc3339,
@@ -56,7 +55,7 @@ pub enum Note {
     UndoingEdit {
         field: String,
     },
-    /// New credentials wait: at the client cap, one pod fewer first.
+    /// A new pod template waits: at the client cap, one pod fewer first.
     MakingRoom {
         replicas: i32,
     },
@@ -74,14 +73,20 @@ pub enum Note {
 pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Memory, now: OffsetDateTime, guard: &Guard) -> Decision {
     let mut memory = memory.clone();
     let mut notes = Vec::new();
-    let hash = observed.credentials.hash();
+    let refusal = guard.check(cgs);
+    // Nothing is applied with credentials that are not usable (an existing Deployment's pods keep
+    // working) or a spec the guard refuses.
+    let applicable = observed.credentials.is_valid() && refusal.is_none();
+    let template = desired::pod_template(cgs, guard.image(cgs), guard.pull_secrets());
+    let hash = desired::template_hash(template.metadata.as_ref());
     let old_hash = observed.template_hash();
-    let rotated = hash.is_some_and(|hash| old_hash.is_some_and(|old| old != hash));
+    // A new pod template (a spec change, another credentials source, the operator's image) is a
+    // rollout: paced under the client cap below.
+    let rotated = applicable && old_hash.is_some_and(|old| Some(old) != hash);
     // Pods of an older template still exist: the Deployment is replacing them. (Its status lags
     // behind an apply; the pods' own annotation does not.)
-    let replacing = old_hash.is_some_and(|current| {
-        observed.pods.iter().any(|pod| pod.annotations().get(names::CREDENTIALS_HASH_ANNOTATION).map(String::as_str) != Some(current))
-    });
+    let replacing =
+        old_hash.is_some_and(|current| observed.pods.iter().any(|pod| desired::template_hash(Some(&pod.metadata)) != Some(current)));
     let reading = observed::reading(observed, &cgs.name_any(), cgs.spec.connection.connections_per_pod);
     let autoscaling = cgs.spec.enabled_autoscaling();
     let (desired_replicas, autoscaling_condition) = match autoscaling {
@@ -109,11 +114,12 @@ pub fn decide(cgs: &ConsumerGroupSubscription, observed: &Observed, memory: &Mem
     if making_room {
         notes.push(Note::MakingRoom { replicas: desired_replicas });
     }
-    let template_hash = if making_room { old_hash } else { hash };
-    let refusal = guard.check(cgs);
-    let wanted = template_hash
-        .filter(|_| refusal.is_none())
-        .map(|hash| desired::deployment(cgs, desired_replicas, plan.paused, hash, guard.image(cgs), guard.pull_secrets()));
+    // While room is made, the pods keep the template they run (only the count changes).
+    let template = match observed.deployment.as_ref().and_then(|d| d.spec.as_ref()) {
+        Some(current) if making_room => current.template.clone(),
+        _ => template,
+    };
+    let wanted = applicable.then(|| desired::deployment(cgs, desired_replicas, plan.paused, template));
     let created = wanted.is_some() && observed.deployment.is_none();
     let deployment = wanted.filter(|wanted| match observed.deployment.as_ref().map(|d| desired::outdated(d, wanted)) {
         None | Some(Some(desired::Outdated::Changed)) => true,
@@ -244,7 +250,7 @@ mod tests {
         let mut world = World::new(fixtures::subscription());
         let decision = world.decide();
         assert_eq!(replicas(&decision), Some(2));
-        assert_eq!(template_hash(&decision).as_deref(), world.observed.credentials.hash());
+        assert!(template_hash(&decision).is_some(), "the template is stamped");
         assert_eq!(condition(&decision, "Ready"), ("False", "Progressing"));
         assert_eq!(reasons(&decision), [("Created", EventType::Normal), ("AcceptedByPlatform", EventType::Normal)]);
         assert_eq!(decision.requeue, Requeue::After(Duration::from_secs(15)));
@@ -286,13 +292,13 @@ mod tests {
     #[test]
     fn another_credentials_secret_rolls_the_pods() {
         let mut world = World::new(fixtures::subscription()).settle();
-        let old = world.observed.credentials.hash().map(str::to_owned);
+        let old = world.observed.template_hash().map(str::to_owned);
         move_credentials(&mut world);
         let decision = world.decide();
         let new = template_hash(&decision);
         assert!(new.is_some() && new != old, "{new:?} after {old:?}");
         assert_eq!(replicas(&decision), Some(2));
-        assert!(reasons(&decision).contains(&("CredentialsSourceChanged", EventType::Normal)), "{:?}", reasons(&decision));
+        assert!(reasons(&decision).contains(&("PodTemplateChanged", EventType::Normal)), "{:?}", reasons(&decision));
         assert!(decision.notes.is_empty());
     }
 
@@ -307,13 +313,16 @@ mod tests {
         let decision = world.decide();
         assert_eq!(replicas(&decision), Some(3), "one pod fewer first");
         assert_eq!(template_hash(&decision), old, "still the old template");
+        let template = &decision.deployment.as_ref().unwrap().spec.as_ref().unwrap().template;
+        let volumes = serde_json::to_string(&template.spec.as_ref().unwrap().volumes).unwrap();
+        assert!(volumes.contains("\"creds\"") && !volumes.contains("creds-v2"), "the old template whole, not only its hash: {volumes}");
         assert!(decision.notes.contains(&Note::MakingRoom { replicas: 3 }), "{:?}", decision.notes);
-        assert!(!reasons(&decision).iter().any(|(r, _)| *r == "CredentialsSourceChanged"));
+        assert!(!reasons(&decision).iter().any(|(r, _)| *r == "PodTemplateChanged"));
         // Once the count is real, the pods roll.
         world.carry_out(&decision);
         let decision = world.decide();
         assert_ne!(template_hash(&decision), old);
-        assert!(reasons(&decision).contains(&("CredentialsSourceChanged", EventType::Normal)));
+        assert!(reasons(&decision).contains(&("PodTemplateChanged", EventType::Normal)));
     }
 
     #[test]

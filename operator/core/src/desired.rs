@@ -21,7 +21,7 @@ use k8s_openapi::{
 use kube_core::{Resource, ResourceExt};
 
 use crate::{
-    names::{APPLIED_HASH_ANNOTATION, CREDENTIALS_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, WORKER_NAME},
+    names::{APPLIED_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, NAME_LABEL, TEMPLATE_HASH_ANNOTATION, WORKER_NAME},
     observed::short_hex,
 };
 
@@ -82,17 +82,26 @@ pub(crate) fn static_replicas(cgs: &ConsumerGroupSubscription) -> i32 {
     cgs.spec.replicas.max(0)
 }
 
-/// The worker Deployment: named after the subscription, owned by it, stamped with its own hash.
-pub(crate) fn deployment(
-    cgs: &ConsumerGroupSubscription,
-    replicas: i32,
-    paused: bool,
-    credentials_hash: &str,
-    default_image: &str,
-    pull_secrets: &[String],
-) -> Deployment {
+/// The worker pod template, stamped with a hash of itself ([`TEMPLATE_HASH_ANNOTATION`]).
+pub(crate) fn pod_template(cgs: &ConsumerGroupSubscription, default_image: &str, pull_secrets: &[String]) -> PodTemplateSpec {
     let image = if cgs.spec.worker.image.is_empty() { default_image } else { &cgs.spec.worker.image };
-    let mut deployment = unstamped_deployment(cgs, &Pods { replicas, paused, credentials_hash, image, pull_secrets });
+    let mut template = unstamped_template(cgs, image, pull_secrets);
+    let text = serde_json::to_vec(&template).expect("a pod template serializes");
+    let hash = short_hex(&<sha2::Sha256 as sha2::Digest>::digest(&text));
+    let metadata = template.metadata.get_or_insert_with(Default::default);
+    metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_HASH_ANNOTATION.into(), hash);
+    template
+}
+
+/// The hash a pod template (or a pod made from it) carries.
+pub fn template_hash(metadata: Option<&ObjectMeta>) -> Option<&str> {
+    metadata?.annotations.as_ref()?.get(TEMPLATE_HASH_ANNOTATION).map(String::as_str)
+}
+
+/// The worker Deployment: named after the subscription, owned by it, with `template` (this
+/// spec's, or while room is made under the cap the one its pods run), stamped with its own hash.
+pub(crate) fn deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, template: PodTemplateSpec) -> Deployment {
+    let mut deployment = unstamped_deployment(cgs, replicas, paused, template);
     let text = serde_json::to_vec(&deployment).expect("a Deployment serializes");
     let hash = short_hex(&<sha2::Sha256 as sha2::Digest>::digest(&text));
     deployment.metadata.annotations = Some(BTreeMap::from([(APPLIED_HASH_ANNOTATION.into(), hash)]));
@@ -121,29 +130,8 @@ pub enum Outdated {
     Edited(String),
 }
 
-/// What a reconcile decides about the pods; the rest of the Deployment follows from the spec.
-struct Pods<'a> {
-    replicas: i32,
-    paused: bool,
-    credentials_hash: &'a str,
-    image: &'a str,
-    pull_secrets: &'a [String],
-}
-
-fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Deployment {
-    let Pods { replicas, paused, credentials_hash, image, pull_secrets } = *pods;
+fn unstamped_deployment(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, template: PodTemplateSpec) -> Deployment {
     let name = cgs.name_any();
-    let spec = &cgs.spec;
-    let mut annotations = spec.worker.pod_annotations.clone();
-    annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), credentials_hash.into());
-    let (volumes, mounts): (Vec<_>, Vec<_>) = mounted_volumes(cgs).into_iter().unzip();
-    let probe = |path: &str, period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(2),
-        ..Default::default()
-    };
     Deployment {
         metadata: owned_metadata(cgs),
         spec: Some(DeploymentSpec {
@@ -161,60 +149,73 @@ fn unstamped_deployment(cgs: &ConsumerGroupSubscription, pods: &Pods<'_>) -> Dep
                     max_unavailable: Some(IntOrString::Int(1)),
                 }),
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels(&name)), annotations: Some(annotations), ..Default::default() }),
-                spec: Some(PodSpec {
-                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                    // The workers call no Kubernetes API: no token of it is mounted. RRSA's
-                    // token (audience STS) is a projected volume of its own.
-                    automount_service_account_token: Some(false),
-                    service_account_name: service_account(cgs),
-                    enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS_USER),
-                        run_as_group: Some(RUN_AS_USER),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-                        ..Default::default()
-                    }),
-                    // None when there are none: the applied hash of existing Deployments stays.
-                    image_pull_secrets: Some(
-                        pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect::<Vec<_>>(),
-                    )
-                    .filter(|s| !s.is_empty()),
-                    node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
-                    tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
-                    topology_spread_constraints: Some(crate::disruption::spread(&name)),
-                    volumes: Some(volumes).filter(|v| !v.is_empty()),
-                    containers: vec![Container {
-                        name: "worker".into(),
-                        image: Some(image.into()),
-                        env: Some(env(cgs)),
-                        ports: Some(vec![ContainerPort {
-                            name: Some("http".into()),
-                            container_port: WORKER_PORT,
-                            protocol: Some("TCP".into()),
-                            ..Default::default()
-                        }]),
-                        readiness_probe: Some(probe("/readyz", 5, 3)),
-                        liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe("/healthz", 10, 3) }),
-                        resources: spec.worker.resources.clone(),
-                        volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            read_only_root_filesystem: Some(true),
-                            run_as_non_root: Some(true),
-                            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
+            template,
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+fn unstamped_template(cgs: &ConsumerGroupSubscription, image: &str, pull_secrets: &[String]) -> PodTemplateSpec {
+    let name = cgs.name_any();
+    let spec = &cgs.spec;
+    let annotations = spec.worker.pod_annotations.clone();
+    let (volumes, mounts): (Vec<_>, Vec<_>) = mounted_volumes(cgs).into_iter().unzip();
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta { labels: Some(labels(&name)), annotations: Some(annotations), ..Default::default() }),
+        spec: Some(PodSpec {
+            termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+            // The workers call no Kubernetes API: no token of it is mounted. RRSA's
+            // token (audience STS) is a projected volume of its own.
+            automount_service_account_token: Some(false),
+            service_account_name: service_account(cgs),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            // None when there are none: the applied hash of existing Deployments stays.
+            image_pull_secrets: Some(pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect::<Vec<_>>())
+                .filter(|s| !s.is_empty()),
+            node_selector: Some(spec.worker.node_selector.clone()).filter(|m| !m.is_empty()),
+            tolerations: Some(spec.worker.tolerations.clone()).filter(|t| !t.is_empty()),
+            topology_spread_constraints: Some(crate::disruption::spread(&name)),
+            volumes: Some(volumes).filter(|v| !v.is_empty()),
+            containers: vec![Container {
+                name: "worker".into(),
+                image: Some(image.into()),
+                env: Some(env(cgs)),
+                ports: Some(vec![ContainerPort {
+                    name: Some("http".into()),
+                    container_port: WORKER_PORT,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                readiness_probe: Some(probe("/readyz", 5, 3)),
+                liveness_probe: Some(Probe { initial_delay_seconds: Some(10), ..probe("/healthz", 10, 3) }),
+                resources: spec.worker.resources.clone(),
+                volume_mounts: Some(mounts).filter(|m| !m.is_empty()),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    read_only_root_filesystem: Some(true),
+                    run_as_non_root: Some(true),
+                    capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
     }
 }
 
@@ -369,6 +370,11 @@ mod tests {
     use super::*;
     use crate::fixtures;
 
+    /// The Deployment with this spec's pod template.
+    fn built(cgs: &ConsumerGroupSubscription, replicas: i32, paused: bool, image: &str, pull_secrets: &[String]) -> Deployment {
+        deployment(cgs, replicas, paused, pod_template(cgs, image, pull_secrets))
+    }
+
     fn env_of(d: &Deployment) -> BTreeMap<String, EnvVar> {
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         pod.containers[0].env.clone().unwrap().into_iter().map(|e| (e.name.clone(), e)).collect()
@@ -377,7 +383,7 @@ mod tests {
     #[test]
     fn deployment_follows_the_design() {
         let cgs = fixtures::subscription();
-        let d = deployment(&cgs, 2, false, "abc123", "iotsub-worker", &[]);
+        let d = built(&cgs, 2, false, "iotsub-worker", &[]);
         let spec = d.spec.as_ref().unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("orders"));
         assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
@@ -388,7 +394,7 @@ mod tests {
         assert_eq!(spec.min_ready_seconds, Some(MIN_READY_SECONDS), "one old pod at a time gone before the next is replaced");
         assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
         let template = &spec.template;
-        assert_eq!(template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CREDENTIALS_HASH_ANNOTATION], "abc123");
+        assert_eq!(template_hash(template.metadata.as_ref()).map(str::len), Some(16), "stamped with its hash");
         let pod = template.spec.as_ref().unwrap();
         assert!(pod.termination_grace_period_seconds.unwrap() > 30);
         assert_eq!(pod.security_context.as_ref().unwrap().run_as_user, Some(65532));
@@ -407,7 +413,7 @@ mod tests {
     #[test]
     fn env_carries_config_and_secret_references_only() {
         let cgs = fixtures::subscription();
-        let env = env_of(&deployment(&cgs, 2, false, "h", "iotsub-worker", &[]));
+        let env = env_of(&built(&cgs, 2, false, "iotsub-worker", &[]));
         assert_eq!(env["IOTSUB_CLIENT_ID"].value.as_deref(), Some("$(POD_NAME)"));
         assert_eq!(env["IOTSUB_HTTP_ADDR"].value.as_deref(), Some("$(POD_IP):9090"));
         assert_eq!(env["POD_IP"].value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
@@ -433,7 +439,7 @@ mod tests {
     #[test]
     fn the_credentials_and_the_ca_are_mounted_files_the_kubelet_updates_in_place() {
         let cgs = fixtures::subscription();
-        let d = deployment(&cgs, 2, false, "h", "iotsub-worker", &[]);
+        let d = built(&cgs, 2, false, "iotsub-worker", &[]);
         let (credentials, mount) = volume(&d, "credentials");
         assert_eq!(credentials.secret.as_ref().unwrap().secret_name.as_deref(), Some("creds"));
         assert_eq!(credentials.secret.as_ref().unwrap().items, None, "every key, named as in the Secret");
@@ -457,7 +463,7 @@ mod tests {
             "roleArn": "acs:ram::1:role/iot", "oidcProviderArn": "acs:ram::1:oidc-provider/ack", "stsEndpoint": "https://127.0.0.1:8443"
         }}))
         .unwrap();
-        let d = deployment(&cgs, 1, false, "h", "img", &[]);
+        let d = built(&cgs, 1, false, "img", &[]);
         let env = env_of(&d);
         let value = |name: &str| env.get(name).and_then(|e| e.value.clone());
         assert_eq!(value("ALIBABA_CLOUD_ROLE_ARN").as_deref(), Some("acs:ram::1:role/iot"));
@@ -479,7 +485,7 @@ mod tests {
         assert_eq!(account.metadata.name.as_deref(), Some("orders"));
         assert_eq!(account.metadata.owner_references.as_ref().unwrap()[0].kind, "ConsumerGroupSubscription");
         cgs.spec.service_account_name = Some("iot-reader".into());
-        let d = deployment(&cgs, 1, false, "h", "img", &[]);
+        let d = built(&cgs, 1, false, "img", &[]);
         assert_eq!(d.spec.unwrap().template.spec.unwrap().service_account_name.as_deref(), Some("iot-reader"));
         assert!(owned_service_account(&cgs).is_none(), "the user's own");
     }
@@ -489,7 +495,7 @@ mod tests {
         let mut cgs = fixtures::subscription();
         cgs.spec.credentials.auth_mode = AuthMode::StsToken;
         cgs.spec.sink = serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://127.0.0.1:1/e"}})).unwrap();
-        let env = env_of(&deployment(&cgs, 2, false, "h", "img", &[]));
+        let env = env_of(&built(&cgs, 2, false, "img", &[]));
         assert_eq!(env["IOTSUB_AUTH_MODE"].value.as_deref(), Some("ststoken"));
         assert_eq!(env["IOTSUB_CREDENTIALS_DIR"].value.as_deref(), Some(CREDENTIALS_DIR));
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
@@ -500,7 +506,7 @@ mod tests {
     #[test]
     fn sink_delivery_settings_reach_the_worker() {
         let mut cgs = fixtures::subscription();
-        let env = env_of(&deployment(&cgs, 2, false, "h", "img", &[]));
+        let env = env_of(&built(&cgs, 2, false, "img", &[]));
         let value = |env: &BTreeMap<String, EnvVar>, name: &str| env.get(name).and_then(|e| e.value.clone());
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("log"), "nothing dropped without a record by default");
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL"), None);
@@ -514,7 +520,7 @@ mod tests {
             "maxDeliveries": 3,
         }))
         .unwrap();
-        let d = deployment(&cgs, 2, false, "h", "img", &[]);
+        let d = built(&cgs, 2, false, "img", &[]);
         let env = env_of(&d);
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER").as_deref(), Some("http"));
         assert_eq!(value(&env, "IOTSUB_DEAD_LETTER_URL").as_deref(), Some("https://hooks.example/dead"));
@@ -534,7 +540,7 @@ mod tests {
             let mut cgs = fixtures::subscription();
             cgs.spec.connection.connections_per_pod = connections;
             cgs.spec.autoscaling = cap.map(|client_cap| iotsub_crds::Autoscaling { client_cap, ..Default::default() });
-            let env = env_of(&deployment(&cgs, 1, false, "h", "img", &[]));
+            let env = env_of(&built(&cgs, 1, false, "img", &[]));
             assert_eq!(env["IOTSUB_RECONNECT_ATTEMPTS_PER_MINUTE"].value, Some(attempts.to_string()), "cap {cap:?}, {connections} per pod");
         }
     }
@@ -544,21 +550,36 @@ mod tests {
         let cgs = fixtures::subscription();
         let pod = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.clone().unwrap();
         let names = ["registry-credentials".to_owned()];
-        let with = deployment(&cgs, 1, false, "h", "private.example/iotsub-worker:1", &names);
+        let with = built(&cgs, 1, false, "private.example/iotsub-worker:1", &names);
         let secrets = pod(&with).image_pull_secrets.unwrap();
         assert_eq!(secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["registry-credentials"]);
-        let without = deployment(&cgs, 1, false, "h", "iotsub-worker", &[]);
+        let without = built(&cgs, 1, false, "iotsub-worker", &[]);
         assert_eq!(pod(&without).image_pull_secrets, None, "left out, so existing Deployments keep their hash");
+    }
+
+    #[test]
+    fn the_template_hash_follows_what_the_pods_are_made_from_not_the_count() {
+        let cgs = fixtures::subscription();
+        let hash = |d: &Deployment| template_hash(d.spec.as_ref().unwrap().template.metadata.as_ref()).map(str::to_owned);
+        let a = built(&cgs, 2, false, "img", &[]);
+        assert_eq!(hash(&a), hash(&built(&cgs, 5, true, "img", &[])), "replicas and pausing are not the pods'");
+        assert_ne!(hash(&a), hash(&built(&cgs, 2, false, "img:2", &[])), "another image");
+        let mut credit = cgs.clone();
+        credit.spec.connection.credit = 500;
+        assert_ne!(hash(&a), hash(&built(&credit, 2, false, "img", &[])), "a spec change the pods read");
+        let mut moved = cgs.clone();
+        moved.spec.credentials.secret_name = Some("other".into());
+        assert_ne!(hash(&a), hash(&built(&moved, 2, false, "img", &[])), "another credentials Secret is another volume");
     }
 
     #[test]
     fn the_applied_hash_changes_with_the_deployment_only() {
         let cgs = fixtures::subscription();
-        let a = deployment(&cgs, 2, false, "h", "img", &[]);
-        assert_eq!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "h", "img", &[])));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 2, false, "rotated", "img", &[])));
-        assert_ne!(applied_hash(&a), applied_hash(&deployment(&cgs, 3, false, "h", "img", &[])));
-        let paused = deployment(&cgs, 2, true, "h", "img", &[]);
+        let a = built(&cgs, 2, false, "img", &[]);
+        assert_eq!(applied_hash(&a), applied_hash(&built(&cgs, 2, false, "img", &[])));
+        assert_ne!(applied_hash(&a), applied_hash(&built(&cgs, 2, false, "img:2", &[])));
+        assert_ne!(applied_hash(&a), applied_hash(&built(&cgs, 3, false, "img", &[])));
+        let paused = built(&cgs, 2, true, "img", &[]);
         assert_eq!(paused.spec.as_ref().unwrap().paused, Some(true));
         assert_eq!(a.spec.as_ref().unwrap().paused, Some(false), "always set: the operator owns the field, a hand pause is undone");
         assert_ne!(applied_hash(&a), applied_hash(&paused));
@@ -568,7 +589,7 @@ mod tests {
     fn spec_image_overrides_the_default() {
         let mut cgs = fixtures::subscription();
         cgs.spec.worker.image = "registry.example/iotsub-worker:1".into();
-        let d = deployment(&cgs, 2, false, "h", "iotsub-worker", &[]);
+        let d = built(&cgs, 2, false, "iotsub-worker", &[]);
         assert_eq!(d.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/iotsub-worker:1"));
     }
 }

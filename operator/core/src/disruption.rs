@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn the_worker_deployment_carries_the_spread() {
         let cgs = subscription();
-        let deployment = crate::desired::deployment(&cgs, 2, false, "h", "iotsub-worker", &[]);
+        let deployment = crate::desired::deployment(&cgs, 2, false, crate::desired::pod_template(&cgs, "iotsub-worker", &[]));
         let pod = deployment.spec.and_then(|s| s.template.spec).expect("a pod spec");
         assert_eq!(pod.topology_spread_constraints, Some(spread(&cgs.name_any())));
     }

@@ -15,7 +15,7 @@ pub enum EventType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub type_: EventType,
-    /// A condition reason, or what happened (`Created`, `Scaled`, `CredentialsSourceChanged`).
+    /// A condition reason, or what happened (`Created`, `Scaled`, `PodTemplateChanged`).
     pub reason: String,
     /// What the operator did or checked (`CreateDeployment`, a condition type).
     pub action: String,
@@ -63,9 +63,9 @@ pub(crate) fn changes(
     if credentials_rotated {
         events.push(event(
             EventType::Normal,
-            "CredentialsSourceChanged",
+            "PodTemplateChanged",
             "RollPods",
-            "where the credentials come from changed (Secret, role, CA Secret or ServiceAccount): rolling the worker pods".into(),
+            "the worker pod template changed: rolling the pods, one at a time under the client cap".into(),
         ));
     }
     // A failing sink warns when it starts, and says so when it recovers (not at creation).
@@ -138,7 +138,7 @@ mod tests {
         let ready = status(2, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
         assert_eq!(reasons(&changes(Some(&first), &ready, false, false)), [("AllClientsConnected", false)]);
         let scaled = status(3, &[("Ready", "True", "AllClientsConnected"), ("CredentialsValid", "True", "SecretFound")]);
-        assert_eq!(reasons(&changes(Some(&ready), &scaled, false, true)), [("Scaled", false), ("CredentialsSourceChanged", false)]);
+        assert_eq!(reasons(&changes(Some(&ready), &scaled, false, true)), [("Scaled", false), ("PodTemplateChanged", false)]);
         let scaling = status(4, &[("Ready", "True", "Scaling"), ("CredentialsValid", "True", "SecretFound")]);
         assert_eq!(reasons(&changes(Some(&scaled), &scaling, false, false)), [("Scaled", false)], "no Ready Event for a scale step");
         let broken = status(3, &[("Ready", "False", "CredentialsInvalid"), ("CredentialsValid", "False", "SecretNotFound")]);

@@ -9,8 +9,10 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The worker pods' `app.kubernetes.io/name`.
 pub const WORKER_NAME: &str = "iotsub-worker";
 
-/// Changes when a credential the workers use changes, so the Deployment rolls its pods.
-pub const CREDENTIALS_HASH_ANNOTATION: &str = "iotsub.dev/credentials-hash";
+/// A hash of the worker pod template (everything the pods are made from): a new one is a rollout,
+/// which the operator paces under the group's client cap (`rollout`). Credentials are not in it:
+/// the workers re-read them from mounted files, so rotating a Secret rolls nothing.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "iotsub.dev/template-hash";
 /// A hash of the Deployment as last applied: an unchanged one is not applied again, so a
 /// reconcile of a settled subscription makes no API call.
 pub const APPLIED_HASH_ANNOTATION: &str = "iotsub.dev/applied-hash";

@@ -13,7 +13,6 @@ use k8s_openapi::{
     },
 };
 use kube_core::ResourceExt;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::{
@@ -87,7 +86,6 @@ pub fn sink_suspects(pods: &[Pod]) -> Vec<(String, String)> {
 pub enum Credentials {
     Valid {
         access_key: AccessKey,
-        hash: String,
         /// From STS (RRSA), not from a Secret.
         assumed: bool,
     },
@@ -126,14 +124,6 @@ impl Credentials {
     pub fn is_valid(&self) -> bool {
         matches!(self, Credentials::Valid { .. })
     }
-
-    /// The hash of the keys (and CA) the workers use; `None` when they are not usable.
-    pub fn hash(&self) -> Option<&str> {
-        match self {
-            Credentials::Valid { hash, .. } => Some(hash),
-            _ => None,
-        }
-    }
 }
 
 /// The platform's answer to `QueryConsumerGroupStatus`.
@@ -163,10 +153,9 @@ impl PlatformObservation {
 }
 
 impl Observed {
-    /// The Deployment's pod-template credentials hash: which credentials its pods were made with.
+    /// The Deployment's pod-template hash: which template its newest pods are made from.
     pub fn template_hash(&self) -> Option<&str> {
-        let template = self.deployment.as_ref()?.spec.as_ref()?.template.metadata.as_ref()?;
-        template.annotations.as_ref()?.get(names::CREDENTIALS_HASH_ANNOTATION).map(String::as_str)
+        crate::desired::template_hash(self.deployment.as_ref()?.spec.as_ref()?.template.metadata.as_ref())
     }
 
     /// The Deployment's replicas as last applied.
@@ -199,9 +188,9 @@ pub fn reading(observed: &Observed, subscription: &str, connections_per_pod: i32
     Some(autoscale::Reading { backlog: answer.accumulation_count, others, draining })
 }
 
-/// Which keys the auth mode needs and whether they are there (or whether STS gave credentials);
-/// the hash that rolls the pods when where the credentials come from changes (not their
-/// content: the workers re-read the mounted Secrets and the CA at each connection attempt). `ca`
+/// Which keys the auth mode needs and whether they are there (or whether STS gave credentials).
+/// Their content rolls no pod: the workers re-read the mounted Secrets and the CA at each
+/// connection attempt (where they come from is in the pod template, whose hash does). `ca`
 /// is the CA reference's Secret name, key and Secret; `sink_headers` the `sink.http.headersFrom`
 /// Secret's name and Secret, which only has to exist (a pod cannot start without it). Each Secret
 /// must also be one the `guard` lets the operator use (its label), checked before any of its data
@@ -253,7 +242,7 @@ pub fn check_credentials(
         }
         None => {}
     }
-    Credentials::Valid { access_key, hash: source_hash(cgs), assumed }
+    Credentials::Valid { access_key, assumed }
 }
 
 /// The AccessKey in `secret`, or which key it lacks.
@@ -273,14 +262,6 @@ fn key_from_secret(cgs: &ConsumerGroupSubscription, secret_name: &str, secret: &
         secret: text(ACCESS_KEY_SECRET).into(),
         security_token: ststoken.then(|| text(SECURITY_TOKEN).into()),
     })
-}
-
-/// Where the workers' credentials come from (the Secret or the role, the auth mode, the CA's
-/// Secret, the ServiceAccount): what the pods are made with. A change of any of it rolls them.
-fn source_hash(cgs: &ConsumerGroupSubscription) -> String {
-    let spec = &cgs.spec;
-    let source = serde_json::json!([spec.credentials, spec.endpoint.ca_secret_ref, spec.service_account_name]);
-    short_hex(&Sha256::digest(source.to_string().as_bytes()))
 }
 
 /// The first 8 bytes of a digest, in hex: enough to tell versions apart in an annotation.
@@ -335,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn credentials_name_what_is_missing_and_hash_what_the_workers_use() {
+    fn credentials_name_what_is_missing_and_say_where_the_key_came_from() {
         let cgs = fixtures::subscription();
         let ca = fixtures::secret("emulator-ca", &[("ca.pem", "PEM")]);
         let full = fixtures::secret("creds", &[("accessKeyId", "demo"), ("accessKeySecret", "demo-secret")]);
@@ -347,30 +328,25 @@ mod tests {
         assert_eq!(check(Some(&partial), Some(&ca)), Credentials::KeyMissing { secret: "creds".into(), key: "accessKeySecret".into() });
         assert_eq!(check(Some(&full), None), Credentials::SecretNotFound { secret: "emulator-ca".into() });
         let valid = check(Some(&full), Some(&ca));
-        let Credentials::Valid { access_key, hash, .. } = &valid else { panic!("{valid:?}") };
-        assert_eq!((access_key.id.as_str(), access_key.secret.expose().as_str()), ("demo", "demo-secret"));
+        let Credentials::Valid { access_key, assumed } = &valid else { panic!("{valid:?}") };
+        assert_eq!((access_key.id.as_str(), access_key.secret.expose().as_str(), *assumed), ("demo", "demo-secret", false));
         assert!(!format!("{valid:?}").contains("demo-secret"), "Debug redacts");
-        let other_ca = fixtures::secret("emulator-ca", &[("ca.pem", "OTHER")]);
-        assert_eq!(check(Some(&full), Some(&other_ca)).hash(), Some(hash.as_str()), "the workers re-read the CA: no roll");
-        let rotated = fixtures::secret("creds", &[("accessKeyId", "new"), ("accessKeySecret", "new-secret")]);
-        assert_eq!(check(Some(&rotated), Some(&ca)).hash(), Some(hash.as_str()), "nor for a new key: the workers re-read it");
-        let mut moved = cgs.clone();
-        moved.spec.credentials.secret_name = Some("other".into());
+        let empty_ca = fixtures::secret("emulator-ca", &[("ca.pem", "")]);
+        assert_eq!(check(Some(&full), Some(&empty_ca)), Credentials::KeyMissing { secret: "emulator-ca".into(), key: "ca.pem".into() });
         let ca_ref = Some(("emulator-ca", "ca.pem", Some(&ca)));
-        let elsewhere = check_credentials(&moved, KeySource::Secret(Some(&full)), ca_ref, None, &fixtures::guard());
-        assert_ne!(elsewhere.hash(), Some(hash.as_str()), "another Secret is another volume: the pods roll");
-        let ca_ref = Some(("emulator-ca", "ca.pem", Some(&ca)));
-        let headers = fixtures::secret("sink-auth", &[("Authorization", "Bearer t0ken")]);
         assert_eq!(
             check_credentials(&cgs, KeySource::Secret(Some(&full)), ca_ref, Some(("sink-auth", None)), &fixtures::guard()),
             Credentials::SecretNotFound { secret: "sink-auth".into() },
             "a missing headersFrom Secret is named, not left to a pod stuck in ContainerCreating"
         );
+        let refusal = RoleRefusal { reason: "RoleRefused", message: "STS refused".into() };
         assert_eq!(
-            check_credentials(&cgs, KeySource::Secret(Some(&full)), ca_ref, Some(("sink-auth", Some(&headers))), &fixtures::guard()).hash(),
-            Some(hash.as_str()),
-            "the worker re-reads the headers: they do not roll the pods"
+            check_credentials(&cgs, KeySource::Rrsa(Err(&refusal)), ca_ref, None, &fixtures::guard()),
+            Credentials::RoleNotAssumed(refusal)
         );
+        let key = AccessKey { id: "STS.x".into(), secret: "s".to_owned().into(), security_token: Some("t".to_owned().into()) };
+        let assumed = check_credentials(&cgs, KeySource::Rrsa(Ok(&key)), ca_ref, None, &fixtures::guard());
+        assert!(matches!(assumed, Credentials::Valid { assumed: true, .. }), "{assumed:?}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! How a new credentials source (another Secret, role or CA Secret) rolls the worker pods
+//! How a new pod template (a spec change, another credentials Secret or role) rolls the worker pods
 //! without passing the group's client cap, pure.
 //!
 //! The Deployment (`maxSurge: 0`) starts a replacement while the pod it replaces still closes its
@@ -13,7 +13,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct View {
     pub autoscaling: bool,
-    /// The credentials changed: the template to apply differs from the Deployment's.
+    /// The pod template to apply differs from the Deployment's (a spec change, another credentials source).
     pub rotated: bool,
     /// Pods of an older template still run: the Deployment is replacing them.
     pub replacing: bool,
@@ -30,7 +30,7 @@ pub struct View {
 pub enum Template {
     /// Keep the Deployment's template (only the count may change).
     Current,
-    /// The template with the new credentials.
+    /// The new pod template.
     New,
 }
 

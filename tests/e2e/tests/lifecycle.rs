@@ -117,7 +117,7 @@ async fn a_rotated_secret_reaches_the_running_pods_without_a_rollout() -> anyhow
     let status = wait_status(&bed.ns, "orders", "2 workers connected", Duration::from_secs(60), all_connected(2)).await?;
     assert_eq!(status.condition("CredentialsValid").unwrap().reason, "AcceptedByPlatform");
     let reasons = event_reasons(&bed).await?;
-    assert!(!reasons.iter().any(|r| r == "CredentialsSourceChanged"), "{reasons:?}");
+    assert!(!reasons.iter().any(|r| r == "PodTemplateChanged"), "{reasons:?}");
     Ok(())
 }
 

@@ -145,7 +145,6 @@ mod tests {
     fn valid() -> Credentials {
         Credentials::Valid {
             access_key: AccessKey { id: "demo".into(), secret: "demo-secret".to_owned().into(), security_token: None },
-            hash: "h".into(),
             assumed: false,
         }
     }
