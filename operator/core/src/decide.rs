@@ -326,6 +326,22 @@ mod tests {
     }
 
     #[test]
+    fn any_spec_change_the_pods_are_made_from_waits_for_room_at_the_cap() {
+        let mut world = World::new(autoscaled(4, 4));
+        world.backlog = 10_000;
+        let mut world = world.settle();
+        let old = world.observed.template_hash().map(str::to_owned);
+        world.cgs.spec.connection.credit = 500;
+        let decision = world.decide();
+        assert_eq!(replicas(&decision), Some(3), "one pod fewer first");
+        assert_eq!(template_hash(&decision), old, "the running template, credit and all");
+        world.carry_out(&decision);
+        let decision = world.decide();
+        assert_ne!(template_hash(&decision), old, "then the new one");
+        assert!(reasons(&decision).contains(&("PodTemplateChanged", EventType::Normal)));
+    }
+
+    #[test]
     fn invalid_credentials_leave_the_deployment_alone_and_warn() {
         let mut world = World::new(fixtures::subscription()).settle();
         world.put_secret(None);
