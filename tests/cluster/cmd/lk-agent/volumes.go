@@ -36,7 +36,7 @@ func (w *podWorker) prepareVolumes(ctx context.Context) error {
 	var expiries []tokenExpiry
 	for _, vol := range pod.Spec.Volumes {
 		switch {
-		case vol.Secret != nil, vol.Projected != nil:
+		case vol.Secret != nil, vol.Projected != nil, vol.ConfigMap != nil, vol.DownwardAPI != nil:
 			exp, err := w.writeVolume(ctx, pod, vol)
 			if err != nil {
 				return fmt.Errorf("volume %q: %w", vol.Name, err)
@@ -47,7 +47,7 @@ func (w *podWorker) prepareVolumes(ctx context.Context) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("volume %q: lk-agent supports secret, projected and emptyDir volumes only", vol.Name)
+			return fmt.Errorf("volume %q: lk-agent supports secret, configMap, downwardAPI, projected and emptyDir volumes only", vol.Name)
 		}
 	}
 	go w.keepVolumesFresh(ctx, pod, expiries)
@@ -69,11 +69,29 @@ func (w *podWorker) writeVolume(ctx context.Context, pod *v1.Pod, vol v1.Volume)
 			return nil, err
 		}
 	}
+	if c := vol.ConfigMap; c != nil {
+		if err := w.configMapFiles(ctx, pod, c.Name, c.Items, ptrTrue(c.Optional), files); err != nil {
+			return nil, err
+		}
+	}
+	if d := vol.DownwardAPI; d != nil {
+		if err := downwardFiles(pod, d.Items, files); err != nil {
+			return nil, err
+		}
+	}
 	if p := vol.Projected; p != nil {
 		for _, src := range p.Sources {
 			switch {
 			case src.Secret != nil:
 				if err := w.secretFiles(ctx, pod, src.Secret.Name, src.Secret.Items, ptrTrue(src.Secret.Optional), files); err != nil {
+					return nil, err
+				}
+			case src.ConfigMap != nil:
+				if err := w.configMapFiles(ctx, pod, src.ConfigMap.Name, src.ConfigMap.Items, ptrTrue(src.ConfigMap.Optional), files); err != nil {
+					return nil, err
+				}
+			case src.DownwardAPI != nil:
+				if err := downwardFiles(pod, src.DownwardAPI.Items, files); err != nil {
 					return nil, err
 				}
 			case src.ServiceAccountToken != nil:
@@ -94,7 +112,7 @@ func (w *podWorker) writeVolume(ctx context.Context, pod *v1.Pod, vol v1.Volume)
 				files[t.Path] = []byte(tr.Status.Token)
 				expiries = append(expiries, tokenExpiry{volume: vol.Name, issued: time.Now(), exp: tr.Status.ExpirationTimestamp.Time})
 			default:
-				return nil, fmt.Errorf("lk-agent supports projected secret and serviceAccountToken sources only")
+				return nil, fmt.Errorf("lk-agent supports projected secret, configMap, downwardAPI and serviceAccountToken sources only")
 			}
 		}
 	}
@@ -124,6 +142,76 @@ func (w *podWorker) secretFiles(ctx context.Context, pod *v1.Pod, name string, i
 			return fmt.Errorf("secret %q has no key %q", name, item.Key)
 		}
 		files[item.Path] = v
+	}
+	return nil
+}
+
+func (w *podWorker) configMapFiles(ctx context.Context, pod *v1.Pod, name string, items []v1.KeyToPath, optional bool, files map[string][]byte) error {
+	cm, err := w.a.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		if optional {
+			return nil
+		}
+		return fmt.Errorf("configmap %q: %w", name, err)
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		data[k] = v
+	}
+	if len(items) == 0 {
+		for k, v := range data {
+			files[k] = v
+		}
+		return nil
+	}
+	for _, item := range items {
+		v, ok := data[item.Key]
+		if !ok {
+			if optional {
+				continue
+			}
+			return fmt.Errorf("configmap %q has no key %q", name, item.Key)
+		}
+		files[item.Path] = v
+	}
+	return nil
+}
+
+// downwardFiles writes the pod's own fields (metadata only: what the service account admission
+// plugin's kube-api-access volume and most charts ask for).
+func downwardFiles(pod *v1.Pod, items []v1.DownwardAPIVolumeFile, files map[string][]byte) error {
+	for _, item := range items {
+		if item.FieldRef == nil {
+			return fmt.Errorf("downwardAPI %q: lk-agent supports fieldRef only", item.Path)
+		}
+		var value string
+		switch path := item.FieldRef.FieldPath; path {
+		case "metadata.namespace":
+			value = pod.Namespace
+		case "metadata.name":
+			value = pod.Name
+		case "metadata.uid":
+			value = string(pod.UID)
+		case "metadata.labels", "metadata.annotations":
+			m := pod.Labels
+			if path == "metadata.annotations" {
+				m = pod.Annotations
+			}
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				value += fmt.Sprintf("%s=%q\n", k, m[k])
+			}
+		default:
+			return fmt.Errorf("downwardAPI %q: field %q is not supported by lk-agent", item.Path, path)
+		}
+		files[item.Path] = []byte(value)
 	}
 	return nil
 }
@@ -179,7 +267,7 @@ func (w *podWorker) keepVolumesFresh(ctx context.Context, pod *v1.Pod, expiries 
 		case <-tick.C:
 		}
 		for _, vol := range pod.Spec.Volumes {
-			if vol.Secret == nil && vol.Projected == nil {
+			if vol.Secret == nil && vol.Projected == nil && vol.ConfigMap == nil && vol.DownwardAPI == nil {
 				continue
 			}
 			hasToken := false
