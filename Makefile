@@ -65,7 +65,7 @@ bench-samples: build-release deps
 ## The worker's HTTP sink into the business-server stand-in at 0, 1 and 20 ms service time; ~10 minutes.
 bench-http:
 	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
-	$(PYTHON) bench/http.py --out docs/http-sink.json
+	$(PYTHON) bench/http_sink.py --out docs/http-sink.json
 
 ## The worker's own send → accept latency at 1 000 msg/s (log sink); WORKERS="a=path b=path" compares builds.
 bench-latency:

@@ -91,7 +91,10 @@ fn settle_when_answered(
             clock.forget(&tag);
         }
         let settlement = match answer {
-            Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted(wire.unwrap_or_else(|| pushed_at.elapsed())),
+            Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted(wire.unwrap_or_else(|| {
+                group.task_clocked();
+                pushed_at.elapsed()
+            })),
             Ok(Ok(_)) => Settlement::Refused,
             Ok(Err(_)) => Settlement::Disconnected,
             Err(_) => Settlement::TimedOut,

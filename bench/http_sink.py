@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The worker's HTTP sink into the business-server stand-in, at several service times.
 
-    python3 bench/http.py --out docs/http-sink.json        # or: make bench-http
+    python3 bench/http_sink.py --out docs/http-sink.json        # or: make bench-http
 
 The production path: emulator → worker (`--sink http`, acknowledging each message only after the
 stand-in's 2xx) → iotsub-standin answering each POST after a service time (0, 1 and 20 ms by
@@ -155,7 +155,7 @@ def main():
     summary = summarize(runs, service_times)
     record = {
         "title": "The worker's HTTP sink into the business-server stand-in",
-        "command": "python3 bench/http.py " + " ".join(sys.argv[1:]),
+        "command": "python3 bench/http_sink.py " + " ".join(sys.argv[1:]),
         "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": dict(compare.machine(), loadavgBefore=load_before, loadavgAfter=compare.loadavg()),
         "commit": subprocess.run(["git", "-C", str(compare.ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
