@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples clean
+.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-latency clean
 
 all: build
 
@@ -61,6 +61,16 @@ demo-local:
 ## The worker beside the platform's official sample consumers (Qpid JMS, Qpid Proton); ~8 minutes.
 bench-samples: build-release deps
 	$(PYTHON) bench/compare.py --out docs/samples-comparison.json && $(PYTHON) bench/chart.py
+
+## The worker's HTTP sink into the business-server stand-in at 0, 1 and 20 ms service time; ~10 minutes.
+bench-http:
+	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
+	$(PYTHON) bench/http_sink.py --out docs/http-sink.json
+
+## The worker's own send → accept latency at 1 000 msg/s (log sink); WORKERS="a=path b=path" compares builds.
+bench-latency:
+	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker --bins
+	$(PYTHON) bench/latency.py $(foreach w,$(or $(WORKERS),current=target/release/iotsub-worker),--worker $(w))
 
 bench-emulator: build-release
 	$(CARGO) run --release -p iotsub-tests --bin bench-emulator

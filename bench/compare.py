@@ -167,8 +167,8 @@ class Client:
                   "--access-key-id", ACCESS_KEY_ID, "--access-key-secret", ACCESS_KEY_SECRET,
                   "--client-id", "bench-" + kind, "--connections", str(connections)]
         if kind == "worker":
-            argv = [str(binaries["worker"])] + common + ["--ca-file", str(emulator.ca), "--sink", "log",
-                                                         "--http-addr", "127.0.0.1:0"] + binaries["worker_args"]
+            sink = binaries.get("worker_sink", ["--sink", "log"])
+            argv = [str(binaries["worker"])] + common + ["--ca-file", str(emulator.ca), "--http-addr", "127.0.0.1:0"] + sink + binaries["worker_args"]
         elif kind == "java":
             trust = Path(workdir) / ("trust-%d.p12" % os.getpid())
             if trust.exists():
@@ -196,6 +196,12 @@ class Client:
     def stop(self):
         stop_process(self.proc)
         self.errlog.close()
+
+
+def pinned_cpus(no_pin=False):
+    """(emulator CPU, client CPU): the first and the last CPU we may run on, or (None, None)."""
+    allowed = os.sched_getaffinity(0)
+    return (None, None) if no_pin or len(allowed) < 2 else (min(allowed), max(allowed))
 
 
 def wait_for(what, predicate, timeout, client=None, hint=""):
@@ -459,8 +465,7 @@ def main():
     cleanup = args.workdir is None
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="iotsub-compare-")
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    n_cpus = len(os.sched_getaffinity(0))
-    cpus = (None, None) if args.no_pin or n_cpus < 2 else (min(os.sched_getaffinity(0)), max(os.sched_getaffinity(0)))
+    cpus = pinned_cpus(args.no_pin)
     binaries = {"emulator": args.emulator, "worker": args.worker, "worker_args": args.worker_arg, "java_args": args.java_arg}
 
     emulator_shown = str(Path(args.emulator).resolve())

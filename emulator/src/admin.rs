@@ -199,6 +199,10 @@ pub struct LatencySummary {
     pub p90_us: u32,
     pub p99_us: u32,
     pub max_us: u32,
+    /// Acknowledgements (since the group began) timed by the emulator's delivery task instead of
+    /// on the wire, because the wire clock did not see their transfer or disposition.
+    #[serde(default)]
+    pub task_clocked: u64,
 }
 
 /// Connection attempts that reached SASL naming the group, refused or not (the platform allows

@@ -19,6 +19,7 @@ mod sasl;
 mod sts;
 mod tls;
 mod traffic;
+mod wire_clock;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -10,11 +10,14 @@ use std::{
     pin::Pin,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
+    time::Instant,
 };
 
 use fe2o3_amqp_types::performatives::Open;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::wire_clock::WireClock;
 
 /// What the scanner found in the client's Open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,11 +96,13 @@ impl OpenScanner {
 /// A stream that reports the client's Open into `seen` as the connection reads it, and reads EOF
 /// once `cut` is cancelled: fe2o3-amqp's engine keeps the socket open after sending a Close until
 /// the peer answers, and clients such as Qpid Proton wait for the server to drop the socket instead.
+/// It also shows every byte written and read to the connection's [`WireClock`].
 pub struct OpenObserver<S> {
     inner: S,
     scanner: Option<OpenScanner>,
     seen: Arc<OnceLock<RemoteOpen>>,
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    clock: Arc<WireClock>,
 }
 
 impl<S> std::fmt::Debug for OpenObserver<S> {
@@ -107,10 +112,10 @@ impl<S> std::fmt::Debug for OpenObserver<S> {
 }
 
 impl<S> OpenObserver<S> {
-    pub fn new(inner: S, cut: CancellationToken) -> (Self, Arc<OnceLock<RemoteOpen>>) {
+    pub fn new(inner: S, cut: CancellationToken, clock: Arc<WireClock>) -> (Self, Arc<OnceLock<RemoteOpen>>) {
         let seen = Arc::new(OnceLock::new());
         let observer =
-            OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone(), cut: Box::pin(cut.cancelled_owned()) };
+            OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone(), cut: Box::pin(cut.cancelled_owned()), clock };
         (observer, seen)
     }
 }
@@ -123,6 +128,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for OpenObserver<S> {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if result.is_ready() && buf.filled().len() > before {
+            this.clock.read(&buf.filled()[before..], Instant::now());
+        }
         if let (Poll::Ready(Ok(())), Some(scanner)) = (&result, this.scanner.as_mut()) {
             match scanner.feed(&buf.filled()[before..]) {
                 ScanResult::NeedMore => {}
@@ -142,7 +150,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for OpenObserver<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for OpenObserver<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            this.clock.wrote(&buf[..n], Instant::now());
+        }
+        result
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
@@ -151,7 +164,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OpenObserver<S> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = result {
+            let now = Instant::now();
+            for buf in bufs {
+                let part = n.min(buf.len());
+                this.clock.wrote(&buf[..part], now);
+                n -= part;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        result
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

@@ -106,6 +106,26 @@ async fn messages_stack_while_nobody_listens_and_are_pushed_at_the_stacked_rate(
     .await
 }
 
+/// The emulator's ackLatency is timed on the wire (the transfer's frame written, the disposition's
+/// frame read), which needs its frame walker to find both in the real TLS stream: every
+/// acknowledgement, single or in a range, must have been matched by delivery tag.
+#[tokio::test]
+async fn every_acknowledgement_is_timed_on_the_wire() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("wire-clock")).await?;
+    emulator.publish("DEFAULT_GROUP", TOPIC, "x", 300).await?;
+    receive_distinct(&mut receiver, 300).await?;
+    let group = wait_until("300 acknowledgements", Duration::from_secs(10), || async {
+        let g = emulator.group_snapshot("DEFAULT_GROUP").await.ok()?;
+        (g.counters.acknowledged == 300).then_some(g)
+    })
+    .await?;
+    let latency = group.ack_latency.expect("acknowledgements were timed");
+    assert_eq!(latency.samples, 300);
+    assert_eq!(latency.task_clocked, 0, "acknowledgements the wire clock did not see");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_groups_messages_spread_over_its_clients() -> anyhow::Result<()> {
     let emulator = Emulator::start("").await?;

@@ -131,7 +131,7 @@ pub enum DeadLetterSink {
 
 impl DeadLetterSink {
     pub fn log() -> DeadLetterSink {
-        DeadLetterSink::Log(LogSink::start(std::io::stderr()))
+        DeadLetterSink::Log(LogSink::start_fd(std::io::stderr()))
     }
 
     pub fn http(url: &Url, source: String, timeout: Duration) -> Result<DeadLetterSink, crate::Error> {

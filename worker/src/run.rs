@@ -51,7 +51,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     let credentials = Credentials::new(config.credentials.clone(), config.extra_ca_pem.as_deref())?;
     let source = ce_source(&config.instance_id, &config.consumer_group_id);
     let (sink, attempt_timeout) = match &config.sink {
-        SinkConfig::Log => (Sink::Log(LogSink::start(std::io::stdout())), Duration::from_secs(10)),
+        SinkConfig::Log => (Sink::Log(LogSink::start_fd(std::io::stdout())), Duration::from_secs(10)),
         SinkConfig::Http { url, timeout, headers_dir } => {
             let headers = headers_dir.as_deref().map(HeaderFiles::load).transpose()?;
             (Sink::Http(Box::new(HttpSink::new(url, source.clone(), headers)?)), *timeout)

@@ -12,6 +12,7 @@ use tokio::time::{Instant, timeout};
 use crate::{
     groups::{ConnId, Delivery, Group, Settlement},
     message::Outgoing,
+    wire_clock::WireClock,
 };
 
 /// Gives a delivery back to the group unless it was sent.
@@ -41,7 +42,7 @@ const NO_CREDIT_PAUSE: (Duration, Duration) = (Duration::from_millis(20), Durati
 /// goes back to the group when no credit comes within [`CREDIT_WAIT`]; the client is then left out
 /// for a while. A client that grants no credit (an idle consumer, a worker draining on SIGTERM)
 /// thus never holds a message that others could take.
-pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_timeout: Duration) -> String {
+pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_timeout: Duration, clock: &Arc<WireClock>) -> String {
     let mut pause = NO_CREDIT_PAUSE.0;
     loop {
         let Some(delivery) = group.next_delivery(conn).await else {
@@ -61,7 +62,7 @@ pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_
             Ok(outcome) => {
                 let delivery = held.delivery.take().expect("still held");
                 group.sent(conn, &delivery);
-                tokio::spawn(settle_when_answered(group.clone(), conn, delivery, outcome, ack_timeout));
+                tokio::spawn(settle_when_answered(group.clone(), conn, delivery, outcome, ack_timeout, clock.clone()));
             }
             Err(e) => return format!("link closed: {e}"),
         }
@@ -69,18 +70,31 @@ pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_
 }
 
 /// Waits for the client's outcome of a delivery sent just now, up to the acknowledgement timeout.
+///
+/// Its latency is the wire's: from the transfer's write to the disposition's read ([`WireClock`]),
+/// so neither the emulator's own queueing nor this task's wake-up is counted; a delivery the clock
+/// did not see falls back to the time from the hand-off to fe2o3 to this task's wake-up.
 fn settle_when_answered(
     group: Arc<Group>,
     conn: ConnId,
     delivery: Delivery,
     outcome: DeliveryFut<Result<Outcome, SendError>>,
     ack_timeout: Duration,
+    clock: Arc<WireClock>,
 ) -> impl Future<Output = ()> {
-    // Taken before the task runs, so the latency includes any wait for the scheduler.
     let pushed_at = Instant::now();
+    let tag = outcome.delivery_tag().to_vec();
     async move {
-        let settlement = match timeout(ack_timeout, outcome).await {
-            Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted(pushed_at.elapsed()),
+        let answer = timeout(ack_timeout, outcome).await;
+        let wire = clock.take(&tag);
+        if wire.is_none() {
+            clock.forget(&tag);
+        }
+        let settlement = match answer {
+            Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted(wire.unwrap_or_else(|| {
+                group.task_clocked();
+                pushed_at.elapsed()
+            })),
             Ok(Ok(_)) => Settlement::Refused,
             Ok(Err(_)) => Settlement::Disconnected,
             Err(_) => Settlement::TimedOut,

@@ -31,6 +31,7 @@ use crate::{
     open_frame::OpenObserver,
     platform::{Login, Platform, refusal},
     sasl::{PlatformSasl, SaslDecision},
+    wire_clock::WireClock,
 };
 
 pub async fn serve(listener: TcpListener, tls: TlsAcceptor, platform: Arc<Platform>) {
@@ -65,7 +66,9 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
     let Some(stream) = tls_handshake(tcp, remote, &tls, deadline).await else { return };
     let cut = CancellationToken::new();
     let _cut_on_exit = cut.clone().drop_guard();
-    let Some(Opened { mut connection, login, idle_time_out_ms }) = open(stream, remote, &platform, deadline, &cut).await else { return };
+    let Some(Opened { mut connection, login, idle_time_out_ms, clock }) = open(stream, remote, &platform, deadline, &cut).await else {
+        return;
+    };
     let peer = Peer { platform: platform.clone(), username: login.username.clone(), remote };
     let admitted = match admission::admit(&platform, &login, remote, idle_time_out_ms) {
         Ok(admitted) => admitted,
@@ -74,7 +77,7 @@ async fn handle_connection(tcp: TcpStream, remote: SocketAddr, tls: TlsAcceptor,
             return close_and_cut(&mut connection, amqp_error(refused.condition, &refused.reason), &cut).await;
         }
     };
-    let client = AdmittedClient { peer, admitted, deadline, cut };
+    let client = AdmittedClient { peer, admitted, deadline, cut, clock };
     let end = run_client(&mut connection, &client).await;
     finish(&mut connection, &client, end).await;
 }
@@ -100,6 +103,8 @@ struct Opened {
     login: Login,
     /// What the client's Open frame carried.
     idle_time_out_ms: Option<u32>,
+    /// The wire times of its transfers and dispositions.
+    clock: Arc<WireClock>,
 }
 
 /// SASL PLAIN against the platform's accounts, then the AMQP Open exchange. A refused login is
@@ -111,7 +116,8 @@ async fn open(
     deadline: Instant,
     cut: &CancellationToken,
 ) -> Option<Opened> {
-    let (stream, remote_open) = OpenObserver::new(stream, cut.clone());
+    let clock = Arc::new(WireClock::default());
+    let (stream, remote_open) = OpenObserver::new(stream, cut.clone(), clock.clone());
     let sasl = PlatformSasl::new(platform.clone(), remote);
     let decision = sasl.decision.clone();
     let acceptor = ConnectionAcceptor::builder()
@@ -135,7 +141,7 @@ async fn open(
     match accepted {
         Ok(Ok(connection)) => {
             let idle_time_out_ms = remote_open.get().and_then(|open| open.idle_time_out_ms);
-            Some(Opened { connection, login, idle_time_out_ms })
+            Some(Opened { connection, login, idle_time_out_ms, clock })
         }
         Ok(Err(e)) => {
             tracing::info!(%remote, %client_id, error = %e, "AMQP open failed");
@@ -156,6 +162,7 @@ struct AdmittedClient {
     deadline: Instant,
     /// Cuts the socket (after a Close, or when the connection task ends).
     cut: CancellationToken,
+    clock: Arc<WireClock>,
 }
 
 impl AdmittedClient {
@@ -201,7 +208,7 @@ async fn serve_client(
 ) -> ClientEnd {
     let peer = &client.peer;
     let ack_timeout = Duration::from_millis(peer.platform.limits.ack_timeout_ms);
-    let deliver = delivery::deliver(&mut sender, client.group(), client.conn(), ack_timeout);
+    let deliver = delivery::deliver(&mut sender, client.group(), client.conn(), ack_timeout, &client.clock);
     tokio::pin!(deliver);
     loop {
         tokio::select! {

@@ -211,6 +211,11 @@ impl Group {
         }
     }
 
+    /// An acknowledgement whose latency the delivery task timed (see `LatencySummary::task_clocked`).
+    pub fn task_clocked(&self) {
+        self.lock().ack_latency.task_clocked += 1;
+    }
+
     pub fn settle(&self, conn: ConnId, delivery: Delivery, settlement: Settlement) {
         let mut state = self.lock();
         state.in_flight = state.in_flight.saturating_sub(1);

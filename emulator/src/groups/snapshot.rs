@@ -11,6 +11,8 @@ use crate::admin::{ConnectionAttempts, GroupKey, GroupSnapshot, LatencySummary};
 #[derive(Debug, Default)]
 pub(super) struct LatencyWindow {
     micros: VecDeque<u32>,
+    /// Acknowledgements timed by the delivery task because the wire clock did not see them.
+    pub(super) task_clocked: u64,
 }
 
 const LATENCIES_KEPT: usize = 10_000;
@@ -30,7 +32,14 @@ impl LatencyWindow {
         let mut sorted: Vec<u32> = self.micros.iter().copied().collect();
         sorted.sort_unstable();
         let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        Some(LatencySummary { samples: sorted.len(), p50_us: at(0.5), p90_us: at(0.9), p99_us: at(0.99), max_us: at(1.0) })
+        Some(LatencySummary {
+            samples: sorted.len(),
+            p50_us: at(0.5),
+            p90_us: at(0.9),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+            task_clocked: self.task_clocked,
+        })
     }
 }
 
@@ -69,7 +78,10 @@ mod tests {
         for us in 1..=100 {
             window.record(Duration::from_micros(us));
         }
-        assert_eq!(window.summary(), Some(LatencySummary { samples: 100, p50_us: 51, p90_us: 90, p99_us: 99, max_us: 100 }));
+        assert_eq!(
+            window.summary(),
+            Some(LatencySummary { samples: 100, p50_us: 51, p90_us: 90, p99_us: 99, max_us: 100, task_clocked: 0 })
+        );
         for _ in 0..LATENCIES_KEPT {
             window.record(Duration::from_micros(7));
         }

@@ -4,10 +4,20 @@
 //! `"payloadBase64"` when the body is not UTF-8; an amqp-value or amqp-sequence body is written as
 //! its JSON text, with `"dataContentType":"application/json"` saying so. A message counts as taken once its line has been
 //! written to the stdout file descriptor (not merely buffered), so a SIGKILL right after the
-//! acknowledgement loses nothing. One writer thread batches whatever lines are waiting into one
-//! write, so the cost of the syscall is shared at high rates.
+//! acknowledgement loses nothing.
+//!
+//! A line is written by the task that delivers it when that write cannot block (stdout is a file,
+//! `/dev/null`, or a pipe with room for it: [`Room`]) and no other write is under way; otherwise
+//! it goes to one writer thread, which batches whatever lines are waiting into one write, so a
+//! slow reader of stdout never blocks the runtime and the syscall is shared at high rates. The
+//! direct write spares each message two thread wake-ups (to the writer thread and back), which on
+//! a busy CPU were the worker's latency tail.
 
-use std::io::Write;
+use std::{
+    io::Write,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
+    sync::{Arc, Mutex},
+};
 
 use base64::Engine;
 use serde::Serialize;
@@ -53,18 +63,78 @@ pub fn format_line(message: &IotMessage, client_id: &str) -> Vec<u8> {
 
 type Job = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
+/// Whether a write of a few bytes to the output can return without waiting for its reader.
+#[derive(Debug)]
+pub enum Room {
+    /// A regular file or `/dev/null`: writes never wait for a reader.
+    Always,
+    /// A pipe (a container's stdout): as long as what is unread leaves room for the line.
+    Pipe(OwnedFd),
+    /// Anything else (a terminal, a socket, a test's writer): always through the writer thread.
+    Never,
+}
+
+/// A page of slack: a pipe stores writes in page-sized buffers, so a short line may need a new one.
+const PIPE_SLACK: usize = 4096;
+
+impl Room {
+    /// What `fd` is, from `fstat`; a pipe keeps a duplicate of `fd` to ask how full it is.
+    pub fn of(fd: BorrowedFd<'_>) -> Room {
+        use rustix::fs::{FileType, fstat, major, minor};
+        let Ok(stat) = fstat(fd) else { return Room::Never };
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => Room::Always,
+            FileType::CharacterDevice if (major(stat.st_rdev), minor(stat.st_rdev)) == (1, 3) => Room::Always,
+            FileType::Fifo => fd.try_clone_to_owned().map_or(Room::Never, Room::Pipe),
+            _ => Room::Never,
+        }
+    }
+
+    /// Whether `len` more bytes go out without blocking.
+    pub fn fits(&self, len: usize) -> bool {
+        match self {
+            Room::Always => true,
+            Room::Never => false,
+            Room::Pipe(fd) => match (rustix::io::ioctl_fionread(fd), rustix::pipe::fcntl_getpipe_size(fd)) {
+                (Ok(unread), Ok(capacity)) => (unread as usize).saturating_add(len + PIPE_SLACK) <= capacity,
+                _ => false,
+            },
+        }
+    }
+}
+
+type Out = Arc<Mutex<Box<dyn Write + Send>>>;
+
 #[derive(Clone)]
 pub struct LogSink {
     jobs: mpsc::Sender<Job>,
+    out: Out,
+    room: Arc<Room>,
 }
 
 /// Lines written in one batch at most, so a waiting writer never holds back acknowledgements long.
 const MAX_BATCH: usize = 512;
 
+fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), String> {
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| e.to_string())
+}
+
 impl LogSink {
-    /// Starts the writer thread on `out` (stdout in the binary).
-    pub fn start<W: Write + Send + 'static>(mut out: W) -> LogSink {
+    /// Writes to a file descriptor (stdout or stderr in the binary), directly when [`Room`] allows.
+    pub fn start_fd<W: Write + AsFd + Send + 'static>(out: W) -> LogSink {
+        let room = Room::of(out.as_fd());
+        LogSink::start_with(out, room)
+    }
+
+    /// Every line through the writer thread.
+    pub fn start<W: Write + Send + 'static>(out: W) -> LogSink {
+        LogSink::start_with(out, Room::Never)
+    }
+
+    fn start_with<W: Write + Send + 'static>(out: W, room: Room) -> LogSink {
+        let out: Out = Arc::new(Mutex::new(Box::new(out)));
         let (jobs, mut rx) = mpsc::channel::<Job>(4096);
+        let writer = out.clone();
         std::thread::Builder::new()
             .name("log-sink".into())
             .spawn(move || {
@@ -82,14 +152,17 @@ impl LogSink {
                     for (line, _) in &batch {
                         buffer.extend_from_slice(line);
                     }
-                    let result = out.write_all(&buffer).and_then(|()| out.flush()).map_err(|e| e.to_string());
+                    let result = match writer.lock() {
+                        Ok(mut out) => write_out(&mut **out, &buffer),
+                        Err(_) => Err("the output lock is poisoned".to_owned()),
+                    };
                     for (_, done) in batch.drain(..) {
                         let _ = done.send(result.clone());
                     }
                 }
             })
             .expect("spawning the log sink thread");
-        LogSink { jobs }
+        LogSink { jobs, out, room: Arc::new(room) }
     }
 
     pub async fn write(&self, message: &IotMessage, client_id: &str) -> Result<(), String> {
@@ -98,6 +171,9 @@ impl LogSink {
 
     /// Writes `line` (with its newline); returns once it is out of the process.
     pub async fn write_line(&self, line: Vec<u8>) -> Result<(), String> {
+        if let Some(result) = self.write_directly(&line) {
+            return result.map_err(|e| format!("writing: {e}"));
+        }
         let (done, wait) = oneshot::channel();
         self.jobs.send((line, done)).await.map_err(|_| "the writer thread stopped".to_owned())?;
         match wait.await {
@@ -106,12 +182,17 @@ impl LogSink {
             Err(_) => Err("the writer thread stopped".to_owned()),
         }
     }
+
+    /// The line written by the calling task, when that cannot block: nobody else is writing and
+    /// the output has room. `None`: left to the writer thread.
+    fn write_directly(&self, line: &[u8]) -> Option<Result<(), String>> {
+        let mut out = self.out.try_lock().ok()?;
+        self.room.fits(line.len()).then(|| write_out(&mut **out, line))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
 
     fn message(payload: &[u8]) -> IotMessage {
@@ -180,6 +261,45 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("\"payload\":\"hello\""));
+    }
+
+    #[test]
+    fn files_and_dev_null_always_have_room_pipes_while_unread_bytes_leave_it() {
+        let file = tempfile::tempfile().unwrap();
+        assert!(matches!(Room::of(file.as_fd()), Room::Always));
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+        assert!(matches!(Room::of(null.as_fd()), Room::Always));
+
+        let (_reader, writer) = rustix::pipe::pipe().unwrap();
+        let mut writer = std::fs::File::from(writer);
+        let room = Room::of(writer.as_fd());
+        assert!(matches!(room, Room::Pipe(_)), "{room:?}");
+        assert!(room.fits(100));
+        let capacity = rustix::pipe::fcntl_getpipe_size(&writer).unwrap();
+        // Nobody reads: once the pipe is nearly full, a line no longer fits.
+        writer.write_all(&vec![b'x'; capacity - PIPE_SLACK]).unwrap();
+        assert!(!room.fits(100));
+    }
+
+    /// Polls `future` once, without a runtime: the direct write completes within that poll.
+    fn first_poll<F: std::future::Future>(future: F) -> std::task::Poll<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::pin!(future).poll(&mut cx)
+    }
+
+    #[tokio::test]
+    async fn a_line_is_written_by_the_delivering_task_when_the_file_has_room_and_by_the_thread_otherwise() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let direct = LogSink::start_fd(file.reopen().unwrap());
+        assert!(matches!(first_poll(direct.write(&message(b"direct"), "c")), std::task::Poll::Ready(Ok(()))));
+        assert!(std::fs::read_to_string(file.path()).unwrap().contains("\"payload\":\"direct\""));
+
+        let (_reader, writer) = rustix::pipe::pipe().unwrap();
+        let mut writer = std::fs::File::from(writer);
+        let capacity = rustix::pipe::fcntl_getpipe_size(&writer).unwrap();
+        writer.write_all(&vec![b'x'; capacity - PIPE_SLACK]).unwrap();
+        let full = LogSink::start_fd(writer);
+        assert!(first_poll(full.write(&message(b"queued"), "c")).is_pending(), "a full pipe must not be written by the task");
     }
 
     #[tokio::test]
