@@ -230,3 +230,27 @@ func createExitingPod(t testing.TB, c kubernetes.Interface, ns, name, after, cod
 		t.Fatal(err)
 	}
 }
+
+// onKubelet reports whether the cluster's node is a real kubelet with containerd
+// (LOCALKUBE_NODE_AGENT=kubelet), not lk-agent.
+func onKubelet(t testing.TB, c kubernetes.Interface) bool {
+	t.Helper()
+	nodes, err := c.CoreV1().Nodes().List(ctx(t), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		if strings.HasPrefix(n.Status.NodeInfo.ContainerRuntimeVersion, "containerd://") {
+			return true
+		}
+	}
+	return false
+}
+
+// requireKubelet skips a test of what only a real kubelet does (volumes, security contexts).
+func requireKubelet(t testing.TB, c kubernetes.Interface) {
+	t.Helper()
+	if !onKubelet(t, c) {
+		t.Skip("needs the kubelet node (LOCALKUBE_NODE_AGENT=kubelet): lk-agent mounts no volumes and applies no security context")
+	}
+}
