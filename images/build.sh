@@ -57,8 +57,11 @@ built=()
 for name in "${IMAGES[@]}"; do
   version=$(images_crate_version "$name")
   repository=$(images_repository "$name")
-  tags=()
-  for tag in ${TAGS:-$version $revision}; do tags+=(-t "$repository:$tag"); done
+  tags=() names=()
+  for tag in ${TAGS:-$version $revision}; do
+    tags+=(-t "$repository:$tag")
+    names+=("$repository:$tag")
+  done
   started=$(seconds)
   "$engine" build -q "${pull[@]}" \
     --target "$name" \
@@ -68,7 +71,7 @@ for name in "${IMAGES[@]}"; do
     --build-arg "SOURCE=$source_url" \
     "${tags[@]}" "$context" >/dev/null
   size=$("$engine" image inspect --format '{{.Size}}' "${tags[1]}")
-  built+=("$(printf '%-45s %5s MB  %5s s' "${tags[*]//-t /}" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')" "$(since "$started")")")
+  built+=("$(printf '%-45s %5s MB  %5s s' "${names[*]}" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')" "$(since "$started")")")
 done
 
 echo "images: built with $engine on $base:" >&2

@@ -29,8 +29,7 @@ impl Cluster {
     pub async fn connect() -> anyhow::Result<Cluster> {
         // ring (kube, reqwest) and aws-lc-rs (the harness's AMQP client) are both linked: choose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let kubeconfig =
-            std::env::var_os("LOCALKUBE_KUBECONFIG").map_or_else(|| workspace_root().join("target/localkube/kubeconfig"), PathBuf::from);
+        let kubeconfig = kubeconfig_path();
         anyhow::ensure!(kubeconfig.exists(), "{} is missing: run `make cluster-up`", kubeconfig.display());
         let config = Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &KubeConfigOptions::default()).await?;
         let client = Client::try_from(config)?;
@@ -63,6 +62,11 @@ impl Cluster {
         .await?;
         Ok(TestNamespace { name, client: self.client.clone(), kubeconfig: self.kubeconfig.clone() })
     }
+}
+
+/// `target/localkube/kubeconfig`, or `$LOCALKUBE_KUBECONFIG`.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("LOCALKUBE_KUBECONFIG").map_or_else(|| workspace_root().join("target/localkube/kubeconfig"), PathBuf::from)
 }
 
 fn rand_digit() -> u32 {

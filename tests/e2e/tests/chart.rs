@@ -11,7 +11,7 @@ use iotsub_e2e::{
     subscription::{self, all_connected, wait_status},
     workspace_root,
 };
-use iotsub_tests::{Emulator, wait_until};
+use iotsub_tests::wait_until;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
@@ -427,7 +427,7 @@ async fn may(
 #[tokio::test]
 async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?; // also applies the CRD from crds/ (the chart's copy is equal)
-    let emulator = Emulator::start("").await?;
+    let emulator = iotsub_e2e::reach::emulator("").await?;
     let ns = cluster.namespace("e2e-chart").await?;
     let name = format!("iotsub-{}", ns.name); // the full name, so the Deployment and ServiceAccount
     // Only this namespace: other tests' operators share the cluster. `--skip-crds`: the CRD is
@@ -455,7 +455,7 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     let pod_name = pod.name_any();
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some(name.as_str()));
-    assert_eq!(spec.containers[0].image.as_deref(), Some("iotsub-operator:0.1.0"));
+    assert_eq!(spec.containers[0].image.as_deref(), Some(iotsub_e2e::reach::image("operator").as_str()));
     let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a pod IP");
 
     // It holds the Lease in the release namespace, and serves /healthz and /metrics on its pod IP.
