@@ -224,6 +224,14 @@ EOF
 # ctr against our containerd, in the namespace the CRI uses.
 lk_ctr() { ctr --address "$LK_CONTAINERD_SOCK" -n k8s.io "$@"; }
 
+# node_has_images NAME...: every NAME is in containerd's image store. (Not `| grep -q`: it stops
+# reading at the first match, and under pipefail ctr's broken pipe fails the test.)
+node_has_images() {
+  local list name
+  list=$(lk_ctr images ls -q) || return 1
+  for name; do grep -xF -- "$name" <<<"$list" >/dev/null || return 1; done
+}
+
 # oci_import NAME USER ENTRYPOINT FILE...: an image of the static FILEs in / (no base, no image
 # builder: an OCI archive written here) imported into containerd as NAME.
 oci_import() {
@@ -254,12 +262,12 @@ oci_import() {
   tar -C "$dir/oci" -cf "$dir/image.tar" .
   lk_ctr images import "$dir/image.tar" >/dev/null
   rm -rf "$dir"
-  lk_ctr images ls -q | grep -qxF "$name" || node_fail "the image did not import as $name"
+  node_has_images "$name" || node_fail "the image did not import as $name"
 }
 
 # The sandbox image: a static pause() program, imported once.
 node_pause_image() {
-  lk_ctr images ls -q | grep -qxF "$LK_PAUSE_IMAGE" && return 0
+  node_has_images "$LK_PAUSE_IMAGE" && return 0
   mkdir -p "$LK_NODE_DIR/pause"
   gcc -static -Os -s -o "$LK_NODE_DIR/pause/pause" "$repo/tests/cluster/node/pause.c" ||
     node_fail "cannot build the pause program (gcc, libc6-dev)"
@@ -270,7 +278,7 @@ node_pause_image() {
 node_testapp_image() {
   local name=localhost/lk-testapp:test stamp
   stamp=$(stat -c '%s %Y' "$LK_BIN/lk-testapp")
-  [[ $(cat "$LK_NODE_DIR/lk-testapp.stamp" 2>/dev/null) == "$stamp" ]] && lk_ctr images ls -q | grep -qxF "$name" && return 0
+  [[ $(cat "$LK_NODE_DIR/lk-testapp.stamp" 2>/dev/null) == "$stamp" ]] && node_has_images "$name" && return 0
   oci_import "$name" 65532:65532 /lk-testapp "$LK_BIN/lk-testapp"
   echo "$stamp" >"$LK_NODE_DIR/lk-testapp.stamp"
 }
@@ -280,6 +288,7 @@ node_testapp_image() {
 # localhost/iotsub-{operator,worker,emulator}:$LK_IMAGE_TAG and imported into containerd; again
 # only when a binary or the Containerfile changed. Skipped while the binaries are not built yet.
 LK_IMAGE_TAG=localkube
+LK_CUSTOM_WORKER_IMAGE=localhost/team/iotsub-worker:custom
 node_project_images() {
   local files=() names=() name stamp
   for name in operator worker emulator; do
@@ -291,8 +300,7 @@ node_project_images() {
     names+=("localhost/iotsub-$name:$LK_IMAGE_TAG")
   done
   stamp=$(stat -c '%n %s %Y' "${files[@]}" "$repo/images/Containerfile" "$repo/images/build-runtime.sh" | sha256sum | cut -c1-16)
-  if [[ $(cat "$LK_NODE_DIR/images.stamp" 2>/dev/null) == "$stamp" ]] &&
-    (( $(lk_ctr images ls -q | grep -cxF -e "${names[0]}" -e "${names[1]}" -e "${names[2]}") == 3 )); then
+  if [[ $(cat "$LK_NODE_DIR/images.stamp" 2>/dev/null) == "$stamp" ]] && node_has_images "${names[@]}" "$LK_CUSTOM_WORKER_IMAGE"; then
     return 0
   fi
   local started=$SECONDS
@@ -301,6 +309,8 @@ node_project_images() {
   podman save -q --format docker-archive -m -o "$LK_NODE_DIR/images.tar" "${names[@]}"
   lk_ctr images import "$LK_NODE_DIR/images.tar" >/dev/null
   rm -f "$LK_NODE_DIR/images.tar"
+  # The worker by another name, for the e2e tests of a subscription's own spec.worker.image.
+  lk_ctr images tag --force "${names[1]}" "$LK_CUSTOM_WORKER_IMAGE" >/dev/null
   echo "$stamp" >"$LK_NODE_DIR/images.stamp"
   echo "localkube: imported ${names[*]} from $IOTSUB_BIN_DIR in $((SECONDS - started))s" >&2
 }

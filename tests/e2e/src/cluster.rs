@@ -5,12 +5,12 @@ use std::{path::PathBuf, time::Duration};
 use iotsub_crds::ConsumerGroupSubscription;
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{Namespace, Secret},
+    api::core::v1::{Namespace, Pod, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, Config, CustomResourceExt,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 
@@ -89,6 +89,13 @@ impl TestNamespace {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// The log of `container` in `pod` as `kubectl logs` shows it (the node's kubelet API); empty
+    /// when there is none yet.
+    pub async fn container_log(&self, pod: &str, container: &str) -> String {
+        let pods: Api<Pod> = self.api();
+        pods.logs(pod, &LogParams { container: Some(container.into()), ..Default::default() }).await.unwrap_or_default()
     }
 
     /// Creates or replaces a Secret with string data, labelled `iotsub.dev/credentials: "true"` as

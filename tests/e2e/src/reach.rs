@@ -17,6 +17,9 @@ use crate::cluster::kubeconfig_path;
 pub const IMAGE_REGISTRY: &str = "localhost";
 pub const IMAGE_TAG: &str = "localkube";
 
+/// The worker image by another name, as a subscription's spec.worker.image names it.
+pub const CUSTOM_WORKER_IMAGE: &str = "localhost/team/iotsub-worker:custom";
+
 /// `localhost/iotsub-<name>:localkube`.
 pub fn image(name: &str) -> String {
     format!("{IMAGE_REGISTRY}/iotsub-{name}:{IMAGE_TAG}")

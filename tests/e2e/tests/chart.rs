@@ -473,13 +473,15 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     // It reconciles a subscription end to end: real worker pods log in to the emulator.
     subscription::put_secrets(&ns, &emulator).await?;
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 2)).await?;
-    let log_path = workspace_root().join(format!("target/localkube/logs/{}_{pod_name}_operator.log", ns.name));
-    let operator_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = wait_status(&ns, "orders", "2 workers connected", Duration::from_secs(120), all_connected(2)).await.map_err(|e| {
-        let warnings: Vec<String> =
-            operator_log().lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(5).map(str::to_owned).collect();
-        e.context(format!("the operator's first warnings:\n{}", warnings.join("\n")))
-    })?;
+    let operator_log = || ns.container_log(&pod_name, "operator");
+    let status = match wait_status(&ns, "orders", "2 workers connected", Duration::from_secs(120), all_connected(2)).await {
+        Ok(status) => status,
+        Err(e) => {
+            let log = operator_log().await;
+            let warnings: Vec<&str> = log.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(5).collect();
+            return Err(e.context(format!("the operator's first warnings:\n{}", warnings.join("\n"))));
+        }
+    };
     assert_eq!(status.condition("Ready").map(|c| c.status.as_str()), Some("True"));
     assert_eq!(status.condition("CredentialsValid").map(|c| c.reason.as_str()), Some("AcceptedByPlatform"));
     assert_eq!(subscription::emulator_clients(&emulator).await?.len(), 2);
@@ -496,7 +498,7 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         assert!(ours.contains(&reason.to_owned()), "an events.k8s.io Event {reason} among {ours:?}");
     }
     // …and was never refused anything on the way.
-    let log = operator_log();
+    let log = operator_log().await;
     assert!(log.contains("holding the Lease"), "{log}");
     assert!(!log.to_lowercase().contains("forbidden"), "the operator was refused a call:\n{log}");
 
