@@ -1,5 +1,5 @@
-# Sourced by up.sh and down.sh (after env.sh) when LOCALKUBE_NODE_AGENT=kubelet: the node as a
-# real one runs: containerd with runc and the CNI plugins (Debian's packages), a kubelet and a
+# Sourced (after env.sh) by up.sh when LOCALKUBE_NODE_AGENT=kubelet, and by down.sh always: the
+# node as a real one runs: containerd with runc and the CNI plugins (Debian's packages), a kubelet and a
 # kube-proxy built from k8s.io/kubernetes, in a network namespace of their own.
 #
 #   host                                   netns $LK_NETNS (the node)
