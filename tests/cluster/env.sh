@@ -25,15 +25,18 @@ LK_NODE_AGENT=${LOCALKUBE_NODE_AGENT:-kubelet}
 # The kubelet's node lives in a network namespace of its own, joined to the host by a veth pair:
 # the host end carries LK_HOST_IP (the API server listens there, and servers the tests start for
 # pods), the node end LK_NODE_IP; the pods sit on a bridge in the node's namespace. Nothing in it
-# routes off the machine. A second cluster beside the first needs its own values of all of these.
-LK_NETNS=${LOCALKUBE_NETNS:-localkube}
-LK_VETH=${LOCALKUBE_VETH:-lk-veth0}
-LK_HOST_IP=${LOCALKUBE_HOST_IP:-10.250.0.1}
-LK_NODE_IP=${LOCALKUBE_NODE_IP:-10.250.0.2}
-LK_POD_CIDR=${LOCALKUBE_POD_CIDR:-10.251.0.0/24}
+# routes off the machine. The defaults follow the API server's port, so a second cluster with its
+# own ports gets its own namespace, link, addresses and cgroup (6443: localkube-6443, lk-6443,
+# 10.250.N.1 and .2, pods 10.251.N.0/24, N from a checksum of the port); each can be set.
+lk_net=$(( $(printf %s "$LK_APISERVER_PORT" | cksum | cut -d' ' -f1) % 250 + 1 ))
+LK_NETNS=${LOCALKUBE_NETNS:-localkube-$LK_APISERVER_PORT}
+LK_VETH=${LOCALKUBE_VETH:-lk-$LK_APISERVER_PORT}
+LK_HOST_IP=${LOCALKUBE_HOST_IP:-10.250.$lk_net.1}
+LK_NODE_IP=${LOCALKUBE_NODE_IP:-10.250.$lk_net.2}
+LK_POD_CIDR=${LOCALKUBE_POD_CIDR:-10.251.$lk_net.0/24}
 LK_BRIDGE=${LOCALKUBE_BRIDGE:-lk-br0}
 # The cgroup (in every v1 hierarchy) under which the kubelet puts its pods.
-LK_CGROUP_ROOT=${LOCALKUBE_CGROUP_ROOT:-/localkube}
+LK_CGROUP_ROOT=${LOCALKUBE_CGROUP_ROOT:-/localkube-$LK_APISERVER_PORT}
 LK_SERVICE_CIDR=10.0.0.0/24
 LK_NODE_DIR=$LK/node
 # Where the API server listens: loopback for lk-agent, the host end of the veth for the kubelet's pods.
