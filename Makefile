@@ -43,6 +43,7 @@ e2e: build cluster-up
 	$(CARGO) test -p iotsub-e2e -- --test-threads 1
 
 test: deps lint build unit component interop cluster-test e2e demo-smoke
+	@echo "make test: the local cluster's node was $$(cat $${LOCALKUBE_DIR:-target/localkube}/run/node-agent 2>/dev/null || echo unknown) (LOCALKUBE_NODE_AGENT=kubelet|lk-agent)"
 
 ## The system on this machine as a user installs it: the local control plane, the emulator, the
 ## chart (helm), examples/quickstart.yaml, device traffic with bursts, a live view until Ctrl-C;

@@ -9,6 +9,9 @@
 #   ENGINE=podman|docker                  default: podman, else a docker whose daemon answers
 #   SOURCE=https://…                      org.opencontainers.image.source (default: git's origin URL)
 #   SKIP_CARGO=1                          use target/release as it is
+#   BIN_DIR=target/debug                  take the binaries from there instead (no cargo build):
+#                                         the local cluster's test images (tests/cluster/node.sh)
+#   TAGS="a b"                            these tags instead of <crate version> and <git commit>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source images/lib.sh
@@ -21,8 +24,9 @@ seconds() { echo "$EPOCHREALTIME"; }
 between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 since() { between "$1" "$(seconds)"; }
 
+bin_dir=${BIN_DIR:-target/release}
 t0=$(seconds)
-if [[ ${SKIP_CARGO:-0} != 1 ]]; then
+if [[ ${SKIP_CARGO:-0} != 1 && $bin_dir == target/release ]]; then
   echo "images: cargo build --release (the three binaries)" >&2
   cargo build --release -q -p iotsub-operator -p iotsub-worker -p iotsub-emulator --bins
 fi
@@ -43,7 +47,7 @@ rm -rf "$context"
 mkdir -p "$context"
 cp images/Containerfile "$context/Containerfile"
 for name in "${IMAGES[@]}"; do
-  binary=target/release/iotsub-$name
+  binary=$bin_dir/iotsub-$name
   [[ -x $binary ]] || images_fail "$binary is missing (cargo build --release -p iotsub-$name)"
   # Symbols and line tables out: the release profile keeps line tables for profiling on the host.
   strip --strip-all -o "$context/iotsub-$name" "$binary"
@@ -53,6 +57,11 @@ built=()
 for name in "${IMAGES[@]}"; do
   version=$(images_crate_version "$name")
   repository=$(images_repository "$name")
+  tags=() names=()
+  for tag in ${TAGS:-$version $revision}; do
+    tags+=(-t "$repository:$tag")
+    names+=("$repository:$tag")
+  done
   started=$(seconds)
   "$engine" build -q "${pull[@]}" \
     --target "$name" \
@@ -60,10 +69,9 @@ for name in "${IMAGES[@]}"; do
     --build-arg "VERSION=$version" \
     --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
     --build-arg "SOURCE=$source_url" \
-    -t "$repository:$version" -t "$repository:$revision" \
-    "$context" >/dev/null
-  size=$("$engine" image inspect --format '{{.Size}}' "$repository:$version")
-  built+=("$(printf '%-45s %5s MB  %5s s' "$repository:$version, :$revision" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')" "$(since "$started")")")
+    "${tags[@]}" "$context" >/dev/null
+  size=$("$engine" image inspect --format '{{.Size}}' "${tags[1]}")
+  built+=("$(printf '%-45s %5s MB  %5s s' "${names[*]}" "$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')" "$(since "$started")")")
 done
 
 echo "images: built with $engine on $base:" >&2

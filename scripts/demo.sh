@@ -76,7 +76,7 @@ cleanup() {
     echo "demo: stopping the local control plane it started"
     tests/cluster/down.sh >/dev/null 2>&1 || true
   fi
-  echo "demo: done; logs: target/demo/emulator.log, target/demo/operator.log, the workers' in ${LK_LOGS#"$repo"/}/${DEMO_NS}_*"
+  echo "demo: done; logs: target/demo/emulator.log, target/demo/operator.log, the workers' in ${LK_LOGS#"$repo"/}/$( [[ $LK_NODE_AGENT == kubelet ]] && echo "pods/")${DEMO_NS}_*"
   return "$status"
 }
 trap cleanup EXIT
@@ -102,7 +102,7 @@ fi
 make -s --no-print-directory build >"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "cargo build failed (full log: target/demo/build.log)"; }
 make -s --no-print-directory kube-tools >>"$dir/build.log" 2>&1 || { tail -n 30 "$dir/build.log" >&2; fail "installing kubectl/helm failed (target/demo/build.log)"; }
 t_built=$(elapsed)
-if [[ ! -x $LK_BIN/localkube || ! -x $LK_BIN/lk-etcd || ! -x $LK_BIN/lk-agent ]]; then
+if [[ ! -x $LK_BIN/localkube || ! -x $LK_BIN/lk-etcd ]]; then
   say "building the local control plane from the Kubernetes Go modules for the first time: about 10 minutes on 2 cores (log: target/demo/cluster.log)"
 fi
 if (( started_cluster )); then
@@ -131,13 +131,16 @@ if [[ -f $dir/emulator.pid ]]; then
 fi
 
 # --- 2. the emulator -------------------------------------------------------------------------------
-free_port() { # free_port PORT: PORT when nothing listens on 127.0.0.1:PORT, else 0 (the OS picks one)
-  python3 - "$1" <<'PY'
+# Where the pods reach this machine: the API server's address (127.0.0.1 for lk-agent's pods, the
+# host end of the node's veth for the kubelet's; tests/cluster/env.sh). The emulator listens there.
+host=$LK_API_IP
+free_port() { # free_port PORT: PORT when nothing listens on $host:PORT, else 0 (the OS picks one)
+  python3 - "$1" "$host" <<'PY'
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.bind((sys.argv[2], int(sys.argv[1])))
     print(sys.argv[1])
 except OSError:
     print(0)
@@ -147,7 +150,9 @@ start_emulator() { # start_emulator AMQP_PORT API_PORT: 0 when it listens, 1 whe
   rm -rf "$dir/emulator" && mkdir -p "$dir/emulator"
   # Its own session: a Ctrl-C in the terminal reaches the view, and the emulator stays up until
   # the cleanup, which needs it no more but stops it last.
-  setsid target/debug/iotsub-emulator --amqp-addr "127.0.0.1:$1" --api-addr "127.0.0.1:$2" \
+  local san=()
+  [[ $host == 127.0.0.1 ]] || san=(--tls-san "$host")
+  setsid target/debug/iotsub-emulator --amqp-addr "$host:$1" --api-addr "$host:$2" "${san[@]}" \
     --state-dir "$dir/emulator" 2>"$dir/emulator.log" &
   emulator_pid=$!
   echo "$emulator_pid" >"$dir/emulator.pid"
@@ -190,8 +195,10 @@ if kubectl get crd "$CRD" -o name >/dev/null 2>&1; then
 else
   created_crd=1
 fi
-say "helm install $RELEASE charts/iotsub -n $SYSTEM_NS --set watchNamespace=$DEMO_NS${crd_flags:+ ${crd_flags[*]}}"
-if ! helm install "$RELEASE" charts/iotsub -n "$SYSTEM_NS" "${crd_flags[@]}" \
+# The images up.sh imported into the node from target/debug (lk-agent runs the binaries by name).
+images=(--set image.registry=localhost --set image.tag=localkube)
+say "helm install $RELEASE charts/iotsub -n $SYSTEM_NS --set watchNamespace=$DEMO_NS ${images[*]}${crd_flags:+ ${crd_flags[*]}}"
+if ! helm install "$RELEASE" charts/iotsub -n "$SYSTEM_NS" "${crd_flags[@]}" "${images[@]}" \
   --set watchNamespace="$DEMO_NS" --set logLevel=info --wait --timeout 120s >"$dir/helm.log" 2>&1; then
   cat "$dir/helm.log" >&2
   kubectl -n "$SYSTEM_NS" get pods -o wide >&2 || true
@@ -203,10 +210,11 @@ t_helm=$(elapsed)
 kubectl -n "$DEMO_NS" create secret generic emulator-ca --from-file=ca.pem="$dir/emulator/ca.pem" >/dev/null
 # The operator uses only Secrets labelled for it (README: Security model).
 kubectl -n "$DEMO_NS" label secret emulator-ca iotsub.dev/credentials=true >/dev/null
-# The quickstart names the emulator's default ports; substitute the ones it got.
-manifest=$(sed -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" -e "s|https://127.0.0.1:8080|https://$api|" examples/quickstart.yaml)
-grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: https://$api$" <<<"$manifest" ||
-  fail "examples/quickstart.yaml no longer has 'port: 5671' and 'apiEndpoint: https://127.0.0.1:8080' to point at the emulator"
+# The quickstart names the emulator's default address and ports; substitute the ones it got.
+manifest=$(sed -e "s|^\(    host:\) 127.0.0.1$|\1 $host|" -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" \
+  -e "s|https://127.0.0.1:8080|https://$api|" examples/quickstart.yaml)
+grep -q "host: $host$" <<<"$manifest" && grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: https://$api$" <<<"$manifest" ||
+  fail "examples/quickstart.yaml no longer has 'host: 127.0.0.1', 'port: 5671' and 'apiEndpoint: https://127.0.0.1:8080' to point at the emulator"
 kubectl -n "$DEMO_NS" apply -f - <<<"$manifest" >/dev/null || fail "kubectl apply of examples/quickstart.yaml was refused"
 say "applied examples/quickstart.yaml to $DEMO_NS; waiting for the workers to log in"
 
@@ -258,7 +266,7 @@ viewing=1
 python3 scripts/demo_view.py "$api" "$DEMO_NS" "$SUBSCRIPTION" "$dir/emulator/ca.pem" || view_status=$?
 # Keep the logs of this run beside the emulator's (the pods' go with the cluster's log dir).
 operator_pod=$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
-[[ -n $operator_pod ]] && cp "$LK_LOGS/${SYSTEM_NS}_${operator_pod}_operator.log" "$dir/operator.log" 2>/dev/null || true
+[[ -n $operator_pod ]] && kubectl -n "$SYSTEM_NS" logs "$operator_pod" >"$dir/operator.log" 2>/dev/null || true
 case $view_status in
   0 | 130) ;; # the time was up with messages acknowledged, or Ctrl-C
   *)

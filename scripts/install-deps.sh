@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Rust: idempotent, and quick when everything is present.
 #
-#   scripts/install-deps.sh            what `make test` needs (no container engine: it builds no image)
-#   scripts/install-deps.sh --images   also podman and runc, for `make images` and `make images-test`
+#   scripts/install-deps.sh            what `make test` needs, with the local cluster's kubelet node:
+#                                      containerd, runc, the CNI plugins, nft, podman (test images)
+#   scripts/install-deps.sh --images   also what `make images` and `make images-test` need
+#
+# With LOCALKUBE_NODE_AGENT=lk-agent the node's packages are not installed (that node runs pods as
+# host processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +31,28 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev pkg-config)
+# The kubelet node of tests/cluster (node.sh): containerd and runc run the pods, the CNI plugins wire
+# them to a bridge, nft serves kube-proxy, podman builds the project's images from the debug
+# binaries (images/Containerfile), gcc the static pause program.
+node=()
+if [[ ${LOCALKUBE_NODE_AGENT:-kubelet} == kubelet ]]; then
+  command -v containerd >/dev/null || node+=(containerd)
+  command -v runc >/dev/null || node+=(runc)
+  [[ -x /usr/lib/cni/bridge ]] || node+=(containernetworking-plugins)
+  command -v nft >/dev/null || node+=(nftables)
+  command -v podman >/dev/null || node+=(podman)
+  command -v gcc >/dev/null || node+=(gcc libc6-dev)
+fi
+if ((${#missing[@]} + ${#node[@]})); then
+  apt-get update -qq
+fi
 if ((${#missing[@]})); then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  apt-get install -y -qq "${missing[@]}"
+fi
+if ((${#node[@]})); then
+  # No recommends: podman's (buildah, slirp4netns, fuse-overlayfs) are not needed as root; runc
+  # listed beside podman satisfies its `crun | runc` (crun is refused here: cgroups v1).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${node[@]}" runc
 fi
 
 # Qpid Proton builds from source and only links TLS when OpenSSL's headers are there.

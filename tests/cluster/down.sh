@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Stops the node agent (which stops its containers), then the control plane, and kills any
-# container process group left behind. Data (etcd, certificates) stays; add --purge to
-# remove it too.
+# Stops the node, then the control plane. The kubelet node: kube-proxy and the kubelet stop, every
+# pod's containers are stopped (SIGTERM, SIGKILL after 10 s) and its sandbox removed through the
+# CRI, then containerd; whatever a killed component left (shims, runc containers, mounts) is swept
+# up, and the node's network namespace, veth and cgroups removed. lk-agent stops its containers
+# itself; any container process group left behind is killed. Data (etcd, certificates) stays;
+# add --purge to remove it too.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -23,13 +26,20 @@ stop() {
   rm -f "$LK_RUN/$name.pid"
 }
 
-for (( i = ${#LK_COMPONENTS[@]} - 1; i >= 0; i-- )); do
-  name=${LK_COMPONENTS[i]}
-  case $name in
-    lk-agent) stop "$name" 20 ;;
-    *) stop "$name" 10 ;;
-  esac
+# Both node agents, whichever this cluster ran (LOCALKUBE_NODE_AGENT may differ from up's).
+source "$repo/tests/cluster/node.sh"
+stop kube-proxy 10
+stop kubelet 10
+node_stop_pods
+stop containerd 10
+node_sweep
+node_cgroups_down
+node_net_down
+stop lk-agent 20
+for (( i = ${#LK_CONTROL_PLANE[@]} - 1; i >= 0; i-- )); do
+  stop "${LK_CONTROL_PLANE[i]}" 10
 done
+rm -f "$LK_RUN/node-agent"
 
 # Containers the agent could not stop (if it was killed): each pid file belongs to a process
 # group whose leader carries its pod's UID in its environment.
@@ -44,6 +54,6 @@ for f in "$LK"/agent/pods/*/containers/*.pid; do
 done
 
 if [[ ${1:-} == --purge ]]; then
-  rm -rf "$LK_DATA" "$LK/agent" "$LK_LOGS" "$LK_PKI" "$LK_KUBECONFIG"
+  rm -rf "$LK_DATA" "$LK/agent" "$LK_NODE_DIR" "$LK_LOGS" "$LK_PKI" "$LK_KUBECONFIG"
 fi
 echo "localkube: stopped" >&2

@@ -65,7 +65,10 @@ pub async fn open(emulator: &Emulator, options: &ClientOptions) -> anyhow::Resul
         // fe2o3-amqp advertises half of what it is given.
         builder = builder.idle_time_out(ms * 2);
     }
-    let url = format!("amqps://localhost:{}", emulator.amqp_addr.port());
+    // The certificate names localhost and any address the emulator listens on besides loopback.
+    let ip = emulator.amqp_addr.ip();
+    let host = if ip.is_loopback() { "localhost".to_owned() } else { ip.to_string() };
+    let url = format!("amqps://{host}:{}", emulator.amqp_addr.port());
     let mut connection = builder.open(url.as_str()).await.map_err(|e| anyhow::anyhow!("open: {e:?}"))?;
     let session = Session::begin(&mut connection).await.map_err(|e| anyhow::anyhow!("begin: {e:?}"))?;
     Ok(Client { connection, session })

@@ -23,6 +23,12 @@ pub struct Emulator {
 impl Emulator {
     /// Starts `iotsub-emulator` with `config` (TOML; empty for the defaults) on ephemeral ports.
     pub async fn start(config: &str) -> anyhow::Result<Emulator> {
+        Self::start_on(config, std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// [`Emulator::start`] listening on `ip` (an address of this machine), which its certificate
+    /// names besides localhost and 127.0.0.1: for clients in another network namespace.
+    pub async fn start_on(config: &str, ip: std::net::IpAddr) -> anyhow::Result<Emulator> {
         let state_dir = tempfile::tempdir()?;
         let config_path = state_dir.path().join("emulator.toml");
         std::fs::write(&config_path, config)?;
@@ -30,7 +36,12 @@ impl Emulator {
         command
             .arg("--config")
             .arg(&config_path)
-            .args(["--amqp-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--state-dir"])
+            .arg("--amqp-addr")
+            .arg(SocketAddr::new(ip, 0).to_string())
+            .arg("--api-addr")
+            .arg(SocketAddr::new(ip, 0).to_string())
+            .args(if ip.is_loopback() { vec![] } else { vec!["--tls-san".to_owned(), ip.to_string()] })
+            .arg("--state-dir")
             .arg(state_dir.path())
             .env("RUST_LOG", std::env::var("EMULATOR_LOG").unwrap_or_else(|_| "info".into()))
             .stderr(std::fs::File::create(state_dir.path().join("emulator.log"))?);

@@ -60,9 +60,14 @@ pub struct HttpReceiver {
 
 impl HttpReceiver {
     pub async fn start() -> anyhow::Result<HttpReceiver> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// [`HttpReceiver::start`] listening on `ip` (an address of this machine).
+    pub async fn start_on(ip: std::net::IpAddr) -> anyhow::Result<HttpReceiver> {
         let answers = Answers { status: Arc::new(AtomicU16::new(200)), ..Answers::default() };
         let app = Router::new().fallback(any(receive)).with_state(answers.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
         let url = format!("http://{}/events", listener.local_addr()?);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
 
@@ -65,6 +66,7 @@ func TestDeploymentScaleUpAndDown(t *testing.T) {
 	ns := namespace(t, c)
 	sigDir := signalDir(t)
 	d := deployment("web", 3, testContainer(v1.EnvVar{Name: "LK_SIGNAL_DIR", Value: sigDir}))
+	withHostDir(&d.Spec.Template.Spec, sigDir)
 	if _, err := c.AppsV1().Deployments(ns).Create(ctx(t), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,9 @@ func TestGarbageCollection(t *testing.T) {
 	c := client(t)
 	ns := namespace(t, c)
 	sigDir := signalDir(t)
-	if _, err := c.AppsV1().Deployments(ns).Create(ctx(t), deployment("gc", 1, testContainer(v1.EnvVar{Name: "LK_SIGNAL_DIR", Value: sigDir})), metav1.CreateOptions{}); err != nil {
+	d := deployment("gc", 1, testContainer(v1.EnvVar{Name: "LK_SIGNAL_DIR", Value: sigDir}))
+	withHostDir(&d.Spec.Template.Spec, sigDir)
+	if _, err := c.AppsV1().Deployments(ns).Create(ctx(t), d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitDeployment(t, ns, "gc", 1)
@@ -211,7 +215,8 @@ func TestServiceAccountRBAC(t *testing.T) {
 	if _, err := c.RbacV1().RoleBindings(ns).Create(ctx(t), rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	resultFile := filepath.Join(signalDir(t), "result")
+	resultDir := signalDir(t)
+	resultFile := filepath.Join(resultDir, "result")
 	ctr := testContainer(
 		v1.EnvVar{Name: "LK_RESULT_FILE", Value: resultFile},
 		v1.EnvVar{Name: "LK_API_CHECKS", Value: fmt.Sprintf("GET /api/v1/namespaces/%s/pods;GET /api/v1/namespaces/%s/secrets;GET /api/v1/namespaces/kube-system/pods", ns, ns)},
@@ -220,6 +225,7 @@ func TestServiceAccountRBAC(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "rbac"},
 		Spec:       v1.PodSpec{ServiceAccountName: "reader", Containers: []v1.Container{ctr}, TerminationGracePeriodSeconds: ptr.To[int64](5)},
 	}
+	withHostDir(&pod.Spec, resultDir)
 	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +273,8 @@ func TestEnvAndLogs(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	envFile := filepath.Join(signalDir(t), "env.json")
+	envDir := signalDir(t)
+	envFile := filepath.Join(envDir, "env.json")
 	ctr := testContainer(
 		v1.EnvVar{Name: "LK_ENV_FILE", Value: envFile},
 		v1.EnvVar{Name: "PLAIN", Value: "v1"},
@@ -286,6 +293,7 @@ func TestEnvAndLogs(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "env", Labels: map[string]string{"tier": "backend"}},
 		Spec:       v1.PodSpec{Containers: []v1.Container{ctr}, TerminationGracePeriodSeconds: ptr.To[int64](5)},
 	}
+	withHostDir(&pod.Spec, envDir)
 	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +321,7 @@ func TestEnvAndLogs(t *testing.T) {
 		"PLAIN": "v1", "EXPANDED": "v1-env-$(PLAIN)-$(MISSING)", "NS": ns, "NODE": p.Spec.NodeName,
 		"SA": "default", "LABEL": "backend", "SECRET": "s3cr3t", "CM": "broker.local",
 		"CFG_host": "broker.local", "CFG_MODE": "fast", "POD_IP": p.Status.PodIP, "POD_NAME": "env",
-		"LK_LISTEN": p.Status.PodIP + ":8080", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+		"LK_LISTEN": p.Status.PodIP + ":8080", "KUBERNETES_SERVICE_HOST": apiServiceHost(t, c),
 	}
 	for k, v := range want {
 		if env[k] != v {
@@ -323,8 +331,14 @@ func TestEnvAndLogs(t *testing.T) {
 	if _, ok := env["OPTIONAL"]; ok {
 		t.Errorf("optional env from a missing Secret is set")
 	}
-	if kc := env["KUBECONFIG"]; kc == "" {
+	// Credentials: lk-agent writes a kubeconfig, the kubelet mounts the token volume.
+	if kc := env["KUBECONFIG"]; kc == "" && !onKubelet(t, c) {
 		t.Errorf("no KUBECONFIG in the container's env")
+	}
+	if onKubelet(t, c) && !slices.ContainsFunc(p.Spec.Containers[0].VolumeMounts, func(m v1.VolumeMount) bool {
+		return m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount"
+	}) {
+		t.Errorf("no service account token mounted: %+v", p.Spec.Containers[0].VolumeMounts)
 	}
 	if !slices.Equal(got.Args, []string{"--flag=v1", ns}) {
 		t.Errorf("args = %q", got.Args)
@@ -378,12 +392,18 @@ func TestRunToCompletion(t *testing.T) {
 	})
 }
 
-// An image that maps to no executable leaves the pod Pending, waiting with a pull error.
+// An image that is nowhere (lk-agent: maps to no executable; the kubelet: not imported, and no
+// registry is reachable from the node) leaves the pod Pending, waiting with a pull error.
 func TestUnknownImage(t *testing.T) {
 	t.Parallel()
 	c := client(t)
 	ns := namespace(t, c)
-	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "noimage"}, Spec: v1.PodSpec{Containers: []v1.Container{{Name: "x", Image: "example.org/no-such-image:1.0"}}}}
+	// lk-agent names the image in its message; containerd names the reference it tried to pull.
+	wantMessage := "ImageNotKnown"
+	if onKubelet(t, c) {
+		wantMessage = "no-such-image"
+	}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "noimage"}, Spec: v1.PodSpec{Containers: []v1.Container{{Name: "x", Image: "example.invalid/no-such-image:1.0"}}}}
 	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +413,7 @@ func TestUnknownImage(t *testing.T) {
 			return false, fmt.Sprintf("%v", err)
 		}
 		w := p.Status.ContainerStatuses[0].State.Waiting
-		return p.Status.Phase == v1.PodPending && w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") && strings.Contains(w.Message, "ImageNotKnown"),
+		return p.Status.Phase == v1.PodPending && w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") && strings.Contains(w.Message, wantMessage),
 			fmt.Sprintf("phase %s, state %+v", p.Status.Phase, p.Status.ContainerStatuses[0].State)
 	})
 }
@@ -407,6 +427,7 @@ func TestGracePeriodThenSIGKILL(t *testing.T) {
 	sigDir := signalDir(t)
 	ctr := testContainer(v1.EnvVar{Name: "LK_SIGNAL_DIR", Value: sigDir}, v1.EnvVar{Name: "LK_IGNORE_TERM", Value: "true"})
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stubborn"}, Spec: v1.PodSpec{Containers: []v1.Container{ctr}, TerminationGracePeriodSeconds: ptr.To[int64](3)}}
+	withHostDir(&pod.Spec, sigDir)
 	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -434,6 +455,19 @@ func TestGracePeriodThenSIGKILL(t *testing.T) {
 	if pids := processesOfPod(uid); len(pids) != 0 {
 		t.Errorf("processes %v survived", pids)
 	}
+}
+
+// apiServiceHost is the KUBERNETES_SERVICE_HOST pods get: the kubernetes Service's cluster IP
+// on the kubelet node, 127.0.0.1 (the API server itself) on lk-agent.
+func apiServiceHost(t testing.TB, c kubernetes.Interface) string {
+	if !onKubelet(t, c) {
+		return "127.0.0.1"
+	}
+	svc, err := c.CoreV1().Services("default").Get(ctx(t), "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.Spec.ClusterIP
 }
 
 var _ = appsv1.SchemeGroupVersion

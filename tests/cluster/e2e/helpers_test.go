@@ -108,9 +108,11 @@ func eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 }
 
 // testContainer is the test program, serving on its own pod IP so that replicas don't
-// collide, with a readiness probe.
+// collide, with a readiness probe. LOCALKUBE_POD_UID marks its processes (processesOfPod) on
+// either node.
 func testContainer(extraEnv ...v1.EnvVar) v1.Container {
 	env := []v1.EnvVar{
+		{Name: "LOCALKUBE_POD_UID", ValueFrom: &v1.EnvVarSource{FieldRef: &v1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
 		{Name: "POD_NAME", ValueFrom: &v1.EnvVarSource{FieldRef: &v1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: "POD_IP", ValueFrom: &v1.EnvVarSource{FieldRef: &v1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 		{Name: "LK_LISTEN", Value: "$(POD_IP):8080"},
@@ -181,7 +183,7 @@ func podPhase(p *v1.Pod) string {
 }
 
 // processesOfPod lists the local processes that carry the pod's UID in their environment
-// (the node agent puts LOCALKUBE_POD_UID into every container's environment).
+// (testContainer's LOCALKUBE_POD_UID; the containers' processes are the host's too).
 func processesOfPod(uid types.UID) []string {
 	want := []byte("LOCALKUBE_POD_UID=" + string(uid))
 	var pids []string
@@ -210,13 +212,25 @@ func signalsOf(dir, pod string) string {
 }
 
 // signalDir is a directory that the test program (another process, started by the node
-// agent) can write into.
+// agent, as uid 65532 in a container on the kubelet node) can write into; withHostDir mounts it.
 func signalDir(t testing.TB) string {
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// withHostDir mounts the host directory dir at the same path into every container of spec (a
+// hostPath volume: lk-agent's processes see the host's files anyway).
+func withHostDir(spec *v1.PodSpec, dir string) {
+	name := fmt.Sprintf("host-dir-%d", len(spec.Volumes))
+	spec.Volumes = append(spec.Volumes, v1.Volume{Name: name, VolumeSource: v1.VolumeSource{
+		HostPath: &v1.HostPathVolumeSource{Path: dir, Type: ptr.To(v1.HostPathDirectory)},
+	}})
+	for i := range spec.Containers {
+		spec.Containers[i].VolumeMounts = append(spec.Containers[i].VolumeMounts, v1.VolumeMount{Name: name, MountPath: dir})
+	}
 }
 
 // createExitingPod creates pod name whose test container exits with code after the given time
@@ -228,5 +242,29 @@ func createExitingPod(t testing.TB, c kubernetes.Interface, ns, name, after, cod
 	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.PodSpec{RestartPolicy: policy, Containers: []v1.Container{ctr}}}
 	if _, err := c.CoreV1().Pods(ns).Create(ctx(t), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// onKubelet reports whether the cluster's node is a real kubelet with containerd
+// (LOCALKUBE_NODE_AGENT=kubelet), not lk-agent.
+func onKubelet(t testing.TB, c kubernetes.Interface) bool {
+	t.Helper()
+	nodes, err := c.CoreV1().Nodes().List(ctx(t), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		if strings.HasPrefix(n.Status.NodeInfo.ContainerRuntimeVersion, "containerd://") {
+			return true
+		}
+	}
+	return false
+}
+
+// requireKubelet skips a test of what only a real kubelet does (volumes, security contexts).
+func requireKubelet(t testing.TB, c kubernetes.Interface) {
+	t.Helper()
+	if !onKubelet(t, c) {
+		t.Skip("needs the kubelet node (LOCALKUBE_NODE_AGENT=kubelet): lk-agent mounts no volumes and applies no security context")
 	}
 }

@@ -30,7 +30,7 @@ impl Bed {
     /// [`Bed::start`] with only the emulator's CA in the namespace, no credentials Secret.
     pub async fn without_credentials(prefix: &str, emulator_toml: &str) -> anyhow::Result<Bed> {
         let cluster = Cluster::connect().await?;
-        let emulator = Emulator::start(emulator_toml).await?;
+        let emulator = crate::reach::emulator(emulator_toml).await?;
         let ns = cluster.namespace(prefix).await?;
         let ca = std::fs::read_to_string(&emulator.ca_pem)?;
         ns.put_secret(subscription::CA_SECRET, &[("ca.pem", &ca)]).await?;

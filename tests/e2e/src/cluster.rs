@@ -5,12 +5,12 @@ use std::{path::PathBuf, time::Duration};
 use iotsub_crds::ConsumerGroupSubscription;
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{Namespace, Secret},
+    api::core::v1::{Namespace, Pod, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, Config, CustomResourceExt,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, LogParams, ObjectMeta, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 
@@ -29,8 +29,7 @@ impl Cluster {
     pub async fn connect() -> anyhow::Result<Cluster> {
         // ring (kube, reqwest) and aws-lc-rs (the harness's AMQP client) are both linked: choose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let kubeconfig =
-            std::env::var_os("LOCALKUBE_KUBECONFIG").map_or_else(|| workspace_root().join("target/localkube/kubeconfig"), PathBuf::from);
+        let kubeconfig = kubeconfig_path();
         anyhow::ensure!(kubeconfig.exists(), "{} is missing: run `make cluster-up`", kubeconfig.display());
         let config = Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &KubeConfigOptions::default()).await?;
         let client = Client::try_from(config)?;
@@ -65,6 +64,11 @@ impl Cluster {
     }
 }
 
+/// `target/localkube/kubeconfig`, or `$LOCALKUBE_KUBECONFIG`.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("LOCALKUBE_KUBECONFIG").map_or_else(|| workspace_root().join("target/localkube/kubeconfig"), PathBuf::from)
+}
+
 fn rand_digit() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -85,6 +89,13 @@ impl TestNamespace {
         <K as kube::Resource>::DynamicType: Default,
     {
         Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// The log of `container` in `pod` as `kubectl logs` shows it (the node's kubelet API); empty
+    /// when there is none yet.
+    pub async fn container_log(&self, pod: &str, container: &str) -> String {
+        let pods: Api<Pod> = self.api();
+        pods.logs(pod, &LogParams { container: Some(container.into()), ..Default::default() }).await.unwrap_or_default()
     }
 
     /// Creates or replaces a Secret with string data, labelled `iotsub.dev/credentials: "true"` as

@@ -108,6 +108,10 @@ impl Release {
         let chart = chart_dir().to_str().expect("utf-8 path").to_owned();
         let mut args: Vec<String> =
             ["install", name, &chart, "--namespace", namespace, "--wait", "--timeout", "120s"].iter().map(|s| (*s).to_owned()).collect();
+        // The images imported into the node; `extra` may override them.
+        for set in [format!("image.registry={}", crate::reach::IMAGE_REGISTRY), format!("image.tag={}", crate::reach::IMAGE_TAG)] {
+            args.extend(["--set".to_owned(), set]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let kubeconfig_path = kubeconfig.to_path_buf();
         let output = tokio::task::spawn_blocking(move || {

@@ -6,6 +6,7 @@ pub mod bed;
 pub mod cluster;
 pub mod helm;
 pub mod operator;
+pub mod reach;
 pub mod subscription;
 pub mod wait;
 

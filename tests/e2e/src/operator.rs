@@ -28,6 +28,8 @@ impl Operator {
             .args(["--http-addr", "127.0.0.1:0"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
+            // The image imported into the node (a flag in `args` takes precedence).
+            .env("IOTSUB_OPERATOR_WORKER_IMAGE", crate::reach::image("worker"))
             .env("RUST_LOG", filter)
             .env_remove("POD_NAME")
             .stdout(std::fs::File::create(dir.path().join("stdout.log"))?)

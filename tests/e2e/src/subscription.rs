@@ -24,7 +24,7 @@ pub fn manifest(name: &str, emulator: &Emulator, replicas: i32) -> Value {
         "kind": "ConsumerGroupSubscription",
         "metadata": {"name": name},
         "spec": {
-            "endpoint": {"host": "127.0.0.1", "port": emulator.amqp_addr.port(), "caSecretRef": {"name": CA_SECRET, "key": "ca.pem"}},
+            "endpoint": {"host": emulator.amqp_addr.ip().to_string(), "port": emulator.amqp_addr.port(), "caSecretRef": {"name": CA_SECRET, "key": "ca.pem"}},
             "consumerGroupId": "DEFAULT_GROUP",
             "regionId": "cn-shanghai",
             "credentials": {"secretName": CREDENTIALS},

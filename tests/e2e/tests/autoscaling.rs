@@ -212,7 +212,7 @@ async fn wait_all_in_sink(sink: &SinkServer, ids: &[String], deadline: Duration)
 async fn replicas_follow_the_backlog_within_the_client_cap() -> anyhow::Result<()> {
     let bed = Bed::start("e2e-scale", &emulator_config()).await?;
     let (ns, emulator, operator) = (&bed.ns, &bed.emulator, &bed.operator);
-    let sink = SinkServer::start().await?;
+    let sink = iotsub_e2e::reach::http_receiver().await?;
     let api: Api<ConsumerGroupSubscription> = ns.api();
 
     // A backlog built over a few seconds while nothing consumes.

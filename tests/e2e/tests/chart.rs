@@ -11,7 +11,7 @@ use iotsub_e2e::{
     subscription::{self, all_connected, wait_status},
     workspace_root,
 };
-use iotsub_tests::{Emulator, wait_until};
+use iotsub_tests::wait_until;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
@@ -429,7 +429,7 @@ async fn may(
 #[tokio::test]
 async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?; // also applies the CRD from crds/ (the chart's copy is equal)
-    let emulator = Emulator::start("").await?;
+    let emulator = iotsub_e2e::reach::emulator("").await?;
     let ns = cluster.namespace("e2e-chart").await?;
     let name = format!("iotsub-{}", ns.name); // the full name, so the Deployment and ServiceAccount
     // Only this namespace: other tests' operators share the cluster. `--skip-crds`: the CRD is
@@ -457,7 +457,7 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     let pod_name = pod.name_any();
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some(name.as_str()));
-    assert_eq!(spec.containers[0].image.as_deref(), Some("iotsub-operator:0.1.0"));
+    assert_eq!(spec.containers[0].image.as_deref(), Some(iotsub_e2e::reach::image("operator").as_str()));
     let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("a pod IP");
 
     // It holds the Lease in the release namespace, and serves /healthz and /metrics on its pod IP.
@@ -475,13 +475,15 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
     // It reconciles a subscription end to end: real worker pods log in to the emulator.
     subscription::put_secrets(&ns, &emulator).await?;
     subscription::apply(&ns, &subscription::manifest("orders", &emulator, 2)).await?;
-    let log_path = workspace_root().join(format!("target/localkube/logs/{}_{pod_name}_operator.log", ns.name));
-    let operator_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = wait_status(&ns, "orders", "2 workers connected", Duration::from_secs(120), all_connected(2)).await.map_err(|e| {
-        let warnings: Vec<String> =
-            operator_log().lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(5).map(str::to_owned).collect();
-        e.context(format!("the operator's first warnings:\n{}", warnings.join("\n")))
-    })?;
+    let operator_log = || ns.container_log(&pod_name, "operator");
+    let status = match wait_status(&ns, "orders", "2 workers connected", Duration::from_secs(120), all_connected(2)).await {
+        Ok(status) => status,
+        Err(e) => {
+            let log = operator_log().await;
+            let warnings: Vec<&str> = log.lines().filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).take(5).collect();
+            return Err(e.context(format!("the operator's first warnings:\n{}", warnings.join("\n"))));
+        }
+    };
     assert_eq!(status.condition("Ready").map(|c| c.status.as_str()), Some("True"));
     assert_eq!(status.condition("CredentialsValid").map(|c| c.reason.as_str()), Some("AcceptedByPlatform"));
     assert_eq!(subscription::emulator_clients(&emulator).await?.len(), 2);
@@ -498,7 +500,7 @@ async fn helm_install_runs_the_operator_as_a_pod_with_only_the_charts_rbac() -> 
         assert!(ours.contains(&reason.to_owned()), "an events.k8s.io Event {reason} among {ours:?}");
     }
     // …and was never refused anything on the way.
-    let log = operator_log();
+    let log = operator_log().await;
     assert!(log.contains("holding the Lease"), "{log}");
     assert!(!log.to_lowercase().contains("forbidden"), "the operator was refused a call:\n{log}");
 

@@ -17,8 +17,9 @@ use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
 use kube::{Api, api::ListParams};
 use serde_json::json;
 
-/// The local control plane runs an image by its last path component: this one is the worker.
-const CUSTOM_IMAGE: &str = "registry.example/team/iotsub-worker:custom";
+/// The worker image under another name (imported into the node by make cluster-up; lk-agent runs
+/// an image by its last path component).
+const CUSTOM_IMAGE: &str = iotsub_e2e::reach::CUSTOM_WORKER_IMAGE;
 
 fn condition_is(type_: &'static str, status: &'static str, reason: &'static str) -> impl Fn(&ConsumerGroupSubscriptionStatus) -> bool {
     move |s| s.condition(type_).is_some_and(|c| c.status == status && c.reason == reason)
@@ -64,7 +65,7 @@ async fn a_worker_image_the_operator_does_not_allow_gets_no_deployment_until_the
     // An operator that allows the registry's team images runs it.
     bed.kill_operator().await?;
     let mut args = operator_args(&bed.ns).to_vec();
-    args.extend(["--allowed-worker-images", "registry.example/team/*"]);
+    args.extend(["--allowed-worker-images", "localhost/team/*"]);
     bed.operator = Operator::start(&bed.cluster.kubeconfig, &args).await?;
     wait_status(&bed.ns, "orders", "the custom-image worker connected", Duration::from_secs(90), all_connected(1)).await?;
     let status =

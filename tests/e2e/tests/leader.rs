@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use iotsub_e2e::{Cluster, Operator, holds_for, subscription};
-use iotsub_tests::{Emulator, wait_until};
+use iotsub_tests::wait_until;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
@@ -28,7 +28,7 @@ async fn leading(cluster: &Cluster, args: &[&str]) -> anyhow::Result<Operator> {
 #[tokio::test]
 async fn a_standby_takes_over_when_the_leader_dies() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
-    let emulator = Emulator::start("").await?;
+    let emulator = iotsub_e2e::reach::emulator("").await?;
     let ns = cluster.namespace("e2e-leader").await?;
     let lease = LEASE_SECONDS.to_string();
     let args = replica_args(&ns.name, &lease);
@@ -84,7 +84,7 @@ async fn reconciled(operator: &Operator) -> anyhow::Result<usize> {
 async fn a_standby_reconciles_all_20_subscriptions_within_the_lease_plus_5_s_of_the_leaders_death() -> anyhow::Result<()> {
     const SUBSCRIPTIONS: usize = 20;
     let cluster = Cluster::connect().await?;
-    let emulator = Emulator::start("").await?;
+    let emulator = iotsub_e2e::reach::emulator("").await?;
     let ns = cluster.namespace("e2e-failover").await?;
     let lease = LEASE_SECONDS.to_string();
     let args = replica_args(&ns.name, &lease);

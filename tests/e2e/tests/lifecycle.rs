@@ -8,7 +8,6 @@ use iotsub_e2e::{
     Bed,
     bed::emulator_config,
     subscription::{self, all_connected, emulator_clients, pod_names, selector, wait_status},
-    workspace_root,
 };
 use iotsub_tests::wait_until;
 use k8s_openapi::api::{
@@ -21,10 +20,6 @@ use kube::{
     Api,
     api::{DeleteParams, ListParams},
 };
-
-fn worker_log(ns: &str, pod: &str) -> String {
-    std::fs::read_to_string(workspace_root().join(format!("target/localkube/logs/{ns}_{pod}_worker.log"))).unwrap_or_default()
-}
 
 async fn event_reasons(bed: &Bed) -> anyhow::Result<Vec<String>> {
     let events: Api<Event> = bed.ns.api();
@@ -44,7 +39,10 @@ async fn workers_connect_as_their_pods_and_messages_reach_the_log_sink() -> anyh
 
     let ids = bed.emulator.publish("DEFAULT_GROUP", "/pk/dn/thing/event/property/post", r#"{"Power":"on"}"#, 20).await?;
     wait_until("20 messages in the workers' log sink", Duration::from_secs(30), || async {
-        let logs: String = first_pods.iter().map(|p| worker_log(&bed.ns.name, p)).collect();
+        let mut logs = String::new();
+        for pod in &first_pods {
+            logs += &bed.ns.container_log(pod, "worker").await;
+        }
         ids.iter().all(|id| logs.contains(id.as_str())).then_some(())
     })
     .await?;

@@ -10,7 +10,7 @@ use iotsub_e2e::{
     Bed,
     subscription::{self, all_connected, pod_names, wait_status},
 };
-use iotsub_tests::{http_receiver::HttpReceiver, wait_until};
+use iotsub_tests::wait_until;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Event};
 use kube::{Api, api::ListParams};
 use serde_json::json;
@@ -36,7 +36,7 @@ async fn event(bed: &Bed, type_: &str, reason: &str, text: &str) -> anyhow::Resu
 #[tokio::test]
 async fn a_sink_answering_503_is_named_on_the_subscription_until_it_takes_again() -> anyhow::Result<()> {
     let bed = Bed::start("e2e-sink", "").await?;
-    let receiver = HttpReceiver::start().await?;
+    let receiver = iotsub_e2e::reach::http_receiver().await?;
     let mut manifest = subscription::manifest("orders", &bed.emulator, 1);
     manifest["spec"]["sink"] = json!({"type": "http", "http": {"url": receiver.url, "timeoutSeconds": 2}});
     subscription::apply(&bed.ns, &manifest).await?;

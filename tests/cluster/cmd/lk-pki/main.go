@@ -1,9 +1,11 @@
 // Command lk-pki makes the certificates and kubeconfigs of the local control plane:
 // a CA, the apiserver's serving certificate, the service-account key pair, client
 // certificates for the admin, the controller-manager, the scheduler, the node agent and the
-// apiserver's kubelet client, and the node agent's serving certificate.
+// apiserver's kubelet client and kube-proxy, and the node's serving certificate.
 //
-// It is idempotent: files that exist are kept; if the CA is missing everything is made anew.
+// It is idempotent: files that exist are kept, unless a certificate lacks an address it must
+// now carry (-api-ip, -node-ip); if the CA is missing everything is made anew. Kubeconfigs are
+// written again when the server URL changed.
 package main
 
 import (
@@ -22,6 +24,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -40,6 +44,8 @@ func main() {
 	server := flag.String("server", "https://127.0.0.1:6443", "apiserver URL written into kubeconfigs")
 	adminKubeconfig := flag.String("admin-kubeconfig", "target/localkube/kubeconfig", "where to write the admin kubeconfig")
 	nodeName := flag.String("node-name", "localkube", "the node agent's node name (its client certificate is system:node:<name>)")
+	apiIP := flag.String("api-ip", "", "another address of the apiserver for its certificate (besides 127.0.0.1)")
+	nodeIP := flag.String("node-ip", "", "another address of the node for its serving certificate (besides 127.0.0.1)")
 	flag.Parse()
 
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
@@ -80,23 +86,31 @@ func main() {
 		writePEM(saPub, "PUBLIC KEY", pub, 0o644)
 	}
 
-	loopback := []net.IP{net.ParseIP("127.0.0.1")}
+	apiIPs := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")}
+	nodeIPs := []net.IP{net.ParseIP("127.0.0.1")}
+	if *apiIP != "" {
+		apiIPs = append(apiIPs, parseIP(*apiIP))
+	}
+	if *nodeIP != "" {
+		nodeIPs = append(nodeIPs, parseIP(*nodeIP))
+	}
 	certs := []cert{
 		{name: "apiserver", cn: "kube-apiserver", server: true,
 			dnsNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 			// 10.0.0.1 is the first address of --service-cluster-ip-range (the kubernetes Service);
 			// nothing routes to it here, it only has to be in the certificate.
-			ips: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")}},
+			ips: apiIPs},
 		{name: "admin", cn: "kubernetes-admin", orgs: []string{"system:masters"}, client: true},
 		{name: "controller-manager", cn: "system:kube-controller-manager", client: true},
 		{name: "scheduler", cn: "system:kube-scheduler", client: true},
 		{name: "node", cn: "system:node:" + *nodeName, orgs: []string{"system:nodes"}, client: true},
+		{name: "kube-proxy", cn: "system:kube-proxy", client: true},
 		{name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"kubeadm:cluster-admins"}, client: true},
-		{name: "node-serving", cn: *nodeName, server: true, dnsNames: []string{"localhost", *nodeName}, ips: loopback},
+		{name: "node-serving", cn: *nodeName, server: true, dnsNames: []string{"localhost", *nodeName}, ips: nodeIPs},
 	}
 	for _, c := range certs {
 		crtPath, keyPath := filepath.Join(*dir, c.name+".crt"), filepath.Join(*dir, c.name+".key")
-		if exists(crtPath) && exists(keyPath) {
+		if exists(crtPath) && exists(keyPath) && hasIPs(crtPath, c.ips) {
 			continue
 		}
 		key := newKey()
@@ -126,9 +140,10 @@ func main() {
 		filepath.Join(*dir, "controller-manager.kubeconfig"): "controller-manager",
 		filepath.Join(*dir, "scheduler.kubeconfig"):          "scheduler",
 		filepath.Join(*dir, "node.kubeconfig"):               "node",
+		filepath.Join(*dir, "kube-proxy.kubeconfig"):         "kube-proxy",
 	}
 	for path, user := range kubeconfigs {
-		if exists(path) {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), "server: "+*server+"\n") {
 			continue
 		}
 		writeKubeconfig(path, *server, caCrt, filepath.Join(*dir, user+".crt"), filepath.Join(*dir, user+".key"), user)
@@ -163,6 +178,34 @@ current-context: localkube
 `, server, b64(caPath), user, b64(crtPath), b64(keyPath), user)
 	check(os.MkdirAll(filepath.Dir(path), 0o755))
 	check(os.WriteFile(path, []byte(content), 0o600))
+}
+
+// hasIPs reports whether the certificate at path carries every one of ips.
+func hasIPs(path string, ips []net.IP) bool {
+	b, err := os.ReadFile(path)
+	check(err)
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return false
+	}
+	crt, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return false
+	}
+	for _, want := range ips {
+		if !slices.ContainsFunc(crt.IPAddresses, want.Equal) {
+			return false
+		}
+	}
+	return true
+}
+
+func parseIP(s string) net.IP {
+	ip := net.ParseIP(s)
+	if ip == nil {
+		log.Fatalf("not an IP address: %q", s)
+	}
+	return ip
 }
 
 func loadCA(crtPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey) {

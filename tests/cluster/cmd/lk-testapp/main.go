@@ -11,8 +11,14 @@
 //	LK_READY_AFTER   report not ready for this long after start (Go duration)
 //	LK_EXIT_AFTER    exit on its own after this long, with LK_EXIT_CODE (default 1)
 //	LK_ENV_FILE      write the environment and arguments as JSON to this file at start
-//	LK_API_CHECKS    "VERB PATH;VERB PATH": call the API with $KUBECONFIG and write one JSON
-//	                 line per call ({"verb","path","code"}) to LK_RESULT_FILE and stdout
+//	LK_API_CHECKS    "VERB PATH;VERB PATH": call the API with $KUBECONFIG (else the in-cluster
+//	                 service account) and write one JSON line per call ({"verb","path","code"})
+//	                 to LK_RESULT_FILE and stdout
+//	LK_FILES         comma-separated paths whose contents GET /inspect reports
+//
+// GET /inspect answers what the process is allowed, as the kubelet set it up: uid, gid, groups,
+// the effective capabilities and seccomp mode (from /proc/self/status), whether / is writable,
+// and the contents of LK_FILES (re-read on every request, so Secret volume updates show).
 package main
 
 import (
@@ -68,6 +74,7 @@ func main() {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.HandleFunc("/inspect", inspect)
 	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
@@ -186,4 +193,41 @@ func apiChecks(spec string) {
 			_ = os.Rename(tmp, f)
 		}
 	}
+}
+
+// inspect reports the process's identity and confinement and the files named in LK_FILES.
+func inspect(w http.ResponseWriter, _ *http.Request) {
+	groups, _ := os.Getgroups()
+	report := map[string]any{"uid": os.Getuid(), "gid": os.Getgid(), "groups": groups}
+	if status, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "CapEff" || k == "CapBnd" || k == "Seccomp" || k == "NoNewPrivs") {
+				report[k] = strings.TrimSpace(v)
+			}
+		}
+	}
+	f, err := os.CreateTemp("/", "lk-testapp-")
+	if err == nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		report["rootWritable"] = "yes"
+	} else {
+		report["rootWritable"] = err.Error()
+	}
+	files := map[string]string{}
+	for _, path := range strings.Split(os.Getenv("LK_FILES"), ",") {
+		if path = strings.TrimSpace(path); path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			files[path] = "error: " + err.Error()
+			continue
+		}
+		files[path] = string(b)
+	}
+	report["files"] = files
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(report)
 }
