@@ -49,7 +49,7 @@ async fn start(prefix: &str, ttl_seconds: u64) -> anyhow::Result<RrsaBed> {
         jwks = jwks.path().display().to_string(),
         ns = ns.name,
     );
-    let emulator = Emulator::start(&format!("{}\n{sts}", emulator_config(""))).await?;
+    let emulator = iotsub_e2e::reach::emulator(&format!("{}\n{sts}", emulator_config(""))).await?;
     ns.put_secret(subscription::CA_SECRET, &[("ca.pem", &std::fs::read_to_string(&emulator.ca_pem)?)]).await?;
     let operator = Operator::start(&cluster.kubeconfig, &operator_args(&ns)).await?;
     Ok(RrsaBed { ns, emulator, operator, _jwks: jwks })
