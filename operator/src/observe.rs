@@ -36,7 +36,11 @@ pub async fn cluster(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Result<O
     // RRSA: STS credentials for the operator's own calls, the exchange the workers make too.
     let assumed = match &cgs.spec.credentials.rrsa {
         Some(rrsa) => {
-            let ca = if rrsa.sts_endpoint.is_empty() { None } else { crate::platform::endpoint_ca(ctx, cgs).await };
+            // The CA Secret fetched above (the cache holds it: no second read).
+            let ca = ca_secret
+                .as_ref()
+                .filter(|_| !rrsa.sts_endpoint.is_empty())
+                .and_then(|(reference, secret)| crate::platform::secret_value(secret.as_deref()?, &reference.key));
             Some(crate::rrsa::credentials(ctx, cgs, rrsa, ca.as_deref()).await)
         }
         None => None,

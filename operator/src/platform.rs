@@ -53,12 +53,17 @@ async fn api_ca(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Option<Vec<u8
 }
 
 /// `endpoint.caSecretRef`'s CA. (Read from what observe fetched: no API call.)
-pub async fn endpoint_ca(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Option<Vec<u8>> {
+async fn endpoint_ca(ctx: &Context, cgs: &ConsumerGroupSubscription) -> Option<Vec<u8>> {
     let reference = cgs.spec.endpoint.ca_secret_ref.as_ref()?;
     let namespace = cgs.namespace().unwrap_or_default();
     let secret = ctx.secrets.get(&namespace, &reference.name, |meta| ctx.guard.secret_usable(meta)).await.ok()??;
-    let from_data = secret.data.as_ref().and_then(|d| d.get(&reference.key)).map(|v| v.0.clone());
-    from_data.or_else(|| secret.string_data.as_ref()?.get(&reference.key).map(|v| v.clone().into_bytes()))
+    secret_value(&secret, &reference.key)
+}
+
+/// `key`'s value in `secret` (`data`, else `stringData`).
+pub fn secret_value(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Option<Vec<u8>> {
+    let from_data = secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.clone());
+    from_data.or_else(|| secret.string_data.as_ref()?.get(key).map(|v| v.clone().into_bytes()))
 }
 
 fn api_endpoint(cgs: &ConsumerGroupSubscription) -> String {

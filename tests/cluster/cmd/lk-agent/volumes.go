@@ -127,23 +127,7 @@ func (w *podWorker) secretFiles(ctx context.Context, pod *v1.Pod, name string, i
 		}
 		return fmt.Errorf("secret %q: %w", name, err)
 	}
-	if len(items) == 0 {
-		for k, v := range s.Data {
-			files[k] = v
-		}
-		return nil
-	}
-	for _, item := range items {
-		v, ok := s.Data[item.Key]
-		if !ok {
-			if optional {
-				continue
-			}
-			return fmt.Errorf("secret %q has no key %q", name, item.Key)
-		}
-		files[item.Path] = v
-	}
-	return nil
+	return pickItems("secret", name, s.Data, items, optional, files)
 }
 
 func (w *podWorker) configMapFiles(ctx context.Context, pod *v1.Pod, name string, items []v1.KeyToPath, optional bool, files map[string][]byte) error {
@@ -161,6 +145,11 @@ func (w *podWorker) configMapFiles(ctx context.Context, pod *v1.Pod, name string
 	for k, v := range cm.BinaryData {
 		data[k] = v
 	}
+	return pickItems("configmap", name, data, items, optional, files)
+}
+
+// pickItems adds to files every key of data (no items), or the items named, at their paths.
+func pickItems(kind, name string, data map[string][]byte, items []v1.KeyToPath, optional bool, files map[string][]byte) error {
 	if len(items) == 0 {
 		for k, v := range data {
 			files[k] = v
@@ -173,7 +162,7 @@ func (w *podWorker) configMapFiles(ctx context.Context, pod *v1.Pod, name string
 			if optional {
 				continue
 			}
-			return fmt.Errorf("configmap %q has no key %q", name, item.Key)
+			return fmt.Errorf("%s %q has no key %q", kind, name, item.Key)
 		}
 		files[item.Path] = v
 	}
