@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make images`: the release binaries, then the images iotsub-operator, iotsub-worker and
-# iotsub-emulator, each tagged with its crate's version and the git commit.
+# `make images`: the release binaries, then the images iotsub-operator, iotsub-worker,
+# iotsub-emulator and iotsub-standin, each tagged with its crate's version and the git commit.
 #
 #   REGISTRY=registry.example.com/team   prefix of the image names (default: none, local names)
 #   BASE=gcr.io/distroless/cc-debian12:nonroot
@@ -27,8 +27,8 @@ since() { between "$1" "$(seconds)"; }
 bin_dir=${BIN_DIR:-target/release}
 t0=$(seconds)
 if [[ ${SKIP_CARGO:-0} != 1 && $bin_dir == target/release ]]; then
-  echo "images: cargo build --release (the three binaries)" >&2
-  cargo build --release -q -p iotsub-operator -p iotsub-worker -p iotsub-emulator --bins
+  echo "images: cargo build --release (the four binaries)" >&2
+  cargo build --release -q -p iotsub-operator -p iotsub-worker -p iotsub-emulator -p iotsub-standin --bins
 fi
 t_cargo=$(seconds)
 

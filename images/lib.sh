@@ -1,6 +1,6 @@
 # Shared by images/build.sh, push.sh and test.sh (sourced, not run): the engine, the names, the tags.
 
-IMAGES=(operator worker emulator)
+IMAGES=(operator worker emulator standin)
 
 images_fail() {
   echo "images: $*" >&2

@@ -273,6 +273,18 @@ pub struct ClientSnapshot {
     pub stacked_consumed_per_minute: u64,
 }
 
+/// `GET /admin/consumer-groups/<id>/acknowledged-ids?from=N&limit=M`, with
+/// `[limits] record_acknowledged_ids = true`: acknowledged messageIds in order, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcknowledgedIds {
+    /// The position of `ids[0]` in the whole list.
+    pub from: usize,
+    pub ids: Vec<String>,
+    /// How many acknowledgements there are in all (read on from `from + ids.len()`).
+    pub total: usize,
+}
+
 /// Where in the connection a refusal happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -77,6 +77,9 @@ pub struct Limits {
     pub max_timestamp_skew_ms: u64,
     /// OpenAPI calls per second per account.
     pub openapi_rate_per_account: u32,
+    /// Keep every acknowledged messageId for `GET /admin/consumer-groups/<id>/acknowledged-ids`, so a
+    /// test can check that only what a sink took was acknowledged (memory grows with each: tests only).
+    pub record_acknowledged_ids: bool,
 }
 
 impl Default for Limits {
@@ -98,6 +101,7 @@ impl Default for Limits {
             duplicate_probability: 0.0,
             max_timestamp_skew_ms: 0,
             openapi_rate_per_account: 5,
+            record_acknowledged_ids: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::{
     admin::{
+        AcknowledgedIds,
         ErrorReply, FaultReply, FaultRequest, GroupSnapshot, OpenApiCall, PublishReply, PublishRequest, Refusal, TrafficReply,
         TrafficRequest,
     },
@@ -39,6 +40,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/admin/traffic", post(traffic))
         .route("/admin/consumer-groups", get(list_groups))
         .route("/admin/consumer-groups/{id}", get(group_status))
+        .route("/admin/consumer-groups/{id}/acknowledged-ids", get(acknowledged_ids))
         .route("/admin/faults", post(fault))
         .route("/admin/refusals", get(refusals))
         .route("/admin/openapi-calls", get(openapi_calls))
@@ -139,6 +141,33 @@ async fn group_status(
     Query(q): Query<InstanceQuery>,
 ) -> Result<Json<GroupSnapshot>, Problem> {
     Ok(Json(find_group(&api, &q.instance_id, &id)?.snapshot()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageQuery {
+    #[serde(default)]
+    instance_id: String,
+    #[serde(default)]
+    from: usize,
+    #[serde(default = "page_limit")]
+    limit: usize,
+}
+
+fn page_limit() -> usize {
+    100_000
+}
+
+async fn acknowledged_ids(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<AcknowledgedIds>, Problem> {
+    if !api.platform.limits.record_acknowledged_ids {
+        return Err(Problem(StatusCode::CONFLICT, "acknowledged ids are not recorded: set [limits] record_acknowledged_ids = true".into()));
+    }
+    let (ids, total) = find_group(&api, &q.instance_id, &id)?.acknowledged_ids(q.from, q.limit.min(page_limit()));
+    Ok(Json(AcknowledgedIds { from: q.from, ids, total }))
 }
 
 async fn list_groups(State(api): State<Api>) -> Json<Vec<GroupSnapshot>> {

@@ -22,6 +22,9 @@ pub struct Config {
     /// Appends each CloudEvent id taken to this file, one a line (written in batches).
     #[arg(long, env = "IOTSUB_STANDIN_IDS_FILE")]
     pub ids_file: Option<PathBuf>,
+    /// Writes each id of the ids file as `<id>\t<Unix milliseconds it was taken at>`.
+    #[arg(long, env = "IOTSUB_STANDIN_IDS_TIMES", default_value_t = false)]
+    pub ids_times: bool,
     /// Writes the bound address (host:port) to this file once listening.
     #[arg(long, env = "IOTSUB_STANDIN_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,

@@ -52,16 +52,20 @@ pub fn event_ids(headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, IdsErr
 
 /// Hands ids to a writer thread, which writes whatever has queued up and flushes once the queue is
 /// empty: one write and flush per batch, however many requests arrive meanwhile.
+/// One request's ids and when they were taken (Unix milliseconds).
+type Taken = (i64, Vec<String>);
+
 #[derive(Clone)]
 pub struct IdRecorder {
-    queue: Option<mpsc::Sender<Vec<String>>>,
+    queue: Option<mpsc::Sender<Taken>>,
     /// Ids on disk (written and flushed), so a reader of the file knows how far it may read.
     flushed: Arc<AtomicU64>,
 }
 
 impl IdRecorder {
-    /// Records into `path` (appended to), or nowhere.
-    pub fn start(path: Option<&Path>) -> anyhow::Result<IdRecorder> {
+    /// Records into `path` (appended to), or nowhere; with `times`, each id is followed by a tab and
+    /// the Unix milliseconds it was taken at (for end-to-end latency).
+    pub fn start(path: Option<&Path>, times: bool) -> anyhow::Result<IdRecorder> {
         let flushed = Arc::new(AtomicU64::new(0));
         let Some(path) = path else { return Ok(IdRecorder { queue: None, flushed }) };
         let file = File::options()
@@ -69,11 +73,11 @@ impl IdRecorder {
             .append(true)
             .open(path)
             .map_err(|e| anyhow::anyhow!("opening the ids file {}: {e}", path.display()))?;
-        let (queue, batches) = mpsc::channel::<Vec<String>>();
+        let (queue, batches) = mpsc::channel::<Taken>();
         let counter = flushed.clone();
         let path = path.to_path_buf();
         thread::Builder::new().name("ids-writer".into()).spawn(move || {
-            if let Err(e) = write_batches(&batches, BufWriter::with_capacity(64 * 1024, file), &counter) {
+            if let Err(e) = write_batches(&batches, BufWriter::with_capacity(64 * 1024, file), times, &counter) {
                 tracing::error!(file = %path.display(), error = %e, "writing the ids file failed; ids are no longer recorded");
             }
         })?;
@@ -82,7 +86,7 @@ impl IdRecorder {
 
     pub fn record(&self, ids: Vec<String>) {
         if let Some(queue) = &self.queue {
-            let _ = queue.send(ids);
+            let _ = queue.send((now_ms(), ids));
         }
     }
 
@@ -95,13 +99,20 @@ impl IdRecorder {
     }
 }
 
-fn write_batches(batches: &mpsc::Receiver<Vec<String>>, mut out: impl Write, flushed: &AtomicU64) -> std::io::Result<()> {
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn write_batches(batches: &mpsc::Receiver<Taken>, mut out: impl Write, times: bool, flushed: &AtomicU64) -> std::io::Result<()> {
     while let Ok(first) = batches.recv() {
         let mut count = 0;
         let mut next = Some(first);
-        while let Some(ids) = next {
+        while let Some((at, ids)) = next {
             for id in &ids {
                 out.write_all(id.as_bytes())?;
+                if times {
+                    write!(out, "\t{at}")?;
+                }
                 out.write_all(b"\n")?;
             }
             count += ids.len() as u64;
@@ -160,13 +171,23 @@ mod tests {
     #[test]
     fn queued_batches_are_written_one_a_line_and_counted_after_the_flush() {
         let (queue, batches) = mpsc::channel();
-        queue.send(vec!["a".to_owned(), "b".to_owned()]).unwrap();
-        queue.send(vec!["c".to_owned()]).unwrap();
+        queue.send((1, vec!["a".to_owned(), "b".to_owned()])).unwrap();
+        queue.send((2, vec!["c".to_owned()])).unwrap();
         drop(queue);
         let flushed = AtomicU64::new(0);
         let mut out = Vec::new();
-        write_batches(&batches, &mut out, &flushed).unwrap();
+        write_batches(&batches, &mut out, false, &flushed).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a\nb\nc\n");
         assert_eq!(flushed.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn with_times_each_id_carries_when_it_was_taken() {
+        let (queue, batches) = mpsc::channel();
+        queue.send((1_700_000_000_123, vec!["a".to_owned(), "b".to_owned()])).unwrap();
+        drop(queue);
+        let mut out = Vec::new();
+        write_batches(&batches, &mut out, true, &AtomicU64::new(0)).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a\t1700000000123\nb\t1700000000123\n");
     }
 }

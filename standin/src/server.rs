@@ -88,7 +88,7 @@ impl Standin {
             places: (config.concurrency > 0).then(|| Semaphore::new(config.concurrency)),
             concurrency: config.concurrency,
             fault: Fault::default(),
-            recorder: IdRecorder::start(config.ids_file.as_deref())?,
+            recorder: IdRecorder::start(config.ids_file.as_deref(), config.ids_times)?,
             counters: Counters::default(),
         }))
     }

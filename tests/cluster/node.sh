@@ -291,7 +291,7 @@ LK_IMAGE_TAG=localkube
 LK_CUSTOM_WORKER_IMAGE=localhost/team/iotsub-worker:custom
 node_project_images() {
   local files=() names=() name stamp
-  for name in operator worker emulator; do
+  for name in operator worker emulator standin; do
     if [[ ! -x $IOTSUB_BIN_DIR/iotsub-$name ]]; then
       echo "localkube: no $IOTSUB_BIN_DIR/iotsub-$name: the project's images are not imported (cargo build, then make cluster-up)" >&2
       return 0

@@ -117,7 +117,8 @@ if [[ $LK_NODE_AGENT == kubelet ]]; then
     --config="$LK_NODE_DIR/kube-proxy.yaml" --v=1
 else
   images="iotsub-worker=$IOTSUB_BIN_DIR/iotsub-worker,iotsub-operator=$IOTSUB_BIN_DIR/iotsub-operator"
-  images+=",iotsub-emulator=$IOTSUB_BIN_DIR/iotsub-emulator,lk-testapp=$LK_BIN/lk-testapp"
+  images+=",iotsub-emulator=$IOTSUB_BIN_DIR/iotsub-emulator,iotsub-standin=$IOTSUB_BIN_DIR/iotsub-standin"
+  images+=",lk-testapp=$LK_BIN/lk-testapp"
   # The image map is fixed when the agent starts: if it changed (another IOTSUB_BIN_DIR or
   # LOCALKUBE_IMAGES), restart the agent; its pods' processes restart with it.
   images+=${LOCALKUBE_IMAGES:+,$LOCALKUBE_IMAGES}

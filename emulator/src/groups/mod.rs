@@ -88,6 +88,8 @@ struct GroupState {
     consumed_stacked: PerMinute,
     last_consumed_ms: Option<i64>,
     ack_latency: LatencyWindow,
+    /// Every acknowledged messageId in order, with `Limits::record_acknowledged_ids`.
+    acknowledged_ids: Vec<String>,
 }
 
 fn now_second() -> u64 {
@@ -117,6 +119,7 @@ impl Group {
                 consumed_stacked: PerMinute::default(),
                 last_consumed_ms: None,
                 ack_latency: LatencyWindow::default(),
+                acknowledged_ids: Vec::new(),
             }),
             limits,
             wake: Notify::new(),
@@ -237,6 +240,9 @@ impl Group {
 
     fn acknowledged(&self, state: &mut GroupState, delivery: Delivery, latency: Duration, second: u64) {
         state.counters.acknowledged += 1;
+        if self.limits.record_acknowledged_ids {
+            state.acknowledged_ids.push(delivery.message.message_id.canonical().unwrap_or_default());
+        }
         state.ack_latency.record(latency);
         if delivery.from_stacked { &mut state.consumed_stacked } else { &mut state.consumed_realtime }.add(second, 1);
         state.last_consumed_ms = Some(epoch_ms());
@@ -245,6 +251,14 @@ impl Group {
             state.counters.duplicates_injected += 1;
             state.realtime.push_back(delivery.message);
         }
+    }
+
+    /// The acknowledged messageIds from the `from`-th on, at most `limit` (a message without an id
+    /// as `""`; acknowledged twice, listed twice), and how many there are in all.
+    pub fn acknowledged_ids(&self, from: usize, limit: usize) -> (Vec<String>, usize) {
+        let state = self.lock();
+        let ids = &state.acknowledged_ids;
+        (ids.iter().skip(from).take(limit).cloned().collect(), ids.len())
     }
 
     /// Back to the stacked queue, as the platform retries a delivery it has no acknowledgement for.
