@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod helm;
 pub mod operator;
 pub mod reach;
+pub mod soak;
 pub mod subscription;
 pub mod wait;
 
