@@ -146,6 +146,13 @@ node_ready() {
   [[ $(kubectl get node "$LK_NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]] &&
     [[ -z $(kubectl get node "$LK_NODE" -o jsonpath='{.spec.taints}') ]]
 }
+# Data kept from an API server on another port leaves the `kubernetes` Endpoints on that port (the
+# reconciler compares addresses only): pods would reach nothing at 10.0.0.1. Deleted, it is rewritten.
+if [[ $(kubectl -n default get endpoints kubernetes -o jsonpath='{.subsets[0].ports[0].port}' 2>/dev/null) =~ ^[0-9]+$ ]] &&
+  [[ $(kubectl -n default get endpoints kubernetes -o jsonpath='{.subsets[0].ports[0].port}' 2>/dev/null) != "$LK_APISERVER_PORT" ]]; then
+  echo "localkube: the kubernetes Endpoints named another port; rewriting them" >&2
+  kubectl -n default delete endpoints kubernetes >/dev/null 2>&1 || true
+fi
 if [[ $LK_NODE_AGENT == kubelet ]]; then
   # The kubelet authorizes the API server's requests (logs, exec, port-forward) with a
   # SubjectAccessReview: its client certificate needs the kubelet API role.

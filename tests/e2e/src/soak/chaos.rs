@@ -106,8 +106,8 @@ impl Chaos {
                 let api: Api<ConsumerGroupSubscription> = ns.api();
                 let current = retry("reading the subscription", || api.get(sub.name)).await?.spec.replicas;
                 let replicas = if current >= 2 { 1 } else { 2 };
-                let (target, count) = (format!("consumergroupsubscription/{}", sub.name), format!("--replicas={replicas}"));
-                retry("kubectl scale", || kubectl(&system.ns, &["scale", &target, &count])).await?;
+                let args = ["scale".to_owned(), format!("consumergroupsubscription/{}", sub.name), format!("--replicas={replicas}")];
+                retry("kubectl scale", || kubectl(&system.ns, &args)).await?;
                 Ok(format!("{} {current} → {replicas} replicas", sub.name))
             }
             Kind::CreditChanged => {
@@ -191,7 +191,7 @@ async fn restart_component(name: &str) -> anyhow::Result<String> {
 }
 
 /// `kubectl -n <namespace> <args>`; the error is its stderr.
-async fn kubectl(ns: &crate::TestNamespace, args: &[&str]) -> anyhow::Result<()> {
+async fn kubectl(ns: &crate::TestNamespace, args: &[String]) -> anyhow::Result<()> {
     let output = tokio::process::Command::new(crate::cluster::kubectl())
         .args(["-n", &ns.name])
         .args(args)
