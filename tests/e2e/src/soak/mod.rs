@@ -70,6 +70,8 @@ pub struct Report {
     pub publish_failures: u64,
     pub peak_clients: BTreeMap<String, usize>,
     pub cap: usize,
+    /// The platform's refusals of the subscriptions' workers, by stage and condition.
+    pub refusals: BTreeMap<String, usize>,
     /// Seconds from the last fault's end to every subscription Ready.
     pub ready_after_last_fault_s: Option<f64>,
     /// Seconds from the load's end to every message delivered.
@@ -138,6 +140,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
     let delivery = verdict::delivery(&published, &taken, &dead, &acknowledged);
     broken.extend(delivery.broken());
 
+    let refusals = refusals(&system, &mut broken).await?;
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     broken.extend(seen.broken.iter().cloned());
     let kinds = summarize(&faults, &health(&seen.samples));
@@ -152,6 +155,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
         publish_failures: logs.iter().map(|l| l.lock().unwrap().failures).sum(),
         peak_clients: seen.peak_clients,
         cap: setup::CAP,
+        refusals,
         ready_after_last_fault_s,
         drained_after_s,
         broken,
@@ -293,6 +297,23 @@ async fn acknowledged_ids(system: &System, group: &str) -> anyhow::Result<Vec<St
     }
 }
 
+/// The platform's refusals of our workers by stage and condition; one for the client cap breaks the
+/// invariant (the operator started more clients than the cap leaves), the others are the faults'.
+async fn refusals(system: &System, broken: &mut Vec<String>) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut counts = BTreeMap::new();
+    for refusal in system.emulator.refusals_typed().await? {
+        let client = refusal.client_id.clone().unwrap_or_default();
+        if client.starts_with(setup::OTHER_TEAM_PREFIX) {
+            continue;
+        }
+        *counts.entry(format!("{} {}", refusal.stage.as_str(), refusal.condition)).or_default() += 1;
+        if refusal.reason.contains("clients, the limit") {
+            broken.push(format!("worker {client} was refused for the group's client cap: {}", refusal.reason));
+        }
+    }
+    Ok(counts)
+}
+
 /// Each second's health, from the samples: every subscription Ready, every group flowing.
 fn health(samples: &[watch::Sample]) -> Vec<Health> {
     const WINDOW: usize = 5;
@@ -336,7 +357,8 @@ pub fn summary(report: &Report) -> String {
     let d = &report.delivery;
     let mut out = format!(
         "soak: seed {}, {:.0} s: published {}, delivered {}, dead letters {}, lost {}, duplicates {} ({:.3} %), \
-         acknowledged {} (not taken: {}); end-to-end latency p50 {} ms, p99 {} ms, max {} ms; peak clients {:?} of a cap of {}\n",
+         acknowledged {} (not taken: {}); end-to-end latency p50 {} ms, p99 {} ms, max {} ms; peak clients {:?} of a cap of {}; \
+         the platform refused the workers: {:?}\n",
         report.seed,
         report.run_seconds,
         d.published,
@@ -351,7 +373,8 @@ pub fn summary(report: &Report) -> String {
         d.latency_p99_ms,
         d.latency_max_ms,
         report.peak_clients,
-        report.cap
+        report.cap,
+        report.refusals
     );
     for k in &report.kinds {
         let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} s"));
