@@ -22,7 +22,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(text) => text.parse().map_err(|_| anyhow::anyhow!("SOAK_SEED={text:?} is not an unsigned 64-bit number"))?,
         Err(_) => schedule::fresh_seed(),
     };
-    let dir = std::env::var_os("SOAK_DIR").map_or_else(|| workspace_root().join("target/soak"), Into::into);
+    let dir: std::path::PathBuf = std::env::var_os("SOAK_DIR").map_or_else(|| workspace_root().join("target/soak"), Into::into);
+    // The stand-in pod mounts a directory under it: a hostPath must be absolute.
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
     let settings = Settings { run: Duration::from_secs_f64(minutes * 60.0), seed, dir };
     let report = soak::run(&settings).await?;
     print!("{}", soak::summary(&report));
