@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-latency clean
+.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e soak soak-smoke test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-latency clean
 
 all: build
 
@@ -42,7 +42,17 @@ interop: build deps
 e2e: build cluster-up
 	$(CARGO) test -p iotsub-e2e -- --test-threads 1
 
-test: deps lint build unit component interop cluster-test e2e demo-smoke
+## Tier 4: the whole system (the chart's operator with leader election, worker pods, the stand-in as a
+## pod, the emulator) under load and a seeded schedule of 13 kinds of fault, invariants checked as it
+## runs and at the end (docs/reliability.md). SOAK_MINUTES (default 10); SOAK_SEED replays a run.
+soak: build cluster-up
+	$(CARGO) run -q -p iotsub-e2e --bin soak
+
+## The soak for 3 minutes with a fixed plan (SOAK_SEED=1 unless set; part of `make test`).
+soak-smoke: build cluster-up
+	SOAK_MINUTES=3 SOAK_SEED=$${SOAK_SEED:-1} $(CARGO) run -q -p iotsub-e2e --bin soak
+
+test: deps lint build unit component interop cluster-test e2e soak-smoke demo-smoke
 	@echo "make test: the local cluster's node was $$(cat $${LOCALKUBE_DIR:-target/localkube}/run/node-agent 2>/dev/null || echo unknown) (LOCALKUBE_NODE_AGENT=kubelet|lk-agent)"
 
 ## The system on this machine as a user installs it: the local control plane, the emulator, the

@@ -10,7 +10,7 @@ use fe2o3_amqp::{
         primitives::{LazyValue, SimpleValue, Value},
     },
 };
-use iotsub_emulator::admin::{BodyType, ConnectionAttempts, GenerateTimeType, MessageIdType, MessageShape, PublishRequest, Stage};
+use iotsub_emulator::admin::{AcknowledgedIds, BodyType, ConnectionAttempts, GenerateTimeType, MessageIdType, MessageShape, PublishRequest, Stage};
 use iotsub_tests::{
     Emulator,
     amqp_client::{ClientOptions, Received, consumer, idle_consumer, properties, property},
@@ -533,5 +533,44 @@ async fn every_login_attempt_naming_a_group_is_counted_refused_or_not() -> anyho
     assert_eq!(attempts, ConnectionAttempts { total: 4, last_minute: 4 }, "the unknown group's attempt is not this group's");
     let stages: Vec<_> = emulator.refusals_typed().await?.into_iter().map(|r| (r.client_id.unwrap_or_default(), r.stage)).collect();
     assert!(stages.contains(&("attempt-2".into(), Stage::Sasl)) && stages.contains(&("attempt-4".into(), Stage::Open)), "{stages:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_acknowledged_ids_recorded_only_accepted_messages_are_listed_in_order() -> anyhow::Result<()> {
+    let emulator = Emulator::start("[limits]\nrecord_acknowledged_ids = true\nstacked_retry_after_ms = 0\n").await?;
+    let (_client, mut receiver) = consumer(&emulator, &ClientOptions::demo("lister")).await?;
+    let ids = emulator.publish("DEFAULT_GROUP", TOPIC, "x", 2).await?;
+    let first = recv(&mut receiver).await?;
+    receiver.release(&first).await?;
+    // Released: not acknowledged, so not listed; it comes back and is accepted with the other.
+    let mut accepted = Vec::new();
+    while accepted.len() < 2 {
+        let delivery = recv(&mut receiver).await?;
+        accepted.push(properties(&delivery)?.message_id);
+        receiver.accept(&delivery).await?;
+    }
+    let listed = wait_until("both acknowledgements listed", Duration::from_secs(5), || async {
+        let page: AcknowledgedIds = emulator.get_json("/admin/consumer-groups/DEFAULT_GROUP/acknowledged-ids").await.ok()?;
+        (page.total == 2).then_some(page)
+    })
+    .await?;
+    assert_eq!(listed.ids, accepted);
+    let mut sorted = listed.ids.clone();
+    sorted.sort();
+    let mut published = ids.clone();
+    published.sort();
+    assert_eq!(sorted, published);
+    let second_page: AcknowledgedIds = emulator.get_json("/admin/consumer-groups/DEFAULT_GROUP/acknowledged-ids?from=1&limit=5").await?;
+    assert_eq!((second_page.from, second_page.ids.as_slice(), second_page.total), (1, &accepted[1..], 2));
+    Ok(())
+}
+
+#[tokio::test]
+async fn acknowledged_ids_not_recorded_are_refused_naming_the_setting() -> anyhow::Result<()> {
+    let emulator = Emulator::start("").await?;
+    let response = emulator.http_client().get(emulator.api_url("/admin/consumer-groups/DEFAULT_GROUP/acknowledged-ids")).send().await?;
+    assert_eq!(response.status().as_u16(), 409);
+    assert!(response.text().await?.contains("record_acknowledged_ids = true"));
     Ok(())
 }

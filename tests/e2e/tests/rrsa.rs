@@ -169,3 +169,42 @@ async fn metric(operator: &Operator, series: &str) -> anyhow::Result<f64> {
     let line = text.lines().find(|l| l.starts_with(series)).ok_or_else(|| anyhow::anyhow!("no {series} in {text}"))?;
     Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
 }
+
+#[tokio::test]
+async fn a_missing_service_account_and_an_unreachable_sts_are_each_named_in_status() -> anyhow::Result<()> {
+    let bed = start("e2e-rrsa-unreachable", 0).await?;
+    // The user names an account that does not exist: the operator makes none in its place.
+    let mut missing = manifest(&bed.emulator, Some("nobody"));
+    missing["metadata"]["name"] = "missing".into();
+    subscription::apply(&bed.ns, &missing).await?;
+    // An STS endpoint where nothing listens.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let sts = format!("https://127.0.0.1:{closed_port}");
+    let mut unreachable = manifest(&bed.emulator, None);
+    unreachable["spec"]["credentials"]["rrsa"]["stsEndpoint"] = sts.clone().into();
+    subscription::apply(&bed.ns, &unreachable).await?;
+
+    let status = wait_status(&bed.ns, "missing", "CredentialsValid=False/ServiceAccountNotFound", Duration::from_secs(60), |s| {
+        s.condition("CredentialsValid").is_some_and(|c| c.reason == "ServiceAccountNotFound")
+    })
+    .await?;
+    let condition = status.condition("CredentialsValid").expect("the condition");
+    assert_eq!(condition.status, "False");
+    assert!(condition.message.contains("nobody"), "names the account: {}", condition.message);
+    let accounts: Api<ServiceAccount> = bed.ns.api();
+    assert!(accounts.get_opt("nobody").await?.is_none(), "the user's account is not made for them");
+
+    let status = wait_status(&bed.ns, "orders", "CredentialsValid=False/StsUnreachable", Duration::from_secs(60), |s| {
+        s.condition("CredentialsValid").is_some_and(|c| c.reason == "StsUnreachable")
+    })
+    .await?;
+    let condition = status.condition("CredentialsValid").expect("the condition");
+    assert!(condition.message.contains(&sts), "names the endpoint: {}", condition.message);
+    assert!(!condition.message.contains("eyJ"), "no token in the message: {}", condition.message);
+    let deployments: Api<Deployment> = bed.ns.api();
+    for name in ["missing", "orders"] {
+        assert!(deployments.get_opt(name).await?.is_none(), "{name}: no Deployment whose pods could only be refused");
+    }
+    assert!(!bed.operator.log_text().contains("eyJ"), "no token in the operator's log");
+    Ok(())
+}
