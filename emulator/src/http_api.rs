@@ -14,9 +14,8 @@ use serde_json::json;
 
 use crate::{
     admin::{
-        AcknowledgedIds,
-        ErrorReply, FaultReply, FaultRequest, GroupSnapshot, OpenApiCall, PublishReply, PublishRequest, Refusal, TrafficReply,
-        TrafficRequest,
+        AcknowledgedIds, ErrorReply, FaultReply, FaultRequest, GroupSnapshot, OpenApiCall, PublishReply, PublishRequest, Refusal,
+        TrafficReply, TrafficRequest,
     },
     groups::Group,
     platform::Platform,

@@ -10,7 +10,9 @@ use fe2o3_amqp::{
         primitives::{LazyValue, SimpleValue, Value},
     },
 };
-use iotsub_emulator::admin::{AcknowledgedIds, BodyType, ConnectionAttempts, GenerateTimeType, MessageIdType, MessageShape, PublishRequest, Stage};
+use iotsub_emulator::admin::{
+    AcknowledgedIds, BodyType, ConnectionAttempts, GenerateTimeType, MessageIdType, MessageShape, PublishRequest, Stage,
+};
 use iotsub_tests::{
     Emulator,
     amqp_client::{ClientOptions, Received, consumer, idle_consumer, properties, property},

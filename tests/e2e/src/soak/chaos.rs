@@ -177,10 +177,8 @@ fn run_dir() -> PathBuf {
 /// again and waits until the cluster can run pods.
 async fn restart_component(name: &str) -> anyhow::Result<String> {
     let pid_file = run_dir().join(format!("{name}.pid"));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", pid_file.display()))?
-        .trim()
-        .parse()?;
+    let pid: i32 =
+        std::fs::read_to_string(&pid_file).map_err(|e| anyhow::anyhow!("reading {}: {e}", pid_file.display()))?.trim().parse()?;
     // Its process group: the component and what it started (nsenter runs the kubelet as a child).
     nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL)?;
     let down = Instant::now();

@@ -97,7 +97,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
     let pods_api: Api<Pod> = system.ns.api();
     let watcher = watch::start(emulator.clone(), (subs_api.clone(), pods_api), started, seen.clone(), stop_watch.clone());
     let logs: Vec<Log> = GROUPS.iter().map(|_| Log::default()).collect();
-    let loads: Vec<_> = GROUPS.iter().zip(&logs).map(|(g, log)| load::steady(emulator.clone(), g, log.clone(), stop_load.clone())).collect();
+    let loads: Vec<_> =
+        GROUPS.iter().zip(&logs).map(|(g, log)| load::steady(emulator.clone(), g, log.clone(), stop_load.clone())).collect();
 
     let plan = schedule::plan(settings.seed, settings.run, GROUPS.len() as u32);
     let faults = strike_all(&system, &plan, &logs, started, &seen).await;
@@ -111,7 +112,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
     println!("soak: load stopped at {load_ended:.0} s; the last fault ended at {last_end:.0} s");
 
     let mut broken = Vec::new();
-    let ready_deadline = Duration::from_secs_f64((last_end + READY_AFTER_LAST_FAULT.as_secs_f64() - started.elapsed().as_secs_f64()).max(1.0));
+    let ready_deadline =
+        Duration::from_secs_f64((last_end + READY_AFTER_LAST_FAULT.as_secs_f64() - started.elapsed().as_secs_f64()).max(1.0));
     let ready_after_last_fault_s = match setup::all_ready(&system.ns, ready_deadline).await {
         Ok(()) => Some(started.elapsed().as_secs_f64() - last_end),
         Err(e) => {

@@ -105,15 +105,7 @@ pub async fn start(records: &Path) -> anyhow::Result<System> {
         &cluster.kubeconfig,
         "iotsub",
         &ns.name,
-        &[
-            "--skip-crds",
-            "--set",
-            &format!("watchNamespace={}", ns.name),
-            "--set",
-            "replicas=2",
-            "--set",
-            "leaderElection.leaseSeconds=5",
-        ],
+        &["--skip-crds", "--set", &format!("watchNamespace={}", ns.name), "--set", "replicas=2", "--set", "leaderElection.leaseSeconds=5"],
     )
     .await?;
 

@@ -65,7 +65,13 @@ pub struct Seen {
 
 pub type Shared = Arc<Mutex<Seen>>;
 
-pub fn start(emulator: Arc<Emulator>, ns_api: (Api<ConsumerGroupSubscription>, Api<Pod>), started: Instant, seen: Shared, stop: CancellationToken) -> JoinHandle<()> {
+pub fn start(
+    emulator: Arc<Emulator>,
+    ns_api: (Api<ConsumerGroupSubscription>, Api<Pod>),
+    started: Instant,
+    seen: Shared,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (subs_api, pods_api) = ns_api;
         let mut not_ready_since: HashMap<String, f64> = HashMap::new();
@@ -96,14 +102,19 @@ pub fn start(emulator: Arc<Emulator>, ns_api: (Api<ConsumerGroupSubscription>, A
                 let peak = seen.peak_clients.entry(group.into()).or_default();
                 *peak = (*peak).max(attached.len());
                 if attached.len() > CAP {
-                    seen.broken.push(format!("at {t:.0} s group {group} had {} clients, above its cap of {CAP}: {attached:?}", attached.len()));
+                    seen.broken
+                        .push(format!("at {t:.0} s group {group} had {} clients, above its cap of {CAP}: {attached:?}", attached.len()));
                 }
             }
             sample.subs = subs(&subs_api).await;
             if let Ok(pods) = pods_api.list(&ListParams::default().labels("app.kubernetes.io/name=iotsub-worker")).await {
                 let mut now_not_ready = Vec::new();
                 for pod in pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-                    let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                    let ready = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
                     if !ready {
                         now_not_ready.push(pod.name_any());
                     }
@@ -114,7 +125,10 @@ pub fn start(emulator: Arc<Emulator>, ns_api: (Api<ConsumerGroupSubscription>, A
                     let since = *not_ready_since.entry(name.clone()).or_insert(t);
                     let counted_from = since.max(seen.quiet_since);
                     if t - counted_from > STUCK_AFTER.as_secs_f64() {
-                        seen.broken.push(format!("at {t:.0} s worker pod {name} was not ready for {:.0} s after the last fault ended", t - counted_from));
+                        seen.broken.push(format!(
+                            "at {t:.0} s worker pod {name} was not ready for {:.0} s after the last fault ended",
+                            t - counted_from
+                        ));
                         not_ready_since.insert(name.clone(), t); // reported once per two minutes
                     }
                 }
