@@ -5,7 +5,8 @@
 #      the local Kubernetes control plane (tests/cluster) unless it is already up;
 #   2. starts the platform emulator (its own state dir, target/demo/emulator);
 #   3. installs the chart charts/iotsub with helm into iotsub-system (release iotsub, watching only
-#      iotsub-demo), makes the emulator's CA a Secret and applies examples/quickstart.yaml;
+#      iotsub-demo), makes the emulator's CA a Secret, starts the business-server stand-in as a pod
+#      and applies examples/quickstart.yaml with its HTTP sink pointed at the stand-in;
 #   4. once the workers are logged in, starts device traffic (a steady rate plus bursts that build
 #      a backlog) and shows a live view until Ctrl-C;
 #   5. removes everything it started: the namespaces, the release, the emulator, and the cluster
@@ -13,7 +14,8 @@
 #
 # DEMO_SECONDS=N: non-interactive, N seconds of live view, then exit non-zero unless the workers
 # acknowledged messages (`make demo-smoke`). DEMO_REFRESH, DEMO_RATE, DEMO_BURST, DEMO_BURST_EVERY
-# tune the view and the traffic (scripts/demo_view.py).
+# tune the view and the traffic (scripts/demo_view.py); DEMO_SERVICE_TIME_MS (50) the business
+# server's time per event and DEMO_CREDIT (20) the workers' credit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/cluster/env.sh # repo, LK_* paths, PATH with target/tools/bin first, lk_alive
@@ -210,11 +212,36 @@ t_helm=$(elapsed)
 kubectl -n "$DEMO_NS" create secret generic emulator-ca --from-file=ca.pem="$dir/emulator/ca.pem" >/dev/null
 # The operator uses only Secrets labelled for it (README: Security model).
 kubectl -n "$DEMO_NS" label secret emulator-ca iotsub.dev/credentials=true >/dev/null
-# The quickstart names the emulator's default address and ports; substitute the ones it got.
+# The business server: the stand-in as a pod, answering each event after a service time. One worker
+# moves at most credit / service time messages a second into it (Little's law: 20 / 50 ms = 400/s),
+# enough for the steady 200/s but not for a burst: more replicas drain a burst faster.
+service_time=${DEMO_SERVICE_TIME_MS:-50}
+credit=${DEMO_CREDIT:-20}
+kubectl -n "$DEMO_NS" apply -f - >/dev/null <<YAML || fail "creating the business-server stand-in pod was refused"
+apiVersion: v1
+kind: Pod
+metadata: {name: business-server, labels: {app: business-server}}
+spec:
+  containers:
+    - name: standin
+      image: localhost/iotsub-standin:localkube
+      env: [{name: IOTSUB_STANDIN_SERVICE_TIME_MS, value: "$service_time"}]
+      ports: [{containerPort: 8080}]
+      readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+      securityContext: {runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}
+YAML
+kubectl -n "$DEMO_NS" wait --for=condition=Ready pod/business-server --timeout=60s >/dev/null ||
+  fail "the business-server stand-in pod was not Ready within 60 s: $(kubectl -n "$DEMO_NS" describe pod business-server | tail -n 5)"
+standin=$(kubectl -n "$DEMO_NS" get pod business-server -o jsonpath='{.status.podIP}'):8080
+say "business server: the stand-in pod at http://$standin, ${service_time} ms per event; the workers' credit is $credit"
+# The quickstart names the emulator's default address and ports and the log sink; substitute the
+# emulator's address and ports, and the stand-in behind the HTTP sink.
 manifest=$(sed -e "s|^\(    host:\) 127.0.0.1$|\1 $host|" -e "s|^\(    port:\) 5671$|\1 ${amqp##*:}|" \
-  -e "s|https://127.0.0.1:8080|https://$api|" examples/quickstart.yaml)
-grep -q "host: $host$" <<<"$manifest" && grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: https://$api$" <<<"$manifest" ||
-  fail "examples/quickstart.yaml no longer has 'host: 127.0.0.1', 'port: 5671' and 'apiEndpoint: https://127.0.0.1:8080' to point at the emulator"
+  -e "s|https://127.0.0.1:8080|https://$api|" -e "s|^\(    credit:\) 100 |\1 $credit |" \
+  -e "s|^    type: log .*|    type: http\n    http: {url: \"http://$standin/events\", timeoutSeconds: 5}|" examples/quickstart.yaml)
+grep -q "host: $host$" <<<"$manifest" && grep -q "port: ${amqp##*:}$" <<<"$manifest" && grep -q "apiEndpoint: https://$api$" <<<"$manifest" &&
+  grep -q "credit: $credit " <<<"$manifest" && grep -q "url: \"http://$standin/events\"" <<<"$manifest" ||
+  fail "examples/quickstart.yaml no longer has 'host: 127.0.0.1', 'port: 5671', 'apiEndpoint: https://127.0.0.1:8080', 'credit: 100' and 'type: log' where the demo substitutes them"
 kubectl -n "$DEMO_NS" apply -f - <<<"$manifest" >/dev/null || fail "kubectl apply of examples/quickstart.yaml was refused"
 say "applied examples/quickstart.yaml to $DEMO_NS; waiting for the workers to log in"
 
@@ -263,7 +290,7 @@ echo "$t_live" >"$dir/time-to-live"
 # --- the live view -------------------------------------------------------------------------------
 view_status=0
 viewing=1
-python3 scripts/demo_view.py "$api" "$DEMO_NS" "$SUBSCRIPTION" "$dir/emulator/ca.pem" || view_status=$?
+python3 scripts/demo_view.py "$api" "$DEMO_NS" "$SUBSCRIPTION" "$dir/emulator/ca.pem" "$standin" || view_status=$?
 # Keep the logs of this run beside the emulator's (the pods' go with the cluster's log dir).
 operator_pod=$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
 [[ -n $operator_pod ]] && kubectl -n "$SYSTEM_NS" logs "$operator_pod" >"$dir/operator.log" 2>/dev/null || true

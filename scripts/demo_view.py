@@ -3,8 +3,9 @@
 subscription's status say, refreshed every DEMO_REFRESH seconds, plus the device traffic bursts that
 give the autoscaler something to do.
 
-Usage: demo_view.py API_ADDR NAMESPACE SUBSCRIPTION CA_PEM
-(the emulator's API is HTTPS only; CA_PEM is its <state-dir>/ca.pem)
+Usage: demo_view.py API_ADDR NAMESPACE SUBSCRIPTION CA_PEM [STANDIN_ADDR]
+(the emulator's API is HTTPS only; CA_PEM is its <state-dir>/ca.pem; STANDIN_ADDR is the business-server
+stand-in's host:port, whose /admin/stats the view shows)
 Env: DEMO_SECONDS (stop after N seconds and exit 0 only if the workers acknowledged messages),
 DEMO_REFRESH (seconds, default 2), DEMO_BURST (messages per burst), DEMO_BURST_EVERY (seconds),
 KUBECONFIG (the local cluster's). Standard library only.
@@ -20,6 +21,7 @@ import time
 import urllib.request
 
 API, NAMESPACE, NAME, CA_PEM = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+STANDIN = sys.argv[5] if len(sys.argv) > 5 else None
 TLS = ssl.create_default_context(cafile=CA_PEM)
 SECONDS = float(os.environ["DEMO_SECONDS"]) if os.environ.get("DEMO_SECONDS") else None
 REFRESH = float(os.environ.get("DEMO_REFRESH", "2"))
@@ -46,6 +48,17 @@ def group():
     return http("GET", f"/admin/consumer-groups/{GROUP}?instanceId=")
 
 
+def standin():
+    """The business server's counters, or None (no stand-in, or it does not answer)."""
+    if not STANDIN:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://{STANDIN}/admin/stats", timeout=2) as response:
+            return json.load(response)
+    except OSError:
+        return None
+
+
 def subscription():
     out = subprocess.run(["kubectl", "-n", NAMESPACE, "get", "cgs", NAME, "-o", "json"],
                          capture_output=True, text=True, timeout=10)
@@ -63,7 +76,7 @@ def age(rfc3339):
         return None
 
 
-def render(elapsed, g, cgs, rate, note):
+def render(elapsed, g, cgs, rate, note, client_rates, server):
     status = cgs.get("status") or {}
     spec_as = (cgs.get("spec") or {}).get("autoscaling") or {}
     conditions = {c["type"]: c for c in status.get("conditions", [])}
@@ -81,12 +94,16 @@ def render(elapsed, g, cgs, rate, note):
                      + f"   target {spec_as.get('targetBacklogPerReplica', '?')}/replica   replicas desired {status.get('desiredReplicas', 0)}"
                      + f"  ready {status.get('readyReplicas', 0)}  (min {spec_as.get('minReplicas', '?')}, max {spec_as.get('maxReplicas', '?')})")
         lines.append(f"autoscaler   {auto.get('reason', '-')}: {auto.get('message', '')}")
+        if server:
+            lines.append(f"business     {server['serviceTimeMs']:g} ms per event, {server['inService']:>4} in service now, "
+                         f"{server['eventsTaken']:>9,} taken, {server['faulted']:,} refused (the stand-in at {STANDIN})")
         lines.append("")
-        lines.append(f"clients of {GROUP} (clientId = pod name), as the platform lists them:")
+        lines.append(f"clients of {GROUP} (clientId = pod name), as the platform lists them; each pod's rate is what it moves into the business server:")
         pods = {c["clientId"]: c for c in status.get("clients", [])}
         for c in sorted(g["clients"], key=lambda c: c["clientId"]):
             ours = "pod" if pods.get(c["clientId"], {}).get("pod") else "not a pod of this subscription"
-            lines.append(f"  {c['clientId']:<40} {c['remote']:<22} acknowledged {c['acknowledged']:>9,}   ({ours})")
+            lines.append(f"  {c['clientId']:<40} {c['remote']:<22} acknowledged {c['acknowledged']:>9,} "
+                         f"{client_rates.get(c['clientId'], 0.0):>7,.0f}/s   ({ours})")
         if not g["clients"]:
             lines.append("  (none)")
         lines.append("")
@@ -99,7 +116,7 @@ def render(elapsed, g, cgs, rate, note):
         lines.append(f"kubectl -n {NAMESPACE} get cgs,pods   (KUBECONFIG={os.environ.get('KUBECONFIG', '')})")
         sys.stdout.write("\033[H\033[J" + "\n".join(lines) + "\n")
     else:
-        clients = ",".join(sorted(c["clientId"] for c in g["clients"])) or "none"
+        clients = ",".join(f"{c['clientId']}:{client_rates.get(c['clientId'], 0.0):.0f}/s" for c in sorted(g["clients"], key=lambda c: c["clientId"])) or "none"
         cond = " ".join(f"{t}={conditions[t]['status']}/{conditions[t]['reason']}" for t in ("Ready", "CredentialsValid", "BacklogAvailable", "Autoscaling") if t in conditions)
         lines.append(f"t={elapsed:5.1f}s backlog={g['backlog']} operator-backlog={backlog.get('messages', '?')} "
                      f"desired={status.get('desiredReplicas', 0)} ready={status.get('readyReplicas', 0)} "
@@ -140,9 +157,12 @@ def main():
                 return 1
             time.sleep(REFRESH)
             continue
-        rate = 0.0 if previous is None else (g["acknowledged"] - previous[1]) / max(1e-3, now - previous[0])
-        previous = (now, g["acknowledged"])
-        render(now - start, g, cgs, rate, note)
+        span = None if previous is None else max(1e-3, now - previous[0])
+        rate = 0.0 if span is None else (g["acknowledged"] - previous[1]) / span
+        client_rates = {} if span is None else {
+            c["clientId"]: (c["acknowledged"] - previous[2].get(c["clientId"], c["acknowledged"])) / span for c in g["clients"]}
+        previous = (now, g["acknowledged"], {c["clientId"]: c["acknowledged"] for c in g["clients"]})
+        render(now - start, g, cgs, rate, note, client_rates, standin())
         if SECONDS is not None and now - start >= SECONDS:
             acked = g["acknowledged"] - first_acked
             status = cgs.get("status") or {}
