@@ -11,10 +11,14 @@ import javax.crypto.spec.SecretKeySpec;
 
 import io.vertx.ext.web.client.WebClientOptions;
 import jakarta.jms.Message;
+import jakarta.jms.Session;
 import org.apache.camel.Exchange;
 import org.apache.camel.builder.RouteBuilder;
 import org.apache.camel.component.amqp.AMQPComponent;
+import org.apache.camel.component.jms.DefaultJmsMessageListenerContainer;
+import org.apache.camel.component.jms.JmsEndpoint;
 import org.apache.camel.component.jms.JmsMessage;
+import org.apache.camel.component.jms.MessageListenerContainerFactory;
 import org.apache.camel.main.Main;
 import org.apache.camel.support.SynchronizationAdapter;
 import org.apache.qpid.jms.JmsConnectionFactory;
@@ -34,12 +38,14 @@ import org.apache.qpid.jms.JmsConnectionFactory;
  *       next message while earlier POSTs are in flight, on Vert.x's pool of keep-alive connections
  *       ({@code maxPoolSize} = {@code --concurrency}, default 100 per connection, the worker's default
  *       credit).
- *   <li>Acknowledgement: with {@code asyncConsumer} the listener container would acknowledge
- *       ({@code CLIENT_ACKNOWLEDGE}) when the listener returns, before the POST, and {@code transacted}
- *       forces synchronous processing; so the session uses Qpid JMS's {@code INDIVIDUAL_ACKNOWLEDGE}
- *       ({@code acknowledgementMode=101}, which the container leaves alone) and an on-completion hook
- *       acknowledges the message when its exchange completed, or settles it {@code modified
- *       (delivery-failed)} when it failed (a non-2xx fails it: {@code throwExceptionOnFailure}).
+ *   <li>Acknowledgement: with {@code asyncConsumer} Spring's listener container acknowledges
+ *       ({@code CLIENT_ACKNOWLEDGE}, and any vendor mode too) when the listener returns, before the
+ *       POST, and {@code transacted} forces synchronous processing. So the session uses Qpid JMS's
+ *       {@code INDIVIDUAL_ACKNOWLEDGE} ({@code acknowledgementMode=101}), the container is Camel's
+ *       own with its acknowledgement left out ({@link DeferredAckContainer}, plugged in with
+ *       {@code consumerType=Custom}), and an on-completion hook acknowledges the message when its
+ *       exchange completed, or settles it {@code modified (delivery-failed)} when it failed (a
+ *       non-2xx fails it: {@code throwExceptionOnFailure}).
  *   <li>Credentials: one {@code JmsConnectionFactory} per connection, its username and password
  *       signed once when it is made, as the platform's guide does.
  * </ul>
@@ -75,6 +81,7 @@ public final class CamelPeer {
                 + ")?failover.reconnectDelay=30";
 
         Main main = new Main();
+        main.bind("deferredAck", (MessageListenerContainerFactory) DeferredAckContainer::new);
         main.bind("webClientOptions", new WebClientOptions().setMaxPoolSize(concurrency).setKeepAlive(true));
         main.configure().withShutdownTimeout(5);
         main.configure().addRoutesBuilder(new RouteBuilder() {
@@ -83,7 +90,8 @@ public final class CamelPeer {
                 for (int i = 0; i < connections; i++) {
                     getContext().addComponent("amqp" + i,
                             new AMQPComponent(signedFactory(uri, clientId + "-" + i, accessKey, accessSecret, instance, group)));
-                    from("amqp" + i + ":queue:default?asyncConsumer=true&acknowledgementMode=" + INDIVIDUAL_ACKNOWLEDGE)
+                    from("amqp" + i + ":queue:default?asyncConsumer=true&acknowledgementMode=" + INDIVIDUAL_ACKNOWLEDGE
+                            + "&consumerType=Custom&messageListenerContainerFactory=#deferredAck")
                             .routeId("forward-" + i)
                             .process(exchange -> toCloudEvent(exchange, source))
                             .to("vertx-http:" + sinkUrl + "?httpMethod=POST&webClientOptions=#webClientOptions");
@@ -123,6 +131,22 @@ public final class CamelPeer {
             in.setHeader("ce-time", Instant.ofEpochMilli(jms.getLongProperty("generateTime")).toString());
         }
         in.setBody(jms.getBody(byte[].class));
+    }
+
+    /**
+     * Camel's listener container, except that it never acknowledges: Spring acknowledges every
+     * non-transacted session whose mode is not AUTO or DUPS_OK (INDIVIDUAL_ACKNOWLEDGE included)
+     * as soon as the listener returns, which with {@code asyncConsumer} is before the POST.
+     */
+    static final class DeferredAckContainer extends DefaultJmsMessageListenerContainer {
+        DeferredAckContainer(JmsEndpoint endpoint) {
+            super(endpoint);
+        }
+
+        @Override
+        protected void commitIfNecessary(Session session, Message message) {
+            // The exchange's on-completion hook settles the message.
+        }
     }
 
     private static void settle(Message jms, boolean failed) {
