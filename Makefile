@@ -69,7 +69,7 @@ bench-http:
 	$(PYTHON) bench/http_sink.py --out docs/http-sink.json
 
 ## The worker's http sink vs the Java sample with java.net.http and Apache Camel (camel-amqp →
-## vertx-http), alternating, at 0, 1 and 20 ms; ~40 minutes; Maven builds the peers on first use.
+## vertx-http), alternating, at 0, 1 and 20 ms; ~20 minutes; Maven builds the peers on first use.
 bench-http-peers:
 	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
 	$(PYTHON) bench/http_peers.py --out docs/http-peers.json --svg docs/http-peers.svg
