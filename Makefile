@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e soak soak-smoke test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-latency clean
+.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e soak soak-smoke test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-http-peers bench-latency clean
 
 all: build
 
@@ -77,6 +77,12 @@ bench-samples: build-release deps
 bench-http:
 	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
 	$(PYTHON) bench/http_sink.py --out docs/http-sink.json
+
+## The worker's http sink vs the Java sample with java.net.http and Apache Camel (camel-amqp →
+## vertx-http), alternating, at 0, 1 and 20 ms; ~20 minutes; Maven builds the peers on first use.
+bench-http-peers:
+	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
+	$(PYTHON) bench/http_peers.py --out docs/http-peers.json --svg docs/http-peers.svg
 
 ## The worker's own send → accept latency at 1 000 msg/s (log sink); WORKERS="a=path b=path" compares builds.
 bench-latency:

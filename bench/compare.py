@@ -157,6 +157,17 @@ class Emulator:
         self.log.close()
 
 
+def java_trust_store(emulator, workdir):
+    """A PKCS12 trust store (password `changeit`) holding the emulator's CA, for Qpid JMS."""
+    trust = Path(workdir) / ("trust-%d.p12" % os.getpid())
+    if trust.exists():
+        trust.unlink()
+    subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "emulator-ca", "-file", str(emulator.ca),
+                    "-keystore", str(trust), "-storetype", "PKCS12", "-storepass", "changeit"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return trust
+
+
 class Client:
     """One consumer process of `kind` with `connections` connections to `emulator`."""
 
@@ -169,13 +180,11 @@ class Client:
         if kind == "worker":
             sink = binaries.get("worker_sink", ["--sink", "log"])
             argv = [str(binaries["worker"])] + common + ["--ca-file", str(emulator.ca), "--http-addr", "127.0.0.1:0"] + sink + binaries["worker_args"]
+        elif kind in binaries.get("peers", {}):
+            # Another benchmark's client: it builds its own argv from the common flags.
+            argv = binaries["peers"][kind](common, emulator, workdir)
         elif kind == "java":
-            trust = Path(workdir) / ("trust-%d.p12" % os.getpid())
-            if trust.exists():
-                trust.unlink()
-            subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "emulator-ca", "-file", str(emulator.ca),
-                            "-keystore", str(trust), "-storetype", "PKCS12", "-storepass", "changeit"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            trust = java_trust_store(emulator, workdir)
             classpath = "%s:%s/*" % (JAVA_DIR / "target" / "classes", JAVA_DIR / "target" / "lib")
             argv = ["java"] + binaries["java_args"] + ["-cp", classpath, "dev.iotsub.bench.SampleConsumer"] + common + [
                 "--trust-store", str(trust), "--trust-store-password", "changeit", "--out", "/dev/null"]
@@ -218,7 +227,7 @@ def wait_for(what, predicate, timeout, client=None, hint=""):
 
 
 def hint(kind):
-    if kind != "java":
+    if kind not in ("java", "java-http", "camel"):
         return ""
     # Qpid JMS begins a connection-level session before the JMS session that carries the consumer.
     return ("; Qpid JMS attaches its receiver on its second session (it begins a connection session first): "
