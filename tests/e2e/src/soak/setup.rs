@@ -85,8 +85,46 @@ pub struct System {
     pub dead_letters: HttpReceiver,
     /// The stand-in pod's address (`ip:port`), where the workers and the soak reach it.
     pub standin: String,
-    /// The other teams' clients: kept open for the whole run.
-    pub others: Vec<(iotsub_tests::amqp_client::Client, fe2o3_amqp::Receiver)>,
+    /// Keeps the other teams' clients connected for the whole run (stopped when dropped).
+    pub others: OtherTeams,
+}
+
+/// Other teams' idle clients of group A, holding part of its cap: a task logs each in again when the
+/// platform dropped it (as their own consumers would), every 2 s, as long as the cap lets it.
+pub struct OtherTeams {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OtherTeams {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OtherTeams {
+    fn start(emulator: Arc<Emulator>) -> OtherTeams {
+        let task = tokio::spawn(async move {
+            let mut held: Vec<Option<(iotsub_tests::amqp_client::Client, fe2o3_amqp::Receiver)>> = (0..OTHERS).map(|_| None).collect();
+            loop {
+                let attached: Vec<String> = match emulator.group_snapshot(GROUP_A).await {
+                    Ok(group) => group.clients.into_iter().filter(|c| c.attached).map(|c| c.client_id).collect(),
+                    Err(_) => Vec::new(),
+                };
+                for (n, slot) in held.iter_mut().enumerate() {
+                    let id = format!("{OTHER_TEAM_PREFIX}{}", n + 1);
+                    if attached.contains(&id) {
+                        continue;
+                    }
+                    *slot = None;
+                    let mut options = ClientOptions::demo(&id);
+                    options.consumer_group_id = GROUP_A.into();
+                    *slot = idle_consumer(&emulator, &options).await.ok();
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+        OtherTeams { task }
+    }
 }
 
 pub async fn start(records: &Path) -> anyhow::Result<System> {
@@ -109,17 +147,18 @@ pub async fn start(records: &Path) -> anyhow::Result<System> {
     )
     .await?;
 
-    let mut others = Vec::new();
-    for n in 1..=OTHERS {
-        let mut options = ClientOptions::demo(&format!("{OTHER_TEAM_PREFIX}{n}"));
-        options.consumer_group_id = GROUP_A.into();
-        others.push(idle_consumer(&emulator, &options).await?);
-    }
+    let emulator = Arc::new(emulator);
+    let others = OtherTeams::start(emulator.clone());
+    wait_until("the other teams' clients connected", Duration::from_secs(30), || async {
+        let group = emulator.group_snapshot(GROUP_A).await.ok()?;
+        (group.clients.iter().filter(|c| c.attached && c.client_id.starts_with(OTHER_TEAM_PREFIX)).count() == OTHERS).then_some(())
+    })
+    .await?;
 
     for sub in SUBS {
         subscription::apply(&ns, &manifest(sub, &emulator, &standin, &dead_letters.url)).await?;
     }
-    Ok(System { cluster, emulator: Arc::new(emulator), ns, release, dead_letters, standin, others })
+    Ok(System { cluster, emulator, ns, release, dead_letters, standin, others })
 }
 
 pub fn manifest(sub: Sub, emulator: &Emulator, standin: &str, dead_letter_url: &str) -> Value {
