@@ -73,6 +73,12 @@ impl Bed {
 /// An emulator configuration: the `demo` account, a `rotated` one to switch to, the legacy
 /// instance with `DEFAULT_GROUP`, after `limits` (a TOML `[limits]` table, or nothing).
 pub fn emulator_config(limits: &str) -> String {
+    emulator_config_with_groups(limits, &["DEFAULT_GROUP"])
+}
+
+/// [`emulator_config`] with these consumer groups in the legacy instance.
+pub fn emulator_config_with_groups(limits: &str, groups: &[&str]) -> String {
+    let groups = groups.iter().map(|g| format!("{g:?}")).collect::<Vec<_>>().join(", ");
     format!(
         r#"{limits}
 [[accounts]]
@@ -85,7 +91,7 @@ access_key_secret = "rotated-secret"
 
 [[instances]]
 id = ""
-consumer_groups = ["DEFAULT_GROUP"]
+consumer_groups = [{groups}]
 "#
     )
 }

@@ -55,25 +55,8 @@ pub const SUBS: [Sub; 3] = [
 ];
 
 pub fn emulator_config() -> String {
-    format!(
-        r#"[limits]
-client_cap_per_group = {CAP}
-stacked_rate_per_group = 1000
-record_acknowledged_ids = true
-
-[[accounts]]
-access_key_id = "demo"
-access_key_secret = "demo-secret"
-
-[[accounts]]
-access_key_id = "rotated"
-access_key_secret = "rotated-secret"
-
-[[instances]]
-id = ""
-consumer_groups = ["{GROUP_A}", "{GROUP_B}"]
-"#
-    )
+    let limits = format!("[limits]\nclient_cap_per_group = {CAP}\nstacked_rate_per_group = 1000\nrecord_acknowledged_ids = true\n");
+    crate::bed::emulator_config_with_groups(&limits, &GROUPS)
 }
 
 /// Everything the soak runs against; dropped, it goes away (the namespace, the release, the clients).
