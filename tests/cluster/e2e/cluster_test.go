@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,30 @@ func TestServerVersion(t *testing.T) {
 	}
 	if v.GitVersion != "v1.36.3" || v.Major != "1" || v.Minor != "36" {
 		t.Fatalf("server version = %+v, want v1.36.3", v)
+	}
+}
+
+// The `kubernetes` Service's endpoints name the API server's own port, so that pods reach it at
+// the Service's address (up.sh rewrites endpoints a data directory kept from another port).
+func TestKubernetesEndpointsNameTheAPIServersPort(t *testing.T) {
+	t.Parallel()
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(restConfig(t).Host, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := client(t).DiscoveryV1().EndpointSlices("default").List(ctx(t), metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) == 0 {
+		t.Fatal("no EndpointSlice of the kubernetes Service")
+	}
+	for _, slice := range list.Items {
+		for _, p := range slice.Ports {
+			if p.Port == nil || fmt.Sprint(*p.Port) != port {
+				t.Fatalf("EndpointSlice %s names port %v; the API server listens on %s", slice.Name, p.Port, port)
+			}
+		}
 	}
 }
 
