@@ -133,11 +133,33 @@ pub async fn assume_role_with_oidc(http: &reqwest::Client, endpoint: &str, reque
         .form(&form)
         .send()
         .await
-        // reqwest's error may name the URL, never the form: the token is in the body.
-        .map_err(|e| StsError::Unreachable(e.without_url().to_string()))?;
+        .map_err(|e| unreachable(endpoint, e))?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| StsError::Unreachable(e.without_url().to_string()))?;
+    let body = response.bytes().await.map_err(|e| unreachable(endpoint, e))?;
     parse_answer(status, &body)
+}
+
+/// Where the exchange failed and why, down to the root cause ("Connection refused"): the
+/// endpoint's scheme, host and port (the user's own setting), never the form with the token.
+#[cfg(feature = "client")]
+fn unreachable(endpoint: &str, e: reqwest::Error) -> StsError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    };
+    let e = e.without_url();
+    let mut root: &dyn std::error::Error = &e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let place = reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|url| Some(format!("{}://{}:{}", url.scheme(), url.host_str()?, url.port_or_known_default()?)))
+        .unwrap_or_else(|| "the STS endpoint".to_owned());
+    StsError::Unreachable(format!("{place}: {kind}: {root}"))
 }
 
 #[cfg(test)]
