@@ -173,17 +173,22 @@ impl Group {
         self.wake.notify_one();
     }
 
-    /// Waits until the dispatcher hands this client a delivery. Dropping the future is safe: a
-    /// delivery handed over but not taken goes back to the queue.
+    /// The client's next delivery: at once when nobody else waits for one, else when the dispatcher
+    /// hands it one. Dropping the future is safe: a delivery handed over but not taken goes back to
+    /// the queue.
     pub async fn next_delivery(self: &Arc<Self>, conn: ConnId) -> Option<Delivery> {
-        let (tx, rx) = oneshot::channel();
-        {
+        let rx = {
             let mut state = self.lock();
             if !state.clients.contains_key(&conn) {
                 return None;
             }
+            if let Some(delivery) = state.take_now(conn, Instant::now(), Duration::from_secs(self.limits.retention_seconds)) {
+                return Some(delivery);
+            }
+            let (tx, rx) = oneshot::channel();
             state.waiting.push((conn, tx));
-        }
+            rx
+        };
         self.wake.notify_one();
         let mut guard = PendingDelivery { group: self.clone(), rx: Some(rx) };
         let rx = guard.rx.as_mut().expect("set above");

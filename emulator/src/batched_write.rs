@@ -1,0 +1,247 @@
+//! Frames handed over one by one, written together.
+//!
+//! fe2o3-amqp's connection engine flushes after every frame, so over TLS each transfer would be a
+//! record and a `writev` of its own; on loopback that syscall also runs the client's TCP receive
+//! path, and it was the largest part of the emulator's cost per message. The connection's stream
+//! hands the bytes it is given to [`BatchedWrites`] instead, and a writer task per connection
+//! writes whatever accumulated since its last write in one go. The writer runs once the engine's
+//! task yields (tokio runs a task woken by the running one next on the same thread), so the frames
+//! the engine had ready share a write, while a lone frame still goes out at once. Each transfer is
+//! stamped in the [`WireClock`] by the write that carries it.
+
+use std::{
+    io,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll, Waker},
+    time::Instant,
+};
+
+use tokio::{
+    io::{AsyncWrite, AsyncWriteExt},
+    sync::Notify,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::wire_clock::WireClock;
+
+/// Bytes handed over beyond this wait until the writer took them: the engine then waits, as it
+/// waited for the socket before, when a client reads slower than it is sent to.
+const MAX_PENDING: usize = 64 * 1024;
+/// A buffer grown past this by a large message is not kept for the connection's lifetime.
+const KEEP_CAPACITY: usize = 256 * 1024;
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// The engine, waiting for room (see [`MAX_PENDING`]) or for the shutdown to finish.
+    waiting: Option<Waker>,
+    /// The write or shutdown failed: every later call reports it.
+    failed: Option<io::ErrorKind>,
+    /// The engine asked for a shutdown (after what it handed over).
+    closing: bool,
+    /// The shutdown is done.
+    closed: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    writer: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The engine's side: what it writes is queued for the connection's writer task.
+pub struct BatchedWrites {
+    shared: Arc<Shared>,
+    /// Cancelled when this side is dropped: the writer then stops, dropping the socket's write half.
+    gone: CancellationToken,
+}
+
+impl BatchedWrites {
+    /// Spawns the writer task on `out`.
+    pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(out: W, clock: Arc<WireClock>) -> Self {
+        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), writer: Notify::new() });
+        let gone = CancellationToken::new();
+        tokio::spawn(write_batches(out, shared.clone(), clock, gone.clone()));
+        BatchedWrites { shared, gone }
+    }
+
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut pending = self.shared.lock();
+        if let Some(kind) = pending.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        if pending.closing {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if pending.bytes.len() >= MAX_PENDING {
+            pending.waiting = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let first = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(buf);
+        drop(pending);
+        if first {
+            self.shared.writer.notify_one();
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    /// Ready at once: what was handed over goes out as soon as the writer runs, without a further
+    /// call (this is what lets the engine's frames share a write).
+    pub fn poll_flush(&self) -> Poll<io::Result<()>> {
+        match self.shared.lock().failed {
+            Some(kind) => Poll::Ready(Err(kind.into())),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Writes what was handed over, then shuts the socket's write half down.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut pending = self.shared.lock();
+        if let Some(kind) = pending.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        if pending.closed {
+            return Poll::Ready(Ok(()));
+        }
+        pending.waiting = Some(cx.waker().clone());
+        if !pending.closing {
+            pending.closing = true;
+            drop(pending);
+            self.shared.writer.notify_one();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for BatchedWrites {
+    fn drop(&mut self) {
+        self.gone.cancel();
+    }
+}
+
+/// The writer task: takes everything handed over since its last write and writes it in one go.
+async fn write_batches<W: AsyncWrite + Unpin>(mut out: W, shared: Arc<Shared>, clock: Arc<WireClock>, gone: CancellationToken) {
+    let mut batch = Vec::new();
+    loop {
+        let closing = {
+            let mut pending = shared.lock();
+            std::mem::swap(&mut pending.bytes, &mut batch);
+            // Room again; during a shutdown the engine waits for its end instead.
+            if !pending.closing
+                && let Some(engine) = pending.waiting.take()
+            {
+                engine.wake();
+            }
+            pending.closing
+        };
+        let result = if !batch.is_empty() {
+            let written = tokio::select! {
+                written = write_stamped(&mut out, &batch, &clock) => written,
+                () = gone.cancelled() => return,
+            };
+            batch.clear();
+            if batch.capacity() > KEEP_CAPACITY {
+                batch = Vec::new();
+            }
+            written
+        } else if closing {
+            let result = tokio::select! {
+                result = out.shutdown() => result,
+                () = gone.cancelled() => return,
+            };
+            let mut pending = shared.lock();
+            match result {
+                Ok(()) => pending.closed = true,
+                Err(e) => pending.failed = Some(e.kind()),
+            }
+            if let Some(engine) = pending.waiting.take() {
+                engine.wake();
+            }
+            return;
+        } else {
+            tokio::select! {
+                () = shared.writer.notified() => continue,
+                () = gone.cancelled() => return,
+            }
+        };
+        if let Err(e) = result {
+            let mut pending = shared.lock();
+            pending.failed = Some(e.kind());
+            if let Some(engine) = pending.waiting.take() {
+                engine.wake();
+            }
+            return;
+        }
+    }
+}
+
+/// Writes `bytes`, stamping what each write carried in the clock.
+async fn write_stamped<W: AsyncWrite + Unpin>(out: &mut W, mut bytes: &[u8], clock: &WireClock) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = out.write(bytes).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        clock.wrote(&bytes[..n], Instant::now());
+        bytes = &bytes[n..];
+    }
+    out.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn write(writes: &BatchedWrites, bytes: &[u8]) {
+        let n = poll_fn(|cx| writes.poll_write(cx, bytes)).await.expect("handed over");
+        assert_eq!(n, bytes.len());
+    }
+
+    #[tokio::test]
+    async fn frames_handed_over_back_to_back_arrive_in_order_in_one_write() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (mut read, _) = tokio::io::split(client);
+        let writes = BatchedWrites::spawn(server, Arc::new(WireClock::default()));
+        // Without a yield in between, the writer task has not run: both frames are one batch.
+        write(&writes, b"first ").await;
+        write(&writes, b"second").await;
+        poll_fn(|cx| writes.poll_shutdown(cx)).await.expect("shut down after writing");
+        let mut got = Vec::new();
+        read.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"first second");
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_holds_the_engine_back_at_the_limit() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut read, _) = tokio::io::split(client);
+        let writes = BatchedWrites::spawn(server, Arc::new(WireClock::default()));
+        let chunk = vec![7u8; 16 * 1024];
+        let mut handed = 0;
+        // The reader reads nothing: the writer blocks on the pipe and the pending bytes reach the limit.
+        loop {
+            let polled = tokio::time::timeout(std::time::Duration::from_millis(200), poll_fn(|cx| writes.poll_write(cx, &chunk))).await;
+            match polled {
+                Ok(result) => handed += result.unwrap(),
+                Err(_) => break,
+            }
+            assert!(handed <= MAX_PENDING + 2 * chunk.len() + 1024, "handed over {handed} bytes without a reader");
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            read.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        poll_fn(|cx| writes.poll_shutdown(cx)).await.expect("drains once read");
+        assert_eq!(reader.await.unwrap().unwrap(), handed);
+    }
+}
