@@ -122,10 +122,8 @@ async fn main() -> anyhow::Result<()> {
     let idle: usize = std::env::var("BENCH_IDLE_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let emulator = Emulator::start(CONFIG).await?;
     println!("emulator benchmark: {messages} messages of 40 bytes per run, release build, consumers in the same machine");
-    let receiver_counts: Vec<usize> = std::env::var("BENCH_RECEIVERS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 8]);
+    let receiver_counts: Vec<usize> =
+        std::env::var("BENCH_RECEIVERS").ok().map_or_else(|| vec![1, 8], |v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     for receivers in receiver_counts {
         // A warm-up run, then three measured ones: the median, and the spread the shared cores cause.
         throughput(&emulator, receivers, messages / 10).await?;
