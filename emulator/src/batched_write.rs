@@ -13,7 +13,7 @@ use std::{
     io,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Context, Poll, Waker},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tokio::{
@@ -57,7 +57,7 @@ impl Shared {
 /// The engine's side: what it writes is queued for the connection's writer task.
 pub struct BatchedWrites {
     shared: Arc<Shared>,
-    /// Cancelled when this side is dropped: the writer then stops, dropping the socket's write half.
+    /// Cancelled when this side is dropped: the writer then writes what is left and stops.
     gone: CancellationToken,
 }
 
@@ -125,8 +125,25 @@ impl Drop for BatchedWrites {
     }
 }
 
+/// How long the writer still writes what was handed over once the engine's side is gone (a refused
+/// login's SASL outcome is written just before the stream is dropped), for a client that reads.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 /// The writer task: takes everything handed over since its last write and writes it in one go.
-async fn write_batches<W: AsyncWrite + Unpin>(mut out: W, shared: Arc<Shared>, clock: Arc<WireClock>, gone: CancellationToken) {
+/// Once the engine's side is dropped it writes what is left, for [`DRAIN_GRACE`] at most, and
+/// ends, dropping the socket's write half.
+async fn write_batches<W: AsyncWrite + Unpin>(out: W, shared: Arc<Shared>, clock: Arc<WireClock>, gone: CancellationToken) {
+    let grace = async {
+        gone.cancelled().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::select! {
+        () = write_until_done(out, &shared, &clock, &gone) => {}
+        () = grace => {}
+    }
+}
+
+async fn write_until_done<W: AsyncWrite + Unpin>(mut out: W, shared: &Shared, clock: &WireClock, gone: &CancellationToken) {
     let mut batch = Vec::new();
     loop {
         let closing = {
@@ -141,20 +158,14 @@ async fn write_batches<W: AsyncWrite + Unpin>(mut out: W, shared: Arc<Shared>, c
             pending.closing
         };
         let result = if !batch.is_empty() {
-            let written = tokio::select! {
-                written = write_stamped(&mut out, &batch, &clock) => written,
-                () = gone.cancelled() => return,
-            };
+            let written = write_stamped(&mut out, &batch, clock).await;
             batch.clear();
             if batch.capacity() > KEEP_CAPACITY {
                 batch = Vec::new();
             }
             written
         } else if closing {
-            let result = tokio::select! {
-                result = out.shutdown() => result,
-                () = gone.cancelled() => return,
-            };
+            let result = out.shutdown().await;
             let mut pending = shared.lock();
             match result {
                 Ok(()) => pending.closed = true,
@@ -165,7 +176,9 @@ async fn write_batches<W: AsyncWrite + Unpin>(mut out: W, shared: Arc<Shared>, c
             }
             return;
         } else {
+            // Bytes handed over just before the engine's side went away come first.
             tokio::select! {
+                biased;
                 () = shared.writer.notified() => continue,
                 () = gone.cancelled() => return,
             }
@@ -218,6 +231,19 @@ mod tests {
         let mut got = Vec::new();
         read.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"first second");
+    }
+
+    #[tokio::test]
+    async fn what_was_handed_over_before_a_drop_is_still_written() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut read, _) = tokio::io::split(client);
+        let writes = BatchedWrites::spawn(server, Arc::new(WireClock::default()));
+        tokio::task::yield_now().await; // the writer is idle, waiting for bytes
+        write(&writes, b"sasl outcome").await;
+        drop(writes); // as fe2o3's acceptor drops the stream after refusing a login
+        let mut got = Vec::new();
+        read.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"sasl outcome");
     }
 
     #[tokio::test]
