@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod amqp_server;
+mod batched_write;
 mod config;
 mod groups;
 mod http_api;

@@ -14,10 +14,10 @@ use std::{
 };
 
 use fe2o3_amqp_types::performatives::Open;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::wire_clock::WireClock;
+use crate::{batched_write::BatchedWrites, wire_clock::WireClock};
 
 /// What the scanner found in the client's Open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +96,11 @@ impl OpenScanner {
 /// A stream that reports the client's Open into `seen` as the connection reads it, and reads EOF
 /// once `cut` is cancelled: fe2o3-amqp's engine keeps the socket open after sending a Close until
 /// the peer answers, and clients such as Qpid Proton wait for the server to drop the socket instead.
-/// It also shows every byte written and read to the connection's [`WireClock`].
+/// It also shows every byte written and read to the connection's [`WireClock`], and writes through
+/// [`BatchedWrites`], so the frames the engine has ready share a write.
 pub struct OpenObserver<S> {
-    inner: S,
+    inner: ReadHalf<S>,
+    writes: BatchedWrites,
     scanner: Option<OpenScanner>,
     seen: Arc<OnceLock<RemoteOpen>>,
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -111,16 +113,24 @@ impl<S> std::fmt::Debug for OpenObserver<S> {
     }
 }
 
-impl<S> OpenObserver<S> {
-    pub fn new(inner: S, cut: CancellationToken, clock: Arc<WireClock>) -> (Self, Arc<OnceLock<RemoteOpen>>) {
+impl<S: AsyncRead + AsyncWrite + Send + 'static> OpenObserver<S> {
+    pub fn new(stream: S, cut: CancellationToken, clock: Arc<WireClock>) -> (Self, Arc<OnceLock<RemoteOpen>>) {
         let seen = Arc::new(OnceLock::new());
-        let observer =
-            OpenObserver { inner, scanner: Some(OpenScanner::default()), seen: seen.clone(), cut: Box::pin(cut.cancelled_owned()), clock };
+        let (inner, out) = tokio::io::split(stream);
+        let writes = BatchedWrites::spawn(out, clock.clone());
+        let observer = OpenObserver {
+            inner,
+            writes,
+            scanner: Some(OpenScanner::default()),
+            seen: seen.clone(),
+            cut: Box::pin(cut.cancelled_owned()),
+            clock,
+        };
         (observer, seen)
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for OpenObserver<S> {
+impl<S: AsyncRead> AsyncRead for OpenObserver<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.cut.as_mut().poll(cx).is_ready() {
@@ -148,39 +158,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for OpenObserver<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for OpenObserver<S> {
+impl<S> AsyncWrite for OpenObserver<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            this.clock.wrote(&buf[..n], Instant::now());
-        }
-        result
+        self.writes.poll_write(cx, buf)
     }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writes.poll_flush()
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(mut n)) = result {
-            let now = Instant::now();
-            for buf in bufs {
-                let part = n.min(buf.len());
-                this.clock.wrote(&buf[..part], now);
-                n -= part;
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-        result
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.writes.poll_shutdown(cx)
     }
 }
 

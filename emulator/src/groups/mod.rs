@@ -176,17 +176,22 @@ impl Group {
         self.wake.notify_one();
     }
 
-    /// Waits until the dispatcher hands this client a delivery. Dropping the future is safe: a
-    /// delivery handed over but not taken goes back to the queue.
+    /// The client's next delivery: at once when nobody else waits for one, else when the dispatcher
+    /// hands it one. Dropping the future is safe: a delivery handed over but not taken goes back to
+    /// the queue.
     pub async fn next_delivery(self: &Arc<Self>, conn: ConnId) -> Option<Delivery> {
-        let (tx, rx) = oneshot::channel();
-        {
+        let rx = {
             let mut state = self.lock();
             if !state.clients.contains_key(&conn) {
                 return None;
             }
+            if let Some(delivery) = state.take_now(conn, Instant::now(), Duration::from_secs(self.limits.retention_seconds)) {
+                return Some(delivery);
+            }
+            let (tx, rx) = oneshot::channel();
             state.waiting.push((conn, tx));
-        }
+            rx
+        };
         self.wake.notify_one();
         let mut guard = PendingDelivery { group: self.clone(), rx: Some(rx) };
         let rx = guard.rx.as_mut().expect("set above");
@@ -423,13 +428,34 @@ mod tests {
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits());
         group.register(client(1)).unwrap();
         group.attach(1, None);
-        group.publish([message(1)]);
-        // No dispatcher yet: start waiting, hand the message over by hand, then abandon the wait.
+        // No dispatcher and nothing queued: start waiting, publish, hand the message over by hand,
+        // then abandon the wait.
         let mut wait = Box::pin(group.next_delivery(1));
         assert!(futures_poll_once(wait.as_mut()).await.is_none());
+        group.publish([message(1)]);
         group.lock().dispatch(Instant::now(), Duration::from_secs(60));
         drop(wait);
         assert_eq!(group.snapshot().backlog, 1);
+    }
+
+    #[tokio::test]
+    async fn a_client_takes_a_queued_message_at_once_unless_another_waits() {
+        let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits());
+        for conn in [1, 2] {
+            group.register(client(conn)).unwrap();
+            group.attach(conn, None);
+        }
+        group.publish([message(1)]);
+        // No dispatcher: client 1 is served from the queue without one.
+        let first = futures_poll_once(Box::pin(group.next_delivery(1))).await.flatten().expect("at once");
+        assert_eq!(first.message.message_id.canonical().as_deref(), Some("1"));
+        // Client 2 waits for the dispatcher; client 1 must not take the next message ahead of it.
+        let mut second = Box::pin(group.next_delivery(2));
+        assert!(futures_poll_once(second.as_mut()).await.is_none());
+        group.publish([message(2)]);
+        assert!(futures_poll_once(Box::pin(group.next_delivery(1))).await.is_none());
+        group.lock().dispatch(Instant::now(), Duration::from_secs(60));
+        assert_eq!(second.await.expect("dispatched").message.message_id.canonical().as_deref(), Some("2"));
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {

@@ -102,6 +102,28 @@ impl GroupState {
         }
     }
 
+    /// A delivery for `conn` at once when no other client is waiting for one: what the dispatcher
+    /// would hand it (the same queues, order and rates), without a round trip through the
+    /// dispatcher's task. A busy client thus sends its deliveries back to back, so its frames reach
+    /// the connection together and share writes.
+    pub(super) fn take_now(&mut self, conn: ConnId, now: Instant, retention: Duration) -> Option<Delivery> {
+        if self.paused || !self.waiting.is_empty() {
+            return None;
+        }
+        self.expire(now, retention);
+        let client = self.clients.get_mut(&conn).filter(|c| c.attached)?;
+        if !self.realtime.is_empty() {
+            if !client.realtime_bucket.take(now) {
+                return None;
+            }
+            return self.realtime.pop_front().map(|message| Delivery { message, from_stacked: false });
+        }
+        if self.stacked.is_empty() || self.stacked_blocked_until.is_some_and(|until| until > now) || !self.stacked_bucket.take(now) {
+            return None;
+        }
+        self.stacked.pop_front().map(|message| Delivery { message, from_stacked: true })
+    }
+
     fn soonest_realtime_token(&mut self, now: Instant) -> Duration {
         let waiting: Vec<ConnId> = self.waiting.iter().map(|(c, _)| *c).collect();
         waiting

@@ -1,0 +1,273 @@
+//! Frames handed over one by one, written together.
+//!
+//! fe2o3-amqp's connection engine flushes after every frame, so over TLS each transfer would be a
+//! record and a `writev` of its own; on loopback that syscall also runs the client's TCP receive
+//! path, and it was the largest part of the emulator's cost per message. The connection's stream
+//! hands the bytes it is given to [`BatchedWrites`] instead, and a writer task per connection
+//! writes whatever accumulated since its last write in one go. The writer runs once the engine's
+//! task yields (tokio runs a task woken by the running one next on the same thread), so the frames
+//! the engine had ready share a write, while a lone frame still goes out at once. Each transfer is
+//! stamped in the [`WireClock`] by the write that carries it.
+
+use std::{
+    io,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncWrite, AsyncWriteExt},
+    sync::Notify,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::wire_clock::WireClock;
+
+/// Bytes handed over beyond this wait until the writer took them: the engine then waits, as it
+/// waited for the socket before, when a client reads slower than it is sent to.
+const MAX_PENDING: usize = 64 * 1024;
+/// A buffer grown past this by a large message is not kept for the connection's lifetime.
+const KEEP_CAPACITY: usize = 256 * 1024;
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// The engine, waiting for room (see [`MAX_PENDING`]) or for the shutdown to finish.
+    waiting: Option<Waker>,
+    /// The write or shutdown failed: every later call reports it.
+    failed: Option<io::ErrorKind>,
+    /// The engine asked for a shutdown (after what it handed over).
+    closing: bool,
+    /// The shutdown is done.
+    closed: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    writer: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The engine's side: what it writes is queued for the connection's writer task.
+pub struct BatchedWrites {
+    shared: Arc<Shared>,
+    /// Cancelled when this side is dropped: the writer then writes what is left and stops.
+    gone: CancellationToken,
+}
+
+impl BatchedWrites {
+    /// Spawns the writer task on `out`.
+    pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(out: W, clock: Arc<WireClock>) -> Self {
+        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), writer: Notify::new() });
+        let gone = CancellationToken::new();
+        tokio::spawn(write_batches(out, shared.clone(), clock, gone.clone()));
+        BatchedWrites { shared, gone }
+    }
+
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut pending = self.shared.lock();
+        if let Some(kind) = pending.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        if pending.closing {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if pending.bytes.len() >= MAX_PENDING {
+            pending.waiting = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let first = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(buf);
+        drop(pending);
+        if first {
+            self.shared.writer.notify_one();
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    /// Ready at once: what was handed over goes out as soon as the writer runs, without a further
+    /// call (this is what lets the engine's frames share a write).
+    pub fn poll_flush(&self) -> Poll<io::Result<()>> {
+        match self.shared.lock().failed {
+            Some(kind) => Poll::Ready(Err(kind.into())),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Writes what was handed over, then shuts the socket's write half down.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut pending = self.shared.lock();
+        if let Some(kind) = pending.failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        if pending.closed {
+            return Poll::Ready(Ok(()));
+        }
+        pending.waiting = Some(cx.waker().clone());
+        if !pending.closing {
+            pending.closing = true;
+            drop(pending);
+            self.shared.writer.notify_one();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for BatchedWrites {
+    fn drop(&mut self) {
+        self.gone.cancel();
+    }
+}
+
+/// How long the writer still writes what was handed over once the engine's side is gone (a refused
+/// login's SASL outcome is written just before the stream is dropped), for a client that reads.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The writer task: takes everything handed over since its last write and writes it in one go.
+/// Once the engine's side is dropped it writes what is left, for [`DRAIN_GRACE`] at most, and
+/// ends, dropping the socket's write half.
+async fn write_batches<W: AsyncWrite + Unpin>(out: W, shared: Arc<Shared>, clock: Arc<WireClock>, gone: CancellationToken) {
+    let grace = async {
+        gone.cancelled().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::select! {
+        () = write_until_done(out, &shared, &clock, &gone) => {}
+        () = grace => {}
+    }
+}
+
+async fn write_until_done<W: AsyncWrite + Unpin>(mut out: W, shared: &Shared, clock: &WireClock, gone: &CancellationToken) {
+    let mut batch = Vec::new();
+    loop {
+        let closing = {
+            let mut pending = shared.lock();
+            std::mem::swap(&mut pending.bytes, &mut batch);
+            // Room again; during a shutdown the engine waits for its end instead.
+            if !pending.closing
+                && let Some(engine) = pending.waiting.take()
+            {
+                engine.wake();
+            }
+            pending.closing
+        };
+        let result = if !batch.is_empty() {
+            let written = write_stamped(&mut out, &batch, clock).await;
+            batch.clear();
+            if batch.capacity() > KEEP_CAPACITY {
+                batch = Vec::new();
+            }
+            written
+        } else if closing {
+            let result = out.shutdown().await;
+            let mut pending = shared.lock();
+            match result {
+                Ok(()) => pending.closed = true,
+                Err(e) => pending.failed = Some(e.kind()),
+            }
+            if let Some(engine) = pending.waiting.take() {
+                engine.wake();
+            }
+            return;
+        } else {
+            // Bytes handed over just before the engine's side went away come first.
+            tokio::select! {
+                biased;
+                () = shared.writer.notified() => continue,
+                () = gone.cancelled() => return,
+            }
+        };
+        if let Err(e) = result {
+            let mut pending = shared.lock();
+            pending.failed = Some(e.kind());
+            if let Some(engine) = pending.waiting.take() {
+                engine.wake();
+            }
+            return;
+        }
+    }
+}
+
+/// Writes `bytes`, stamping what each write carried in the clock.
+async fn write_stamped<W: AsyncWrite + Unpin>(out: &mut W, mut bytes: &[u8], clock: &WireClock) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = out.write(bytes).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        clock.wrote(&bytes[..n], Instant::now());
+        bytes = &bytes[n..];
+    }
+    out.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn write(writes: &BatchedWrites, bytes: &[u8]) {
+        let n = poll_fn(|cx| writes.poll_write(cx, bytes)).await.expect("handed over");
+        assert_eq!(n, bytes.len());
+    }
+
+    #[tokio::test]
+    async fn frames_handed_over_arrive_in_order_before_the_shutdown() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (mut read, _) = tokio::io::split(client);
+        let writes = BatchedWrites::spawn(server, Arc::new(WireClock::default()));
+        write(&writes, b"first ").await;
+        write(&writes, b"second").await;
+        poll_fn(|cx| writes.poll_shutdown(cx)).await.expect("shut down after writing");
+        let mut got = Vec::new();
+        read.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"first second");
+    }
+
+    #[tokio::test]
+    async fn what_was_handed_over_before_a_drop_is_still_written() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut read, _) = tokio::io::split(client);
+        let writes = BatchedWrites::spawn(server, Arc::new(WireClock::default()));
+        tokio::task::yield_now().await; // the writer is idle, waiting for bytes
+        write(&writes, b"sasl outcome").await;
+        drop(writes); // as fe2o3's acceptor drops the stream after refusing a login
+        let mut got = Vec::new();
+        read.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"sasl outcome");
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_holds_the_engine_back_at_the_limit() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut read, _) = tokio::io::split(client);
+        let writes = BatchedWrites::spawn(server, Arc::new(WireClock::default()));
+        let chunk = vec![7u8; 16 * 1024];
+        let mut handed = 0;
+        // The reader reads nothing: the writer blocks on the pipe and the pending bytes reach the limit.
+        loop {
+            let polled = tokio::time::timeout(std::time::Duration::from_millis(200), poll_fn(|cx| writes.poll_write(cx, &chunk))).await;
+            match polled {
+                Ok(result) => handed += result.unwrap(),
+                Err(_) => break,
+            }
+            // At most one batch in the writer's hands and one pending, each under the limit plus a chunk.
+            assert!(handed <= 2 * (MAX_PENDING + chunk.len()), "handed over {handed} bytes without a reader");
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            read.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        poll_fn(|cx| writes.poll_shutdown(cx)).await.expect("drains once read");
+        assert_eq!(reader.await.unwrap().unwrap(), handed);
+    }
+}
