@@ -4,7 +4,7 @@ each consumer group's acknowledgements per second, its backlog, and the subscrip
 replicas with each group's clients against the cap, with every fault marked where it struck. Plain
 SVG written by hand, so it needs nothing beyond Python.
 
-    python3 scripts/plot-soak.py [--data target/soak/soak.json] [--out docs/reliability.svg]
+    python3 scripts/plot-soak.py [--data target/soak/soak.json] [--out docs/reliability.svg] [--summary docs/reliability-run.json]
 """
 
 import argparse
@@ -68,7 +68,10 @@ def panel(out, top, title, series, t_max, y_max, unit, faults):
     out.append(text(LEFT + plot_w, top + PANEL_H + 14, unit, 10, "end", "#6b7280"))
 
 
-def draw(run):
+def draw(run, points=600):
+    # At most `points` samples a line (a 30-minute run has one a second): every n-th, rates over
+    # the same 5 s as before.
+    every = max(1, len(run["samples"]) // points)
     samples = run["samples"]
     t_max = max(s["t"] for s in samples) if samples else 1
     groups = sorted({g for s in samples for g in s["groups"]})
@@ -81,7 +84,8 @@ def draw(run):
                     f"acknowledged not taken {d['acknowledgedNotTaken']}", 14, weight="bold"))
     out.append(text(LEFT, 42, "red lines: a fault struck (shaded while it lasted); faults listed below", 11, color="#6b7280"))
     top = TOP + 10
-    series = [(f"{g} acknowledged/s", GROUP_COLORS[i % 2], rates(samples, g), None) for i, g in enumerate(groups)]
+    series = [(f"{g} acknowledged/s", GROUP_COLORS[i % 2], rates(samples, g)[::every], None) for i, g in enumerate(groups)]
+    samples = samples[::every]
     peak = max([v for _, _, pts, _ in series for _, v in pts] + [1])
     panel(out, top, "Throughput", series, t_max, peak * 1.05, "messages per second (5 s window), against seconds of the run", faults)
     top += PANEL_H + GAP
@@ -110,10 +114,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=ROOT / "target/soak/soak.json", type=Path)
     parser.add_argument("--out", default=ROOT / "docs/reliability.svg", type=Path)
+    parser.add_argument("--summary", type=Path, help="also write the record without its samples here (docs/reliability-run.json)")
     args = parser.parse_args()
     run = json.loads(args.data.read_text())
     args.out.write_text(draw(run))
     print(f"wrote {args.out}")
+    if args.summary:
+        args.summary.write_text(json.dumps({k: v for k, v in run.items() if k != "samples"}, indent=1) + "\n")
+        print(f"wrote {args.summary}")
 
 
 if __name__ == "__main__":
