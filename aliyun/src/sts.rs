@@ -128,12 +128,7 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Result<Assumed, StsError> {
 #[cfg(feature = "client")]
 pub async fn assume_role_with_oidc(http: &reqwest::Client, endpoint: &str, request: &AssumeRoleWithOidc) -> Result<Assumed, StsError> {
     let form = request.form(OffsetDateTime::now_utc());
-    let response = http
-        .post(endpoint)
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| unreachable(endpoint, e))?;
+    let response = http.post(endpoint).form(&form).send().await.map_err(|e| unreachable(endpoint, e))?;
     let status = response.status().as_u16();
     let body = response.bytes().await.map_err(|e| unreachable(endpoint, e))?;
     parse_answer(status, &body)
