@@ -106,14 +106,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
     let plan = schedule::plan(settings.seed, settings.run, GROUPS.len() as u32);
     let faults = strike_all(&system, &plan, &logs, started, &seen).await;
     tokio::time::sleep(settings.run.saturating_sub(started.elapsed())).await;
-    stop_load.cancel();
-    for load in loads {
-        load.await?;
-    }
-    let load_ended = started.elapsed().as_secs_f64();
     let last_end = faults.iter().map(|f| f.ended).fold(0.0, f64::max);
-    println!("soak: load stopped at {load_ended:.0} s; the last fault ended at {last_end:.0} s");
 
+    // Recovery is judged under load: the load goes on until every subscription is Ready again (a
+    // worker whose sink circuit opened needs a message to probe it with).
     let mut broken = Vec::new();
     let ready_deadline =
         Duration::from_secs_f64((last_end + READY_AFTER_LAST_FAULT.as_secs_f64() - started.elapsed().as_secs_f64()).max(1.0));
@@ -124,6 +120,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
             None
         }
     };
+    stop_load.cancel();
+    for load in loads {
+        load.await?;
+    }
+    let load_ended = started.elapsed().as_secs_f64();
+    println!("soak: the last fault ended at {last_end:.0} s; load stopped at {load_ended:.0} s");
+
     let published: Vec<Published> = logs.iter().flat_map(|l| l.lock().unwrap().messages.clone()).collect();
     let mut backlog = 0;
     for group in GROUPS {
