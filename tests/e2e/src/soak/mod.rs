@@ -10,7 +10,7 @@ pub mod verdict;
 pub mod watch;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -413,8 +413,7 @@ pub fn summary(report: &Report) -> String {
             fmt(k.recovery_max_s)
         ));
     }
-    let unique: HashSet<&String> = report.broken.iter().collect();
-    if unique.is_empty() {
+    if report.broken.is_empty() {
         out.push_str("soak: every invariant held\n");
     } else {
         for b in &report.broken {
