@@ -194,14 +194,16 @@ async fn write_until_done<W: AsyncWrite + Unpin>(mut out: W, shared: &Shared, cl
     }
 }
 
-/// Writes `bytes`, stamping what each write carried in the clock.
+/// Writes `bytes`, stamped in the clock just before the first write: stamped after it, a client
+/// quick to answer could have its disposition read before its transfer was stamped, and the
+/// acknowledgement would go untimed.
 async fn write_stamped<W: AsyncWrite + Unpin>(out: &mut W, mut bytes: &[u8], clock: &WireClock) -> io::Result<()> {
+    clock.wrote(bytes, Instant::now());
     while !bytes.is_empty() {
         let n = out.write(bytes).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        clock.wrote(&bytes[..n], Instant::now());
         bytes = &bytes[n..];
     }
     out.flush().await

@@ -439,23 +439,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_client_takes_a_queued_message_at_once_unless_another_waits() {
+    async fn a_client_alone_takes_a_queued_message_at_once_and_with_others_waits_for_the_dispatcher() {
         let group = Group::new(GroupKey { instance_id: "".into(), consumer_group_id: "G".into() }, limits());
-        for conn in [1, 2] {
-            group.register(client(conn)).unwrap();
-            group.attach(conn, None);
-        }
+        group.register(client(1)).unwrap();
+        group.attach(1, None);
         group.publish([message(1)]);
-        // No dispatcher: client 1 is served from the queue without one.
+        // No dispatcher: client 1, alone, is served from the queue without one.
         let first = futures_poll_once(Box::pin(group.next_delivery(1))).await.flatten().expect("at once");
         assert_eq!(first.message.message_id.canonical().as_deref(), Some("1"));
-        // Client 2 waits for the dispatcher; client 1 must not take the next message ahead of it.
-        let mut second = Box::pin(group.next_delivery(2));
-        assert!(futures_poll_once(second.as_mut()).await.is_none());
+        // With client 2 attached, the dispatcher chooses: client 1 does not take the next itself.
+        group.register(client(2)).unwrap();
+        group.attach(2, None);
         group.publish([message(2)]);
-        assert!(futures_poll_once(Box::pin(group.next_delivery(1))).await.is_none());
+        let mut next = Box::pin(group.next_delivery(1));
+        assert!(futures_poll_once(next.as_mut()).await.is_none());
         group.lock().dispatch(Instant::now(), Duration::from_secs(60));
-        assert_eq!(second.await.expect("dispatched").message.message_id.canonical().as_deref(), Some("2"));
+        assert_eq!(next.await.expect("dispatched").message.message_id.canonical().as_deref(), Some("2"));
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {

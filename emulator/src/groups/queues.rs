@@ -102,12 +102,13 @@ impl GroupState {
         }
     }
 
-    /// A delivery for `conn` at once when no other client is waiting for one: what the dispatcher
-    /// would hand it (the same queues, order and rates), without a round trip through the
-    /// dispatcher's task. A busy client thus sends its deliveries back to back, so its frames reach
-    /// the connection together and share writes.
+    /// A delivery for `conn` at once when it is the group's only attached client: what the
+    /// dispatcher would hand it (the same queues, order and rates), without a round trip through the
+    /// dispatcher's task, so its deliveries go back to back and share writes. With other clients the
+    /// dispatcher chooses at random, as the platform spreads a group's messages: taking directly
+    /// then let whichever client the scheduler favoured take nearly all of them.
     pub(super) fn take_now(&mut self, conn: ConnId, now: Instant, retention: Duration) -> Option<Delivery> {
-        if self.paused || !self.waiting.is_empty() {
+        if self.paused || !self.waiting.is_empty() || self.clients.iter().any(|(c, client)| *c != conn && client.attached) {
             return None;
         }
         self.expire(now, retention);
