@@ -1,6 +1,7 @@
 //! A real HTTP server on 127.0.0.1 standing in for the user's business server (the http sink) or a
-//! dead-letter endpoint: it records every request and answers what the test sets — a status for all
-//! or for one ce-id, a `Location` for redirects (to `/landing`, which answers 200 to anything and is
+//! dead-letter endpoint: it records every request (HTTP/1.1, or HTTP/2 by prior knowledge) and answers
+//! what the test sets — a status for all or for one event id (a batch of CloudEvents is answered the
+//! override of the first of its ids that has one), a `Location` for redirects (to `/landing`, which answers 200 to anything and is
 //! recorded too, so a followed redirect shows), a `Retry-After`, a delay.
 
 use std::{
@@ -15,8 +16,8 @@ use std::{
 use axum::{
     Router,
     body::Bytes,
-    extract::State,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header},
     response::{IntoResponse, Response},
     routing::any,
 };
@@ -31,12 +32,36 @@ pub struct ReceivedRequest {
     /// What the receiver answered (or would have, when the client gave up first).
     pub status: u16,
     pub at: std::time::Instant,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// The event ids it carries: its `ce-id`, or each event's of a batch.
+    pub ids: Vec<String>,
+    /// The client's end of the connection it came on.
+    pub peer: std::net::SocketAddr,
 }
+
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
 impl ReceivedRequest {
     pub fn ce_id(&self) -> Option<&str> {
         self.headers.get("ce-id").map(String::as_str)
     }
+
+    /// The events of a batch body (empty for any other request).
+    pub fn batch_events(&self) -> Vec<serde_json::Value> {
+        if self.headers.get("content-type").map(String::as_str) != Some(BATCH_CONTENT_TYPE) {
+            return Vec::new();
+        }
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+fn event_ids(headers: &BTreeMap<String, String>, body: &[u8]) -> Vec<String> {
+    if headers.get("content-type").map(String::as_str) == Some(BATCH_CONTENT_TYPE) {
+        let events: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap_or_default();
+        return events.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    }
+    headers.get("ce-id").into_iter().cloned().collect()
 }
 
 #[derive(Clone, Default)]
@@ -70,7 +95,7 @@ impl HttpReceiver {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
         let url = format!("http://{}/events", listener.local_addr()?);
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
         });
         Ok(HttpReceiver { url, answers, task })
     }
@@ -88,7 +113,7 @@ impl HttpReceiver {
         self.answers.status.store(status, Ordering::SeqCst);
     }
 
-    /// Requests with this ce-id are answered `status`.
+    /// Requests with this event id (alone or in a batch) are answered `status`.
     pub fn answer_for(&self, ce_id: &str, status: u16) {
         self.answers.overrides.lock().unwrap().insert(ce_id.into(), status);
     }
@@ -112,9 +137,9 @@ impl HttpReceiver {
         self.answers.requests.lock().unwrap().clone()
     }
 
-    /// Requests to the events endpoint carrying `ce_id`.
+    /// Requests to the events endpoint carrying `ce_id` (alone or in a batch).
     pub fn requests_for(&self, ce_id: &str) -> Vec<ReceivedRequest> {
-        self.requests().into_iter().filter(|r| r.ce_id() == Some(ce_id)).collect()
+        self.requests().into_iter().filter(|r| r.ids.iter().any(|id| id == ce_id)).collect()
     }
 
     /// Requests that reached `/landing` (only a followed redirect goes there).
@@ -138,12 +163,12 @@ impl HttpReceiver {
         self.answers.requests.lock().unwrap().len()
     }
 
-    /// ce-id → requests received for it.
+    /// Event id → requests received carrying it.
     pub fn counts(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for r in self.requests() {
-            if let Some(id) = r.ce_id() {
-                *counts.entry(id.to_owned()).or_default() += 1;
+            for id in r.ids {
+                *counts.entry(id).or_default() += 1;
             }
         }
         counts
@@ -156,19 +181,31 @@ impl Drop for HttpReceiver {
     }
 }
 
-async fn receive(State(answers): State<Answers>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(answers): State<Answers>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    method: Method,
+    version: Version,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let headers: BTreeMap<String, String> =
         headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    let id = headers.get("ce-id").cloned().unwrap_or_default();
+    let ids = event_ids(&headers, &body);
     let landing = uri.path() == "/landing";
-    let delay = answers.delays.lock().unwrap().get(&id).copied().unwrap_or(Duration::from_millis(answers.delay_ms.load(Ordering::SeqCst)));
+    let delay = {
+        let delays = answers.delays.lock().unwrap();
+        ids.iter().find_map(|id| delays.get(id).copied()).unwrap_or(Duration::from_millis(answers.delay_ms.load(Ordering::SeqCst)))
+    };
     let status = if landing {
         200
     } else {
-        answers.overrides.lock().unwrap().get(&id).copied().unwrap_or_else(|| answers.status.load(Ordering::SeqCst))
+        let overrides = answers.overrides.lock().unwrap();
+        ids.iter().find_map(|id| overrides.get(id).copied()).unwrap_or_else(|| answers.status.load(Ordering::SeqCst))
     };
-    if (200..300).contains(&status) && !landing && !id.is_empty() {
-        answers.accepted.lock().unwrap().insert(id.clone());
+    if (200..300).contains(&status) && !landing {
+        answers.accepted.lock().unwrap().extend(ids.iter().cloned());
     }
     answers.requests.lock().unwrap().push(ReceivedRequest {
         method: method.to_string(),
@@ -177,6 +214,9 @@ async fn receive(State(answers): State<Answers>, method: Method, uri: Uri, heade
         body,
         status,
         at: std::time::Instant::now(),
+        version: format!("{version:?}"),
+        ids,
+        peer,
     });
     // Recorded on arrival: a client that gives up before the answer still shows.
     if !landing && !delay.is_zero() {

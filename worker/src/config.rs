@@ -13,7 +13,7 @@ use reqwest::Url;
 use crate::{
     credentials::{Rrsa, Source},
     error::Error,
-    sink::url::redact,
+    sink::{batch::BatchLimits, http::Protocol, url::redact},
 };
 
 #[derive(Parser, Clone)]
@@ -102,6 +102,22 @@ pub struct Args {
     /// named after the file, its value the file's content, trimmed; read again when it changes.
     #[arg(long, env = "IOTSUB_SINK_HEADERS_DIR")]
     pub sink_headers_dir: Option<PathBuf>,
+    /// `http1`, or `http2` (one connection, a stream per request: h2c for http://, ALPN h2 for https://).
+    #[arg(long, env = "IOTSUB_SINK_PROTOCOL", value_enum, default_value_t = Protocol::Http1)]
+    pub sink_protocol: Protocol,
+    /// `binary`: one POST per message (a CloudEvent in binary mode); `batch`: many per POST
+    /// (`application/cloudevents-batch+json`), all acknowledged by its 2xx.
+    #[arg(long, env = "IOTSUB_SINK_MODE", value_enum, default_value_t = SinkMode::Binary)]
+    pub sink_mode: SinkMode,
+    /// Batched mode: most events per POST.
+    #[arg(long, env = "IOTSUB_SINK_BATCH_MAX_EVENTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub sink_batch_max_events: u32,
+    /// Batched mode: most bytes per POST body (an event larger than this is sent alone).
+    #[arg(long, env = "IOTSUB_SINK_BATCH_MAX_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1_024..=67_108_864))]
+    pub sink_batch_max_bytes: u64,
+    /// Batched mode: how long a batch's first event may wait for more (0: send what has queued up).
+    #[arg(long, env = "IOTSUB_SINK_BATCH_LINGER_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub sink_batch_linger_ms: u64,
     /// Consecutive failed sink attempts that open the circuit: no new credit until a probe succeeds.
     #[arg(long, env = "IOTSUB_SINK_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub sink_failure_threshold: u32,
@@ -161,6 +177,12 @@ pub enum SinkKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SinkMode {
+    Binary,
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeadLetterKind {
     Log,
     Http,
@@ -202,7 +224,14 @@ pub struct Config {
 #[derive(Clone)]
 pub enum SinkConfig {
     Log,
-    Http { url: Url, timeout: Duration, headers_dir: Option<PathBuf> },
+    Http {
+        url: Url,
+        timeout: Duration,
+        headers_dir: Option<PathBuf>,
+        protocol: Protocol,
+        /// Batched mode's limits; `None`: one message per POST.
+        batch: Option<BatchLimits>,
+    },
 }
 
 #[derive(Clone)]
@@ -216,9 +245,14 @@ impl std::fmt::Debug for SinkConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SinkConfig::Log => f.write_str("Log"),
-            SinkConfig::Http { url, timeout, headers_dir } => {
-                f.debug_struct("Http").field("url", &redact(url)).field("timeout", timeout).field("headers_dir", headers_dir).finish()
-            }
+            SinkConfig::Http { url, timeout, headers_dir, protocol, batch } => f
+                .debug_struct("Http")
+                .field("url", &redact(url))
+                .field("timeout", timeout)
+                .field("headers_dir", headers_dir)
+                .field("protocol", protocol)
+                .field("batch", batch)
+                .finish(),
         }
     }
 }
@@ -303,6 +337,12 @@ impl Config {
                 url: http_url("--sink-url", args.sink_url, "--sink http")?,
                 timeout: Duration::from_millis(args.sink_timeout_ms.max(1)),
                 headers_dir: args.sink_headers_dir,
+                protocol: args.sink_protocol,
+                batch: (args.sink_mode == SinkMode::Batch).then(|| BatchLimits {
+                    max_events: args.sink_batch_max_events as usize,
+                    max_bytes: usize::try_from(args.sink_batch_max_bytes).unwrap_or(usize::MAX),
+                    linger: Duration::from_millis(args.sink_batch_linger_ms),
+                }),
             },
         };
         let dead_letter = match args.dead_letter {
@@ -450,6 +490,39 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn the_http_sink_sends_one_message_per_http1_post_unless_told_otherwise() {
+        let http = |extra: &[&str]| {
+            let mut argv = vec!["--sink", "http", "--sink-url", "http://127.0.0.1:1/e"];
+            argv.extend_from_slice(extra);
+            match Config::from_args(args(&argv), || Some("p".into())).unwrap().sink {
+                SinkConfig::Http { protocol, batch, .. } => (protocol, batch),
+                SinkConfig::Log => unreachable!("an http sink"),
+            }
+        };
+        assert_eq!(http(&[]), (Protocol::Http1, None));
+        let limits = BatchLimits { max_events: 100, max_bytes: 1_048_576, linger: Duration::ZERO };
+        assert_eq!(http(&["--sink-mode", "batch"]), (Protocol::Http1, Some(limits)));
+        let (protocol, batch) = http(&[
+            "--sink-protocol",
+            "http2",
+            "--sink-mode",
+            "batch",
+            "--sink-batch-max-events",
+            "500",
+            "--sink-batch-max-bytes",
+            "65536",
+            "--sink-batch-linger-ms",
+            "5",
+        ]);
+        assert_eq!(protocol, Protocol::Http2);
+        assert_eq!(batch, Some(BatchLimits { max_events: 500, max_bytes: 65_536, linger: Duration::from_millis(5) }));
+        let err = parse(&["--sink-batch-max-events", "0"]).err().unwrap().to_string();
+        assert!(err.contains("--sink-batch-max-events"), "{err}");
+        let err = parse(&["--sink-protocol", "spdy"]).err().unwrap().to_string();
+        assert!(err.contains("http1") && err.contains("http2"), "names the choices: {err}");
     }
 
     #[test]

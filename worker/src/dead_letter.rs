@@ -23,7 +23,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use crate::{
     message::{GenerateTime, IotMessage},
     sink::{
-        http::{client, cloudevent_headers, transport_error},
+        http::{Protocol, client, cloudevent_headers, transport_error},
         log::LogSink,
         url::redact,
     },
@@ -135,7 +135,7 @@ impl DeadLetterSink {
     }
 
     pub fn http(url: &Url, source: String, timeout: Duration) -> Result<DeadLetterSink, crate::Error> {
-        Ok(DeadLetterSink::Http { client: client()?, url: url.clone(), shown_url: redact(url), source, timeout })
+        Ok(DeadLetterSink::Http { client: client(Protocol::Http1)?, url: url.clone(), shown_url: redact(url), source, timeout })
     }
 
     pub fn describe(&self) -> String {

@@ -22,6 +22,7 @@ use crate::{
     shared::Shared,
     sink::{
         Sink,
+        batch::BatchSink,
         headers::HeaderFiles,
         health::SinkHealth,
         http::{HttpSink, ce_source},
@@ -52,9 +53,14 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     let source = ce_source(&config.instance_id, &config.consumer_group_id);
     let (sink, attempt_timeout) = match &config.sink {
         SinkConfig::Log => (Sink::Log(LogSink::start_fd(std::io::stdout())), Duration::from_secs(10)),
-        SinkConfig::Http { url, timeout, headers_dir } => {
+        SinkConfig::Http { url, timeout, headers_dir, protocol, batch } => {
             let headers = headers_dir.as_deref().map(HeaderFiles::load).transpose()?;
-            (Sink::Http(Box::new(HttpSink::new(url, source.clone(), headers)?)), *timeout)
+            let http = HttpSink::new(url, *protocol, source.clone(), headers)?;
+            let sink = match batch {
+                Some(limits) => Sink::HttpBatch(Box::new(BatchSink::start(http, *limits))),
+                None => Sink::Http(Box::new(http)),
+            };
+            (sink, *timeout)
         }
     };
     let dead_letters = match &config.dead_letter {

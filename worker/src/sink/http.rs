@@ -35,6 +35,27 @@ fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
     headers.insert(HeaderName::from_static(name), value);
 }
 
+/// `ce-time` must be RFC 3339: epoch milliseconds (a long, or its decimal text) are converted, an
+/// RFC 3339 text passes, anything else is kept as sent in the extension `generatetime`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CeTime {
+    Time(String),
+    Extension(String),
+}
+
+/// The CloudEvent time of `message` (pure).
+pub fn ce_time(message: &IotMessage) -> Option<CeTime> {
+    let rfc3339 =
+        |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok());
+    let time = message.generate_time.as_ref()?;
+    Some(match (time.millis().and_then(rfc3339), time) {
+        (Some(text), _) => CeTime::Time(text),
+        (None, GenerateTime::Text(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => CeTime::Time(text.clone()),
+        (None, GenerateTime::Text(text)) => CeTime::Extension(text.clone()),
+        (None, GenerateTime::Millis(ms)) => CeTime::Extension(ms.to_string()),
+    })
+}
+
 /// The CloudEvents headers of `message` (pure).
 pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -45,17 +66,10 @@ pub fn cloudevent_headers(message: &IotMessage, source: &str) -> HeaderMap {
     if !message.topic.is_empty() {
         put(&mut headers, "ce-subject", &message.topic);
     }
-    // ce-time must be RFC 3339: epoch milliseconds (a long, or its decimal text) are converted, an
-    // RFC 3339 text passes, anything else is kept as sent in the extension `generatetime`.
-    let rfc3339 =
-        |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().and_then(|t| t.format(&Rfc3339).ok());
-    if let Some(time) = &message.generate_time {
-        match (time.millis().and_then(rfc3339), time) {
-            (Some(text), _) => put(&mut headers, "ce-time", &text),
-            (None, GenerateTime::Text(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => put(&mut headers, "ce-time", text),
-            (None, GenerateTime::Text(text)) => put(&mut headers, "ce-generatetime", text),
-            (None, GenerateTime::Millis(ms)) => put(&mut headers, "ce-generatetime", &ms.to_string()),
-        }
+    match ce_time(message) {
+        Some(CeTime::Time(text)) => put(&mut headers, "ce-time", &text),
+        Some(CeTime::Extension(text)) => put(&mut headers, "ce-generatetime", &text),
+        None => {}
     }
     put(&mut headers, CONTENT_TYPE.as_str(), &message.data_content_type);
     headers
@@ -76,13 +90,25 @@ fn percent_encode_controls(value: &str) -> String {
     out
 }
 
+/// How the sink talks HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// HTTP/1.1 only: a pooled keep-alive connection per request in flight.
+    #[default]
+    Http1,
+    /// HTTP/2 only: one connection, a stream per request (`h2c` by prior knowledge for `http://`,
+    /// ALPN `h2` for `https://`).
+    Http2,
+}
+
 /// An HTTP client that never follows a redirect.
-pub fn client() -> Result<reqwest::Client, crate::Error> {
-    reqwest::Client::builder()
-        .redirect(redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| crate::Error::Sink(format!("building the HTTP client: {e}")))
+pub fn client(protocol: Protocol) -> Result<reqwest::Client, crate::Error> {
+    let builder = reqwest::Client::builder().redirect(redirect::Policy::none()).pool_idle_timeout(Duration::from_secs(60));
+    let builder = match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_prior_knowledge(),
+    };
+    builder.build().map_err(|e| crate::Error::Sink(format!("building the HTTP client: {e}")))
 }
 
 /// The cause of a transport failure, without the URL (the caller names the redacted one).
@@ -131,8 +157,13 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(url: &Url, source: String, headers: Option<HeaderFiles>) -> Result<HttpSink, crate::Error> {
-        Ok(HttpSink { client: client()?, url: url.clone(), shown_url: redact(url), source, headers })
+    pub fn new(url: &Url, protocol: Protocol, source: String, headers: Option<HeaderFiles>) -> Result<HttpSink, crate::Error> {
+        Ok(HttpSink { client: client(protocol)?, url: url.clone(), shown_url: redact(url), source, headers })
+    }
+
+    /// The events' `source`.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The URL as it may be shown.
@@ -140,10 +171,16 @@ impl HttpSink {
         &self.shown_url
     }
 
+    /// One message in binary mode.
     pub async fn post(&self, message: &IotMessage, timeout: Duration) -> Attempt {
-        let mut headers = self.headers.as_ref().map(HeaderFiles::current).unwrap_or_default();
-        headers.extend(cloudevent_headers(message, &self.source));
-        let sent = self.client.post(self.url.clone()).headers(headers).body(message.payload.clone()).timeout(timeout).send().await;
+        self.send(cloudevent_headers(message, &self.source), message.payload.clone(), timeout).await
+    }
+
+    /// One POST of `body` with `headers` (and the configured ones); what its answer means.
+    pub async fn send(&self, headers: HeaderMap, body: Vec<u8>, timeout: Duration) -> Attempt {
+        let mut all = self.headers.as_ref().map(HeaderFiles::current).unwrap_or_default();
+        all.extend(headers);
+        let sent = self.client.post(self.url.clone()).headers(all).body(body).timeout(timeout).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(e) => return Attempt::unreachable(format!("POST {}: {}", self.shown_url, transport_error(&e))),

@@ -1,9 +1,11 @@
-//! Where messages go: the `log` sink (JSON lines on stdout) or the `http` sink (CloudEvents).
+//! Where messages go: the `log` sink (JSON lines on stdout) or the `http` sink (CloudEvents, one per
+//! POST or [`batch`]ed).
 //!
 //! One attempt answers an [`outcome::Attempt`]: taken (then, and only then, the worker
 //! acknowledges), rejected by the receiver (a dead letter), or a failure of the sink (retried, then
 //! released). [`health`] turns the attempts into the circuit breaker's state.
 
+pub mod batch;
 pub mod headers;
 pub mod health;
 pub mod http;
@@ -20,6 +22,8 @@ use outcome::Attempt;
 pub enum Sink {
     Log(log::LogSink),
     Http(Box<http::HttpSink>),
+    /// The http sink in batched mode.
+    HttpBatch(Box<batch::BatchSink>),
 }
 
 impl Sink {
@@ -31,13 +35,14 @@ impl Sink {
                 Err(e) => Attempt::transient(e),
             },
             Sink::Http(sink) => sink.post(message, timeout).await,
+            Sink::HttpBatch(sink) => sink.deliver(message, timeout).await,
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Sink::Log(_) => "log",
-            Sink::Http(_) => "http",
+            Sink::Http(_) | Sink::HttpBatch(_) => "http",
         }
     }
 
@@ -46,6 +51,7 @@ impl Sink {
         match self {
             Sink::Log(_) => "log (stdout)".into(),
             Sink::Http(sink) => format!("http {}", sink.shown_url()),
+            Sink::HttpBatch(sink) => format!("http {} (batches)", sink.shown_url()),
         }
     }
 }
