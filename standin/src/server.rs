@@ -1,4 +1,4 @@
-//! The HTTP/1.1 server: event requests (any POST outside `/admin/`), `/healthz`, and the admin
+//! The HTTP server (HTTP/1.1, and HTTP/2 by prior knowledge): event requests (any POST outside `/admin/`), `/healthz`, and the admin
 //! endpoints (`GET /admin/stats`, `POST`/`DELETE /admin/fault`).
 
 use std::{
@@ -16,10 +16,12 @@ use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
     header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER},
-    server::conn::http1,
     service::service_fn,
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
 use serde::Serialize;
 use tokio::{net::TcpListener, sync::Semaphore, time::Instant};
 
@@ -208,7 +210,8 @@ impl Standin {
     }
 }
 
-/// Accepts connections until the process ends: HTTP/1.1 with keep-alive, one task per connection.
+/// Accepts connections until the process ends: HTTP/1.1 with keep-alive or HTTP/2 (h2c, told apart
+/// by the client's preface), one task per connection.
 pub async fn serve(listener: TcpListener, standin: Arc<Standin>) {
     loop {
         let (tcp, _) = iotsub_common::net::accept(&listener).await;
@@ -218,7 +221,11 @@ pub async fn serve(listener: TcpListener, standin: Arc<Standin>) {
                 let standin = standin.clone();
                 async move { Ok::<_, Infallible>(standin.handle(request).await) }
             });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), service).await {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().keep_alive(true);
+            // Streams per connection: as many requests in flight as HTTP/1.1 would have connections.
+            builder.http2().max_concurrent_streams(10_000);
+            if let Err(e) = builder.serve_connection(TokioIo::new(tcp), service).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

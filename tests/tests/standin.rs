@@ -33,6 +33,24 @@ async fn an_event_is_answered_no_sooner_than_the_service_time_and_its_id_recorde
 }
 
 #[tokio::test]
+async fn http2_by_prior_knowledge_is_served_and_every_id_recorded() -> anyhow::Result<()> {
+    let standin = Standin::start(&["--service-time-ms", "50"]).await?;
+    let http = Client::builder().http2_prior_knowledge().build()?;
+    let ids: Vec<String> = (0..20).map(|i| format!("h2-{i}")).collect();
+    let answers = futures::future::join_all(ids.iter().map(|id| post_event(&http, &standin, id))).await;
+    for answer in answers {
+        let answer = answer?;
+        assert_eq!((answer.version(), answer.status()), (reqwest::Version::HTTP_2, StatusCode::OK));
+    }
+    let mut recorded = standin.recorded_ids(20).await?;
+    recorded.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(recorded, expected);
+    Ok(())
+}
+
+#[tokio::test]
 async fn requests_beyond_the_concurrency_limit_wait_in_line_and_are_all_served() -> anyhow::Result<()> {
     let standin = Standin::start(&["--service-time-ms", "400", "--concurrency", "2"]).await?;
     let http = Client::new();
