@@ -374,6 +374,7 @@ pub enum SinkKind {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.batch) || (has(self.mode) && self.mode == 'batch')").message("sink.http.batch is read only with sink.http.mode: batch").field_path(".batch"))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSink {
     #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("sink.http.url must be an http(s) URL"))]
@@ -384,6 +385,73 @@ pub struct HttpSink {
     /// A Secret of the namespace whose keys become request headers (e.g. `Authorization`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers_from: Option<HeadersFrom>,
+    /// `http1`: HTTP/1.1, a pooled keep-alive connection per request in flight; `http2`: one
+    /// connection, a stream per request (h2c by prior knowledge for `http://`, ALPN `h2` for `https://`).
+    #[serde(default)]
+    pub protocol: HttpProtocol,
+    /// `binary`: one POST per message, a CloudEvent in binary mode; `batch`: many messages per POST as
+    /// `application/cloudevents-batch+json`, all acknowledged by its 2xx.
+    #[serde(default)]
+    pub mode: HttpMode,
+    /// Limits of a batch (with `mode: batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<HttpBatch>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpProtocol {
+    #[default]
+    Http1,
+    Http2,
+}
+
+impl HttpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpProtocol::Http1 => "http1",
+            HttpProtocol::Http2 => "http2",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMode {
+    #[default]
+    Binary,
+    Batch,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpBatch {
+    /// Most events per POST.
+    #[serde(default = "batch_max_events")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_events: i32,
+    /// Most bytes per POST body (nginx refuses more than 1 MiB by default); a larger event goes alone.
+    #[serde(default = "batch_max_bytes")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub max_bytes: i64,
+    /// How long a batch's first event may wait for more; 0 sends whatever has queued up.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10000))]
+    pub linger_ms: i32,
+}
+
+impl Default for HttpBatch {
+    fn default() -> Self {
+        HttpBatch { max_events: batch_max_events(), max_bytes: batch_max_bytes(), linger_ms: 0 }
+    }
+}
+
+fn batch_max_events() -> i32 {
+    100
+}
+
+fn batch_max_bytes() -> i64 {
+    1_048_576
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

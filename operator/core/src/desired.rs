@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use iotsub_aliyun::{AuthMode, sts::STS_AUDIENCE};
-use iotsub_crds::{ConsumerGroupSubscription, DEFAULT_CLIENT_CAP, DeadLetterKind, SinkKind};
+use iotsub_crds::{ConsumerGroupSubscription, DEFAULT_CLIENT_CAP, DeadLetterKind, HttpMode, SinkKind};
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
@@ -283,6 +283,16 @@ fn env(cgs: &ConsumerGroupSubscription) -> Vec<EnvVar> {
                 if http.headers_from.is_some() {
                     env.push(value("IOTSUB_SINK_HEADERS_DIR", SINK_HEADERS_DIR.into()));
                 }
+                env.push(value("IOTSUB_SINK_PROTOCOL", http.protocol.as_str().into()));
+                if http.mode == HttpMode::Batch {
+                    let batch = http.batch.clone().unwrap_or_default();
+                    env.extend([
+                        value("IOTSUB_SINK_MODE", "batch".into()),
+                        value("IOTSUB_SINK_BATCH_MAX_EVENTS", batch.max_events.to_string()),
+                        value("IOTSUB_SINK_BATCH_MAX_BYTES", batch.max_bytes.to_string()),
+                        value("IOTSUB_SINK_BATCH_LINGER_MS", batch.linger_ms.to_string()),
+                    ]);
+                }
             }
         }
     }
@@ -501,6 +511,26 @@ mod tests {
         assert_eq!(env["IOTSUB_SINK"].value.as_deref(), Some("http"));
         assert_eq!(env["IOTSUB_SINK_URL"].value.as_deref(), Some("http://127.0.0.1:1/e"));
         assert_eq!(env["IOTSUB_SINK_TIMEOUT_MS"].value.as_deref(), Some("5000"));
+        assert_eq!(env["IOTSUB_SINK_PROTOCOL"].value.as_deref(), Some("http1"));
+        assert!(!env.contains_key("IOTSUB_SINK_MODE"), "one message per POST unless asked");
+    }
+
+    #[test]
+    fn a_batched_http2_sink_passes_its_limits_with_defaults_for_those_left_out() {
+        let mut cgs = fixtures::subscription();
+        let sink = serde_json::json!({"type": "http", "http": {"url": "http://s/e", "protocol": "http2", "mode": "batch", "batch": {"lingerMs": 5}}});
+        cgs.spec.sink = serde_json::from_value(sink).unwrap();
+        let env = env_of(&built(&cgs, 1, false, "img", &[]));
+        let get = |k: &str| env[k].value.clone().unwrap_or_default();
+        assert_eq!(get("IOTSUB_SINK_PROTOCOL"), "http2");
+        assert_eq!(get("IOTSUB_SINK_MODE"), "batch");
+        assert_eq!(get("IOTSUB_SINK_BATCH_MAX_EVENTS"), "100");
+        assert_eq!(get("IOTSUB_SINK_BATCH_MAX_BYTES"), "1048576");
+        assert_eq!(get("IOTSUB_SINK_BATCH_LINGER_MS"), "5");
+        cgs.spec.sink =
+            serde_json::from_value(serde_json::json!({"type": "http", "http": {"url": "http://s/e", "mode": "batch"}})).unwrap();
+        let env = env_of(&built(&cgs, 1, false, "img", &[]));
+        assert_eq!(env["IOTSUB_SINK_BATCH_MAX_EVENTS"].value.as_deref(), Some("100"), "a batch block may be left out");
     }
 
     #[test]

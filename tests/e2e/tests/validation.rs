@@ -122,6 +122,21 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
             &["spec.sink.deadLetter.url"],
         ),
         ("unknown dead letter type", with("sink", json!({"deadLetter": {"type": "s3"}})), &["spec.sink.deadLetter.type"]),
+        (
+            "unknown http protocol",
+            with("sink", json!({"type": "http", "http": {"url": "http://s/e", "protocol": "spdy"}})),
+            &["spec.sink.http.protocol"],
+        ),
+        (
+            "batch limits without batch mode",
+            with("sink", json!({"type": "http", "http": {"url": "http://s/e", "batch": {"maxEvents": 10}}})),
+            &["spec.sink.http.batch", "mode: batch"],
+        ),
+        (
+            "batch of no events",
+            with("sink", json!({"type": "http", "http": {"url": "http://s/e", "mode": "batch", "batch": {"maxEvents": 0}}})),
+            &["spec.sink.http.batch.maxEvents"],
+        ),
         ("maxDeliveries zero", with("sink", json!({"maxDeliveries": 0})), &["spec.sink.maxDeliveries"]),
         ("maxMessageBytes too small", with("connection.maxMessageBytes", json!(10)), &["spec.connection.maxMessageBytes"]),
         ("empty consumer group", with("consumerGroupId", json!("")), &["spec.consumerGroupId"]),
@@ -230,6 +245,14 @@ async fn invalid_specs_are_refused_naming_the_field() -> anyhow::Result<()> {
         ("an empty instance id (legacy instance)", with("iotInstanceId", json!(""))),
         ("a dotted CA key", with("endpoint.caSecretRef", json!({"name": "emulator-ca", "key": "ca.pem"}))),
         ("credit × connectionsPerPod at the bound", with("connection", json!({"credit": 5000, "connectionsPerPod": 2}))),
+        (
+            "a batched http2 sink",
+            with(
+                "sink",
+                json!({"type": "http", "http": {"url": "https://s/e", "protocol": "http2", "mode": "batch",
+                "batch": {"maxEvents": 500, "maxBytes": 4_194_304, "lingerMs": 5}}}),
+            ),
+        ),
         (
             "rrsa with every field",
             with(
