@@ -16,7 +16,13 @@ the scenarios of bench/compare.py (whose helpers this reuses):
 
 The emulator runs on the first CPU and the worker on the last (taskset); the stand-in is not pinned
 and shares the machine with both. Credit is the worker's only concurrency knob (default 100 per
-connection, `--worker-arg=--credit=N`): every credited message is one POST in flight.
+connection, `--worker-arg=--credit=N`): every credited message is one POST in flight, or one event of
+a batch in flight in batched mode.
+
+`--variants` compares ways of running the sink, alternating within each round, e.g.
+
+    python3 bench/http_sink.py --service-times 1 \
+        --variants "binary=;http2=--sink-protocol=http2;batch=--sink-mode=batch"
 """
 
 import argparse
@@ -55,10 +61,10 @@ class Standin:
         self.log.close()
 
 
-def run(scenario, service_time_ms, args, binaries, cpus):
+def run(scenario, service_time_ms, variant_args, args, binaries, cpus):
     standin = Standin(args.standin, args.workdir, service_time_ms)
     try:
-        mine = dict(binaries, worker_sink=["--sink", "http", "--sink-url", standin.url])
+        mine = dict(binaries, worker_sink=["--sink", "http", "--sink-url", standin.url] + variant_args)
         before = standin.cpu()
         if scenario == "latency":
             result = compare.run_latency("worker", args, mine, cpus)
@@ -72,7 +78,22 @@ def run(scenario, service_time_ms, args, binaries, cpus):
         standin.stop()
 
 
-def summarize(runs, service_times):
+def parse_variants(text):
+    """`name=flag flag;name=…` → [(name, [flags])]; an empty text is the sink's defaults."""
+    variants = []
+    for part in [p for p in text.split(";") if p.strip()] or ["binary="]:
+        name, _, flags = part.partition("=")
+        variants.append((name.strip(), flags.split()))
+    return variants
+
+
+def summarize(all_runs, service_times):
+    """{variant: {service time: figures}}."""
+    return {v: summarize_variant([r for r in all_runs if r["variant"] == v], service_times)
+            for v in dict.fromkeys(r["variant"] for r in all_runs)}
+
+
+def summarize_variant(runs, service_times):
     def median(ms, scenario, key):
         values = [r[key] for r in runs if r["serviceTimeMs"] == ms and r["scenario"] == scenario and key in r]
         return statistics.median(values) if values else None
@@ -96,7 +117,11 @@ def summarize(runs, service_times):
     return out
 
 
-def markdown(summary):
+def markdown(summaries):
+    return "\n\n".join("%s:\n\n%s" % (variant, table(summary)) for variant, summary in summaries.items())
+
+
+def table(summary):
     keys = list(summary)
     rows = [
         ("messages/s per pod, 1 connection (min–max)", lambda s: "%.0f (%.0f–%.0f)" % (s["msgsPerS1"], *s["msgsPerS1Range"]) if s["msgsPerS1"] else "–"),
@@ -129,9 +154,11 @@ def main():
     p.add_argument("--worker", default=str(compare.ROOT / "target" / "release" / "iotsub-worker"))
     p.add_argument("--standin", default=str(compare.ROOT / "target" / "release" / "iotsub-standin"))
     p.add_argument("--worker-arg", action="append", default=[], help="extra worker flag, e.g. --worker-arg=--credit=500")
+    p.add_argument("--variants", default="", help="name=worker flags;name=…: sink settings compared, alternating (default: the sink's defaults)")
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("--note", default="")
     args = p.parse_args()
+    variants = parse_variants(args.variants)
     for path in (args.emulator, args.worker, args.standin):
         if not Path(path).is_file():
             sys.exit("%s is missing: cargo build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins" % path)
@@ -146,12 +173,14 @@ def main():
     for rnd in range(args.rounds):
         for ms in service_times:
             for scenario in scenarios:
-                la = compare.loadavg()[0]
-                r = run(scenario, ms, args, binaries, cpus)
-                r.update({"serviceTimeMs": ms, "scenario": scenario, "round": rnd + 1, "loadavg1Before": la})
-                runs.append(r)
-                shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k not in ("scenario", "serviceTimeMs", "round")}
-                compare.log("round %d %gms %-7s %s" % (rnd + 1, ms, scenario, shown))
+                for variant, flags in variants:
+                    la = compare.loadavg()[0]
+                    r = run(scenario, ms, flags, args, binaries, cpus)
+                    r.update({"variant": variant, "serviceTimeMs": ms, "scenario": scenario, "round": rnd + 1, "loadavg1Before": la})
+                    runs.append(r)
+                    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                             if k not in ("variant", "scenario", "serviceTimeMs", "round")}
+                    compare.log("round %d %gms %-7s %-8s %s" % (rnd + 1, ms, scenario, variant, shown))
     summary = summarize(runs, service_times)
     record = {
         "title": "The worker's HTTP sink into the business-server stand-in",
@@ -159,7 +188,8 @@ def main():
         "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": dict(compare.machine(), loadavgBefore=load_before, loadavgAfter=compare.loadavg()),
         "commit": subprocess.run(["git", "-C", str(compare.ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "settings": {k: getattr(args, k) for k in ("rounds", "warmup", "messages_1", "messages_4", "rate", "latency_seconds", "worker_arg")},
+        "settings": dict({k: getattr(args, k) for k in ("rounds", "warmup", "messages_1", "messages_4", "rate", "latency_seconds", "worker_arg")},
+                         variants={name: flags for name, flags in variants}),
         "note": args.note,
         "runs": runs,
         "summary": summary,

@@ -49,6 +49,8 @@ async fn batches_carry_cloudevents_and_each_message_is_acknowledged_after_its_ba
         "a burst fills a batch: {:?}",
         requests.iter().map(|r| r.ids.len()).collect::<Vec<_>>()
     );
+    assert_eq!(fx.worker.metric("iotsub_worker_sink_batch_events_count").await?, requests.len() as f64, "one observation per POST");
+    assert_eq!(fx.worker.metric("iotsub_worker_sink_batch_events_sum").await?, 20.0);
     Ok(())
 }
 

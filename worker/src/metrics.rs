@@ -26,6 +26,8 @@ pub struct Metrics {
     pub sink_latency: Histogram,
     /// From the sender's `x-opt-sent-at-us` annotation (when present) to the acknowledgement.
     pub ack_latency: Histogram,
+    /// Events per POST of the http sink's batched mode.
+    pub sink_batch_events: Histogram,
     /// 1 for each connection's current state, 0 for the others.
     connection_state: Family<ClientLabels, Gauge>,
     reconnects: Family<ClientLabels, Counter>,
@@ -38,6 +40,8 @@ pub struct Metrics {
 /// Fine buckets around the 5 ms latency target, coarse beyond.
 const LATENCY_BUCKETS: [f64; 18] =
     [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -53,6 +57,7 @@ impl Metrics {
             dead_letter_failures: Counter::default(),
             sink_latency: Histogram::new(LATENCY_BUCKETS),
             ack_latency: Histogram::new(LATENCY_BUCKETS),
+            sink_batch_events: Histogram::new(BATCH_BUCKETS),
             connection_state: Family::default(),
             reconnects: Family::default(),
             login_refusals: Family::default(),
@@ -88,6 +93,7 @@ impl Metrics {
             "From the sender's x-opt-sent-at-us annotation to the acknowledgement",
             m.ack_latency.clone(),
         );
+        registry.register("sink_batch_events", "Events per POST of the http sink's batched mode", m.sink_batch_events.clone());
         registry.register("connection_state", "1 for the current state of each connection", m.connection_state.clone());
         registry.register("reconnects", "Reconnection attempts after a lost or failed connection", m.reconnects.clone());
         registry.register("login_refusals", "Connection attempts refused for credentials or limits", m.login_refusals.clone());
@@ -144,6 +150,7 @@ mod tests {
         m.set_state("w-0", ConnectionState::Attached);
         m.reconnect("w-0", "receive");
         m.ack_latency.observe(0.002);
+        m.sink_batch_events.observe(7.0);
         m.dead_letter(Reason::MaxDeliveries);
         m.set_sink_state(BreakerState::Open);
         let text = m.render();
@@ -158,6 +165,7 @@ mod tests {
             "iotsub_worker_connection_state{client_id=\"w-0\",state=\"connecting\"} 0",
             "iotsub_worker_reconnects_total{client_id=\"w-0\",reason=\"receive\"} 1",
             "iotsub_worker_ack_latency_seconds_bucket{le=\"0.003\"} 1",
+            "iotsub_worker_sink_batch_events_bucket{le=\"10.0\"} 1",
             "iotsub_worker_dead_letters_total{reason=\"max-deliveries\"} 1",
             "iotsub_worker_sink_circuit_state{state=\"open\"} 1",
             "iotsub_worker_sink_circuit_state{state=\"ok\"} 0",

@@ -51,13 +51,14 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
     let tls = tls::Trust::new(config.ca_file.clone(), config.extra_ca_pem.clone())?;
     let credentials = Credentials::new(config.credentials.clone(), config.extra_ca_pem.as_deref())?;
     let source = ce_source(&config.instance_id, &config.consumer_group_id);
+    let metrics = Arc::new(Metrics::new());
     let (sink, attempt_timeout) = match &config.sink {
         SinkConfig::Log => (Sink::Log(LogSink::start_fd(std::io::stdout())), Duration::from_secs(10)),
         SinkConfig::Http { url, timeout, headers_dir, protocol, batch } => {
             let headers = headers_dir.as_deref().map(HeaderFiles::load).transpose()?;
             let http = HttpSink::new(url, *protocol, source.clone(), headers)?;
             let sink = match batch {
-                Some(limits) => Sink::HttpBatch(Box::new(BatchSink::start(http, *limits))),
+                Some(limits) => Sink::HttpBatch(Box::new(BatchSink::start(http, *limits, metrics.clone()))),
                 None => Sink::Http(Box::new(http)),
             };
             (sink, *timeout)
@@ -67,7 +68,6 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), Error> {
         DeadLetterConfig::Log => DeadLetterSink::log(),
         DeadLetterConfig::Http { url } => DeadLetterSink::http(url, source, attempt_timeout)?,
     };
-    let metrics = Arc::new(Metrics::new());
     let sink_health = SinkHealth::new(config.sink_failure_threshold, metrics.clone(), sink.describe());
     let status = Arc::new(StatusBoard::new(&config.client_ids));
     let http_stop = CancellationToken::new();

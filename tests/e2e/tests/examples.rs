@@ -2,21 +2,12 @@
 //! `make test`), so the example a user copies is one a test ran. No cluster needed.
 
 use iotsub_crds::ConsumerGroupSubscription;
-use iotsub_e2e::{helm::parse_documents, workspace_root};
+use iotsub_e2e::{helm::parse_documents, readme_block, workspace_root};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
 fn quickstart() -> anyhow::Result<Vec<Value>> {
     parse_documents(&std::fs::read_to_string(workspace_root().join("examples/quickstart.yaml"))?)
-}
-
-/// The first ```yaml block after `heading` in README.md.
-fn readme_block(heading: &str) -> anyhow::Result<String> {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
-    let section = &readme[readme.find(heading).ok_or_else(|| anyhow::anyhow!("README.md has no {heading:?}"))?..];
-    let start = section.find("```yaml\n").ok_or_else(|| anyhow::anyhow!("no yaml block under {heading:?}"))? + "```yaml\n".len();
-    let end = section[start..].find("```").ok_or_else(|| anyhow::anyhow!("unterminated yaml block"))?;
-    Ok(section[start..start + end].to_owned())
 }
 
 #[test]

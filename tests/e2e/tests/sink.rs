@@ -2,12 +2,13 @@
 //! circuit breakers, and the operator says which pods fail and why (SinkAvailable, a Warning
 //! Event); when the sink takes again, the condition turns back and every message arrives. A
 //! `headersFrom` Secret that does not exist is a condition, not pods stuck in ContainerCreating.
+//! The README's batched HTTP/2 sink delivers every message through the operator's workers.
 
 use std::time::Duration;
 
 use iotsub_crds::ConsumerGroupSubscriptionStatus;
 use iotsub_e2e::{
-    Bed,
+    Bed, readme_block,
     subscription::{self, all_connected, pod_names, wait_status},
 };
 use iotsub_tests::wait_until;
@@ -106,5 +107,35 @@ async fn a_missing_headers_from_secret_is_a_condition_not_a_pod_stuck_creating()
     for text in [&shown, &all_events, &bed.operator.log_text()] {
         assert!(!text.contains("e2e-t0ken"), "a header value leaked: {text}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_readmes_batched_http2_sink_delivers_every_message_in_batches() -> anyhow::Result<()> {
+    let bed = Bed::start("e2e-batch", "").await?;
+    let receiver = iotsub_e2e::reach::http_receiver().await?;
+    let block: serde_json::Value = serde_yaml::from_str(&readme_block("**Batched mode**")?)?;
+    let mut sink = block["sink"].clone();
+    assert_eq!((sink["http"]["mode"].as_str(), sink["http"]["protocol"].as_str()), (Some("batch"), Some("http2")), "{sink}");
+    sink["http"]["url"] = json!(receiver.url);
+    let mut manifest = subscription::manifest("orders", &bed.emulator, 1);
+    manifest["spec"]["sink"] = sink;
+    subscription::apply(&bed.ns, &manifest).await?;
+    wait_status(&bed.ns, "orders", "the worker connected", Duration::from_secs(90), all_connected(1)).await?;
+
+    bed.emulator.fault("pause-delivery", "DEFAULT_GROUP").await?;
+    let ids = bed.emulator.publish("DEFAULT_GROUP", TOPIC, "{\"kWh\":1}", 50).await?;
+    bed.emulator.fault("resume", "DEFAULT_GROUP").await?;
+    wait_until("every published messageId accepted by the sink", Duration::from_secs(60), || async {
+        (receiver.missing(&ids) == 0).then_some(())
+    })
+    .await
+    .map_err(|e| e.context(format!("{} of {} messageIds never reached the sink", receiver.missing(&ids), ids.len())))?;
+    let requests = receiver.requests();
+    assert!(requests.iter().all(|r| r.version == "HTTP/2.0"), "{:?}", requests.iter().map(|r| &r.version).collect::<Vec<_>>());
+    assert!(
+        requests.iter().all(|r| r.headers.get("content-type").map(String::as_str) == Some(iotsub_tests::http_receiver::BATCH_CONTENT_TYPE))
+    );
+    assert!(requests.len() < ids.len(), "{} POSTs for {} messages: no batch had two", requests.len(), ids.len());
     Ok(())
 }

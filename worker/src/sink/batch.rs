@@ -22,7 +22,7 @@ use super::{
     http::{CE_TYPE, CeTime, HttpSink, ce_time},
     outcome::{Attempt, Class},
 };
-use crate::message::IotMessage;
+use crate::{message::IotMessage, metrics::Metrics};
 
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
@@ -163,10 +163,10 @@ pub struct BatchSink {
 }
 
 impl BatchSink {
-    pub fn start(http: HttpSink, limits: BatchLimits) -> BatchSink {
+    pub fn start(http: HttpSink, limits: BatchLimits, metrics: Arc<Metrics>) -> BatchSink {
         let http = Arc::new(http);
         let (queue, arrivals) = mpsc::unbounded_channel();
-        tokio::spawn(gather(arrivals, http.clone(), limits));
+        tokio::spawn(gather(arrivals, http.clone(), limits, metrics));
         BatchSink { http, queue }
     }
 
@@ -187,7 +187,7 @@ impl BatchSink {
 
 /// Gathers deliveries into batches and sends each on its own task, so batches overlap: how many
 /// messages are in flight is still the credit's business.
-async fn gather(mut arrivals: mpsc::UnboundedReceiver<Pending>, http: Arc<HttpSink>, limits: BatchLimits) {
+async fn gather(mut arrivals: mpsc::UnboundedReceiver<Pending>, http: Arc<HttpSink>, limits: BatchLimits, metrics: Arc<Metrics>) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -215,16 +215,18 @@ async fn gather(mut arrivals: mpsc::UnboundedReceiver<Pending>, http: Arc<HttpSi
                 break;
             }
         }
-        tokio::spawn(send(http.clone(), batch));
+        tokio::spawn(send(http.clone(), batch, metrics.clone()));
     }
 }
 
-async fn send(http: Arc<HttpSink>, batch: Batch) {
+async fn send(http: Arc<HttpSink>, batch: Batch, metrics: Arc<Metrics>) {
+    metrics.sink_batch_events.observe(batch.events.len() as f64);
     let attempt = post(&http, &batch).await;
     if attempt.class == Class::Rejected && batch.events.len() > 1 {
         tracing::info!(events = batch.events.len(), detail = %attempt.detail, "the sink rejected a batch: sending each of its events alone");
         for pending in batch.events {
             let http = http.clone();
+            metrics.sink_batch_events.observe(1.0);
             tokio::spawn(async move {
                 let alone = Batch::new(pending);
                 let attempt = post(&http, &alone).await;
