@@ -185,6 +185,9 @@ impl BatchSink {
     }
 }
 
+/// Yields to the runtime that bring no new delivery before a batch without linger is cut.
+const IDLE_YIELDS: u32 = 2;
+
 /// Gathers deliveries into batches and sends each on its own task, so batches overlap: how many
 /// messages are in flight is still the credit's business.
 async fn gather(mut arrivals: mpsc::UnboundedReceiver<Pending>, http: Arc<HttpSink>, limits: BatchLimits, metrics: Arc<Metrics>) {
@@ -199,9 +202,22 @@ async fn gather(mut arrivals: mpsc::UnboundedReceiver<Pending>, http: Arc<HttpSi
         };
         let mut batch = Batch::new(first);
         let linger_end = Instant::now() + limits.linger;
+        let mut idle_yields = 0;
         while !batch.is_full(&limits) {
             let next = match arrivals.try_recv() {
-                Ok(pending) => pending,
+                Ok(pending) => {
+                    idle_yields = 0;
+                    pending
+                }
+                // Without a linger, the deliveries already under way (a burst the connection read
+                // at once, still passing through the AMQP session's tasks) get to run before the
+                // batch is cut: at once the batcher would be woken by the first and send it alone,
+                // and every message of a burst would go in a POST of its own.
+                Err(_) if limits.linger.is_zero() && idle_yields < IDLE_YIELDS => {
+                    idle_yields += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Err(_) if limits.linger.is_zero() => break,
                 Err(_) => match tokio::time::timeout_at(linger_end, arrivals.recv()).await {
                     Ok(Some(pending)) => pending,
