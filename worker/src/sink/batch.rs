@@ -113,7 +113,8 @@ struct Batch {
 /// One delivery waiting for its batch's answer.
 struct Pending {
     event: Vec<u8>,
-    timeout: Duration,
+    /// When its delivery stops waiting for this attempt (time spent in the batcher counts).
+    deadline: Instant,
     answer: oneshot::Sender<Attempt>,
 }
 
@@ -150,9 +151,10 @@ impl Batch {
         body
     }
 
-    /// The shortest time any of its deliveries may wait (each has its own acknowledgement window).
-    fn timeout(&self) -> Duration {
-        self.events.iter().map(|p| p.timeout).min().unwrap_or_default()
+    /// The shortest time any of its deliveries may still wait (each has its own acknowledgement
+    /// window), from `now`.
+    fn timeout(&self, now: Instant) -> Duration {
+        self.events.iter().map(|p| p.deadline.saturating_duration_since(now)).min().unwrap_or_default()
     }
 }
 
@@ -177,7 +179,7 @@ impl BatchSink {
     /// One attempt for `message`: its answer is its batch's.
     pub async fn deliver(&self, message: &IotMessage, timeout: Duration) -> Attempt {
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { event: encode_event(message, self.http.source()), timeout, answer };
+        let pending = Pending { event: encode_event(message, self.http.source()), deadline: Instant::now() + timeout, answer };
         if self.queue.send(pending).is_err() {
             return Attempt::unreachable("the batcher has stopped".into());
         }
@@ -257,7 +259,7 @@ async fn send(http: Arc<HttpSink>, batch: Batch, metrics: Arc<Metrics>) {
 async fn post(http: &HttpSink, batch: &Batch) -> Attempt {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(BATCH_CONTENT_TYPE));
-    http.send(headers, batch.body(), batch.timeout()).await
+    http.send(headers, batch.body(), batch.timeout(Instant::now())).await
 }
 
 fn answer(batch: Batch, attempt: &Attempt) {
@@ -313,7 +315,7 @@ mod tests {
     }
 
     fn pending(size: usize, timeout_ms: u64) -> Pending {
-        Pending { event: vec![b'1'; size], timeout: Duration::from_millis(timeout_ms), answer: oneshot::channel().0 }
+        Pending { event: vec![b'1'; size], deadline: Instant::now() + Duration::from_millis(timeout_ms), answer: oneshot::channel().0 }
     }
 
     #[test]
@@ -328,7 +330,10 @@ mod tests {
         assert!(batch.is_full(&limits), "three events");
         assert_eq!(batch.body(), b"[111,111,11]");
         assert_eq!(batch.bytes, batch.body().len());
-        assert_eq!(batch.timeout(), Duration::from_millis(200), "the shortest of its deliveries'");
+        let created = batch.events[1].deadline - Duration::from_millis(200);
+        assert_eq!(batch.timeout(created), Duration::from_millis(200), "the shortest of its deliveries'");
+        assert_eq!(batch.timeout(created + Duration::from_millis(150)), Duration::from_millis(50), "time in the batcher counts");
+        assert_eq!(batch.timeout(created + Duration::from_secs(1)), Duration::ZERO);
     }
 
     #[test]
