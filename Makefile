@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e soak soak-smoke test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-http-peers bench-latency clean
+.PHONY: all build build-release deps container-tools images images-push images-test lint unit component interop e2e soak soak-smoke test demo demo-smoke demo-local bench-emulator bench-samples bench-http bench-http-modes bench-http-peers bench-latency clean
 
 all: build
 
@@ -77,6 +77,13 @@ bench-samples: build-release deps
 bench-http:
 	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
 	$(PYTHON) bench/http_sink.py --out docs/http-sink.json
+
+## The http sink's modes at 1 ms service time: one POST per message over HTTP/1.1 or HTTP/2, and the
+## batched mode over each, alternating (docs/http-sink-modes.json); ~4 minutes.
+bench-http-modes:
+	$(CARGO) build --release -p iotsub-emulator -p iotsub-worker -p iotsub-standin --bins
+	$(PYTHON) bench/http_sink.py --service-times 1 --rounds 2 --out docs/http-sink-modes.json \
+	  --variants "binary=;http2=--sink-protocol=http2;batch=--sink-mode=batch;batch-http2=--sink-mode=batch --sink-protocol=http2"
 
 ## The worker's http sink vs the Java sample with java.net.http and Apache Camel (camel-amqp →
 ## vertx-http), alternating, at 0, 1 and 20 ms; ~20 minutes; Maven builds the peers on first use.
