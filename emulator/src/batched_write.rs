@@ -4,10 +4,12 @@
 //! record and a `writev` of its own; on loopback that syscall also runs the client's TCP receive
 //! path, and it was the largest part of the emulator's cost per message. The connection's stream
 //! hands the bytes it is given to [`BatchedWrites`] instead, and a writer task per connection
-//! writes whatever accumulated since its last write in one go. The writer runs once the engine's
-//! task yields (tokio runs a task woken by the running one next on the same thread), so the frames
-//! the engine had ready share a write, while a lone frame still goes out at once. Each transfer is
-//! stamped in the [`WireClock`] by the write that carries it.
+//! writes whatever accumulated since its last write in one go. Woken by a first frame, the writer
+//! yields once, behind the tasks already runnable (the engines and delivery tasks of the other
+//! connections): with several clients busy, the frames handed over meanwhile join the write (about
+//! twenty per write with 8 receivers, against one or two when it wrote as soon as the engine
+//! yielded), while on an idle runtime a lone frame still goes out at once. Each transfer is stamped
+//! in the [`WireClock`] by the write that carries it.
 
 use std::{
     io,
@@ -179,7 +181,12 @@ async fn write_until_done<W: AsyncWrite + Unpin>(mut out: W, shared: &Shared, cl
             // Bytes handed over just before the engine's side went away come first.
             tokio::select! {
                 biased;
-                () = shared.writer.notified() => continue,
+                () = shared.writer.notified() => {
+                    // Behind the tasks already runnable (other connections' engines and delivery
+                    // tasks): the frames they hand this connection meanwhile join the write.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 () = gone.cancelled() => return,
             }
         };

@@ -11,10 +11,11 @@
 //! payload is skipped without being copied.
 
 use std::{
-    collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
+
+use rustc_hash::FxHashMap;
 
 /// Bytes kept of a frame past its data offset: the performative's descriptor, list header,
 /// handle, delivery-id and a delivery tag of up to 32 bytes fit.
@@ -28,12 +29,39 @@ const WALK_RANGE: u32 = 64;
 const TRANSFER: u8 = 0x14;
 const DISPOSITION: u8 = 0x15;
 
+/// A delivery tag, kept inline: AMQP allows at most 32 bytes, and a transfer is stamped without an
+/// allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag {
+    len: u8,
+    bytes: [u8; 32],
+}
+
+impl Tag {
+    /// `None` for a tag longer than AMQP allows.
+    pub fn new(tag: &[u8]) -> Option<Tag> {
+        let mut bytes = [0; 32];
+        bytes.get_mut(..tag.len())?.copy_from_slice(tag);
+        Some(Tag { len: tag.len() as u8, bytes })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tag({:02x?})", self.as_slice())
+    }
+}
+
 /// The first fields of a performative that matter here.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Performative {
     Transfer {
         delivery_id: u32,
-        tag: Vec<u8>,
+        tag: Tag,
     },
     /// A receiver's disposition of the deliveries `first..=last`.
     Disposition {
@@ -127,8 +155,8 @@ pub fn performative(body: &[u8]) -> Option<Performative> {
         }
         let _handle = r.uint()?;
         let delivery_id = r.uint()??;
-        let tag = r.binary()??;
-        Some(Performative::Transfer { delivery_id, tag: tag.to_vec() })
+        let tag = Tag::new(r.binary()??)?;
+        Some(Performative::Transfer { delivery_id, tag })
     } else {
         if count < 2 || !r.boolean()?? {
             return None; // a sender's disposition: not an answer to our transfers
@@ -207,9 +235,9 @@ struct Stamps {
     writes: FrameWalker,
     reads: FrameWalker,
     /// delivery-id → (tag, written at), until its disposition is read.
-    written: HashMap<u32, (Vec<u8>, Instant)>,
+    written: FxHashMap<u32, (Tag, Instant)>,
     /// tag → (written at, disposition read at), until the delivery task takes it.
-    answered: HashMap<Vec<u8>, (Instant, Instant)>,
+    answered: FxHashMap<Tag, (Instant, Instant)>,
 }
 
 /// The wire times of one connection's deliveries (see the module's documentation).
@@ -240,17 +268,14 @@ impl WireClock {
         reads.feed(bytes, &mut |p| {
             let Performative::Disposition { first, last } = p else { return };
             let span = last.wrapping_sub(first);
-            let ids: Vec<u32> = if span < WALK_RANGE {
-                (0..=span).map(|offset| first.wrapping_add(offset)).collect()
+            if span < WALK_RANGE {
+                for offset in 0..=span {
+                    answer(written, answered, first.wrapping_add(offset), at);
+                }
             } else {
-                written.keys().copied().filter(|id| id.wrapping_sub(first) <= span).collect()
-            };
-            for id in ids {
-                if let Some((tag, sent)) = written.remove(&id) {
-                    if answered.len() >= MAX_STAMPS {
-                        answered.clear();
-                    }
-                    answered.insert(tag, (sent, at));
+                let ids: Vec<u32> = written.keys().copied().filter(|id| id.wrapping_sub(first) <= span).collect();
+                for id in ids {
+                    answer(written, answered, id, at);
                 }
             }
         });
@@ -258,16 +283,26 @@ impl WireClock {
 
     /// From the transfer's write to its disposition's read, for the delivery tagged `tag`; `None`
     /// when it was not seen on the wire (then the caller's own clock is the fallback).
-    pub fn take(&self, tag: &[u8]) -> Option<Duration> {
+    pub fn take(&self, tag: &Tag) -> Option<Duration> {
         let (sent, answered) = self.stamps.lock().expect("wire clock lock").answered.remove(tag)?;
         Some(answered.saturating_duration_since(sent))
     }
 
     /// Forgets a delivery whose outcome will not come (a timeout, a lost link).
-    pub fn forget(&self, tag: &[u8]) {
+    pub fn forget(&self, tag: &Tag) {
         let mut stamps = self.stamps.lock().expect("wire clock lock");
         stamps.answered.remove(tag);
-        stamps.written.retain(|_, (t, _)| t.as_slice() != tag);
+        stamps.written.retain(|_, (t, _)| t != tag);
+    }
+}
+
+/// The disposition of `id`, read at `at`: its stamp moves from `written` to `answered`.
+fn answer(written: &mut FxHashMap<u32, (Tag, Instant)>, answered: &mut FxHashMap<Tag, (Instant, Instant)>, id: u32, at: Instant) {
+    if let Some((tag, sent)) = written.remove(&id) {
+        if answered.len() >= MAX_STAMPS {
+            answered.clear();
+        }
+        answered.insert(tag, (sent, at));
     }
 }
 
@@ -281,6 +316,10 @@ mod tests {
     use serde_amqp::to_vec;
 
     use super::*;
+
+    fn tag(bytes: &[u8]) -> Tag {
+        Tag::new(bytes).expect("short")
+    }
 
     fn frame(body: &[u8]) -> Vec<u8> {
         let mut frame = ((8 + body.len()) as u32).to_be_bytes().to_vec();
@@ -328,8 +367,8 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                Performative::Transfer { delivery_id: 7, tag: b"\x00\x00\x00\x07".to_vec() },
-                Performative::Transfer { delivery_id: 70_000, tag: b"tag-b".to_vec() },
+                Performative::Transfer { delivery_id: 7, tag: tag(b"\x00\x00\x00\x07") },
+                Performative::Transfer { delivery_id: 70_000, tag: tag(b"tag-b") },
                 Performative::Disposition { first: 3, last: 9 },
                 Performative::Disposition { first: 12, last: 12 },
             ]
@@ -361,14 +400,14 @@ mod tests {
         clock.wrote(&transfer(6, b"t6", 10), t0 + Duration::from_millis(1));
         clock.read(&disposition(Role::Receiver, 5, Some(6)), t0 + Duration::from_millis(3));
         // Taken later by the delivery task: its own delay is not counted.
-        assert_eq!(clock.take(b"t6"), Some(Duration::from_millis(2)));
-        assert_eq!(clock.take(b"t5"), Some(Duration::from_millis(3)));
-        assert_eq!(clock.take(b"t5"), None, "taken once");
+        assert_eq!(clock.take(&tag(b"t6")), Some(Duration::from_millis(2)));
+        assert_eq!(clock.take(&tag(b"t5")), Some(Duration::from_millis(3)));
+        assert_eq!(clock.take(&tag(b"t5")), None, "taken once");
         clock.wrote(&transfer(7, b"t7", 10), t0);
-        assert_eq!(clock.take(b"t7"), None, "no disposition yet");
-        clock.forget(b"t7");
+        assert_eq!(clock.take(&tag(b"t7")), None, "no disposition yet");
+        clock.forget(&tag(b"t7"));
         clock.read(&disposition(Role::Receiver, 7, None), t0);
-        assert_eq!(clock.take(b"t7"), None, "forgotten");
+        assert_eq!(clock.take(&tag(b"t7")), None, "forgotten");
     }
 
     #[test]
@@ -379,7 +418,7 @@ mod tests {
             clock.wrote(&transfer(id, format!("t{id}").as_bytes(), 0), t0);
         }
         clock.read(&disposition(Role::Receiver, 0, Some(600)), t0 + Duration::from_millis(1));
-        assert!(clock.take(b"t10").is_some() && clock.take(b"t500").is_some());
-        assert_eq!(clock.take(b"t900"), None);
+        assert!(clock.take(&tag(b"t10")).is_some() && clock.take(&tag(b"t500")).is_some());
+        assert_eq!(clock.take(&tag(b"t900")), None);
     }
 }

@@ -235,15 +235,23 @@ impl Group {
                 if delivery.from_stacked { &mut client.consumed_stacked } else { &mut client.consumed_realtime }.add(second, 1);
             }
         }
-        match settlement {
+        let requeued = match settlement {
             Settlement::Accepted(latency) => self.acknowledged(&mut state, delivery, latency, second),
-            Settlement::Refused | Settlement::TimedOut | Settlement::Disconnected => self.failed(&mut state, delivery, settlement),
-        }
+            Settlement::Refused | Settlement::TimedOut | Settlement::Disconnected => {
+                self.failed(&mut state, delivery, settlement);
+                true
+            }
+        };
         drop(state);
-        self.wake.notify_one();
+        // An acknowledgement gives the dispatcher nothing new to hand out (waking it for each one
+        // was a dispatcher pass per message); a message back in a queue does.
+        if requeued {
+            self.wake.notify_one();
+        }
     }
 
-    fn acknowledged(&self, state: &mut GroupState, delivery: Delivery, latency: Duration, second: u64) {
+    /// Returns whether the message went back to a queue (an injected duplicate).
+    fn acknowledged(&self, state: &mut GroupState, delivery: Delivery, latency: Duration, second: u64) -> bool {
         state.counters.acknowledged += 1;
         if self.limits.record_acknowledged_ids {
             state.acknowledged_ids.push(delivery.message.message_id.canonical().unwrap_or_default());
@@ -255,7 +263,9 @@ impl Group {
         if p > 0.0 && rand::rng().random_bool(p) {
             state.counters.duplicates_injected += 1;
             state.realtime.push_back(delivery.message);
+            return true;
         }
+        false
     }
 
     /// The acknowledged messageIds from the `from`-th on, at most `limit` (a message without an id
