@@ -8,6 +8,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use fe2o3_amqp::link::delivery::Sendable;
 use fe2o3_amqp_types::{
     messaging::{AmqpSequence, AmqpValue, ApplicationProperties, Data, Message, MessageAnnotations},
     primitives::{Binary, SimpleValue, Value},
@@ -155,6 +156,10 @@ impl StoredMessage {
     /// The application properties the platform's samples read (`topic`, `messageId` a string,
     /// `generateTime` a long, unless shaped otherwise), the push time annotation, and the body.
     pub fn to_amqp(&self) -> Outgoing {
+        self.to_amqp_sent_at(epoch_us())
+    }
+
+    fn to_amqp_sent_at(&self, sent_at_us: i64) -> Outgoing {
         let mut properties = ApplicationProperties::builder().insert("topic", SimpleValue::String(self.topic.clone()));
         if let Some(id) = self.message_id.property() {
             properties = properties.insert("messageId", id);
@@ -166,13 +171,76 @@ impl StoredMessage {
         }
         let builder = Message::builder()
             .application_properties(properties.build())
-            .message_annotations(MessageAnnotations::builder().insert(SENT_AT_ANNOTATION, Value::Long(epoch_us())).build());
+            .message_annotations(MessageAnnotations::builder().insert(SENT_AT_ANNOTATION, Value::Long(sent_at_us)).build());
         match &self.body {
             Body::Data(bytes) => Outgoing::Data(builder.data(Binary::from(bytes.to_vec())).build()),
             Body::Value(value) => Outgoing::Value(builder.value(value.clone()).build()),
             Body::Sequence(items) => Outgoing::Sequence(builder.sequence(items.clone()).build()),
             Body::Undecodable => Outgoing::Undecodable(builder.value(undecodable_value()).build()),
         }
+    }
+}
+
+/// The message a connection pushes, rewritten in place for each delivery of the platform's own
+/// shape (a string id, a long generateTime, one data section): the same bytes as
+/// [`StoredMessage::to_amqp`], without building (and freeing) its maps, strings and body per push.
+pub struct PushBuffer(Sendable<Data>);
+
+const TOPIC: &str = "topic";
+const MESSAGE_ID: &str = "messageId";
+const GENERATE_TIME: &str = "generateTime";
+const KEEP_BODY_CAPACITY: usize = 64 * 1024;
+
+impl Default for PushBuffer {
+    fn default() -> Self {
+        let properties = ApplicationProperties::builder()
+            .insert(TOPIC, SimpleValue::String(String::new()))
+            .insert(MESSAGE_ID, SimpleValue::String(String::new()))
+            .insert(GENERATE_TIME, SimpleValue::Long(0))
+            .build();
+        let message = Message::builder()
+            .application_properties(properties)
+            .message_annotations(MessageAnnotations::builder().insert(SENT_AT_ANNOTATION, Value::Long(0)).build())
+            .data(Binary::from(Vec::new()))
+            .build();
+        PushBuffer(message.into())
+    }
+}
+
+impl PushBuffer {
+    /// `message` written over the previous one, or `None` when it has another shape (built
+    /// whole by [`StoredMessage::to_amqp`] instead).
+    pub fn fill(&mut self, message: &StoredMessage) -> Option<&Sendable<Data>> {
+        self.fill_sent_at(message, epoch_us())
+    }
+
+    fn fill_sent_at(&mut self, message: &StoredMessage, sent_at_us: i64) -> Option<&Sendable<Data>> {
+        let (MessageId::String(id), Body::Data(payload), GenerateTimeType::Long) =
+            (&message.message_id, &message.body, message.generate_time_type)
+        else {
+            return None;
+        };
+        let pushed = &mut self.0.message;
+        let properties = &mut pushed.application_properties.as_mut().expect("built with them").0;
+        for (key, with) in [(TOPIC, &message.topic), (MESSAGE_ID, id)] {
+            if let Some(SimpleValue::String(s)) = properties.get_mut(key) {
+                s.clear();
+                s.push_str(with);
+            }
+        }
+        if let Some(SimpleValue::Long(time)) = properties.get_mut(GENERATE_TIME) {
+            *time = message.generate_time;
+        }
+        if let Some(Value::Long(at)) = pushed.message_annotations.as_mut().and_then(|a| a.0.values_mut().next()) {
+            *at = sent_at_us;
+        }
+        let body = &mut pushed.body.0;
+        if body.capacity() > KEEP_BODY_CAPACITY {
+            **body = Vec::new(); // not kept for the connection's lifetime after one large message
+        }
+        body.clear();
+        body.extend_from_slice(payload);
+        Some(&self.0)
     }
 }
 
@@ -267,6 +335,40 @@ mod tests {
         let error = decode(&bytes).expect_err("no decoder reads format code 0xff");
         assert!(error.to_string().to_lowercase().contains("format code"), "{error}");
         assert!(bytes.ends_with(&UNDECODABLE_VALUE));
+    }
+
+    fn encode_sendable(sendable: &Sendable<Data>) -> Vec<u8> {
+        use fe2o3_amqp_types::messaging::message::__private::Serializable;
+        serde_amqp::to_vec(&Serializable(&sendable.message)).expect("encodes")
+    }
+
+    #[test]
+    fn the_push_buffer_encodes_exactly_what_to_amqp_builds_whatever_came_before() {
+        let long = StoredMessage::new("123456789".into(), "/a1/dev/thing/event/property/post".into(), vec![7; 300]);
+        let short = StoredMessage::new("1".into(), "/t".into(), b"{}".to_vec());
+        let mut buffer = PushBuffer::default();
+        for (message, at) in [(&long, 1_700_000_000_000_001), (&short, 2), (&long, 3)] {
+            let reused = encode_sendable(buffer.fill_sent_at(message, at).expect("the platform's shape"));
+            assert_eq!(reused, encode(&message.to_amqp_sent_at(at)));
+        }
+        assert_eq!(
+            encode_sendable(&Sendable::from(Message::builder().data(Binary::from(vec![])).build())).len(),
+            5,
+            "sanity: an empty data section"
+        );
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_to_amqp() {
+        let mut buffer = PushBuffer::default();
+        for (id, body, time) in [
+            (MessageId::Ulong(1), Body::Data(b"x".to_vec().into()), GenerateTimeType::Long),
+            (MessageId::String("1".into()), Body::Data(b"x".to_vec().into()), GenerateTimeType::String),
+            (MessageId::String("1".into()), Body::Value(Value::Long(1)), GenerateTimeType::Long),
+            (MessageId::Absent, Body::Undecodable, GenerateTimeType::Absent),
+        ] {
+            assert!(buffer.fill(&StoredMessage::shaped(id, "/t".into(), body, time)).is_none());
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::time::{Instant, error::Elapsed, timeout};
 
 use crate::{
     groups::{ConnId, Delivery, Group, Settlement},
-    message::{Outgoing, StoredMessage},
+    message::{Outgoing, PushBuffer, StoredMessage},
     wire_clock::{Tag, WireClock},
 };
 
@@ -48,6 +48,7 @@ const NO_CREDIT_PAUSE: (Duration, Duration) = (Duration::from_millis(20), Durati
 /// a spawned task and its wake-ups per message were a visible part of the emulator's cost.
 pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_timeout: Duration, clock: &Arc<WireClock>) -> String {
     let mut pause = NO_CREDIT_PAUSE.0;
+    let mut buffer = PushBuffer::default();
     let mut unanswered = Unanswered { pending: FuturesUnordered::new(), group: group.clone(), conn, clock: clock.clone() };
     loop {
         let Some(delivery) = unanswered.settling_while(group.next_delivery(conn)).await else {
@@ -58,7 +59,7 @@ pub async fn deliver(sender: &mut Sender, group: &Arc<Group>, conn: ConnId, ack_
         // `send_batchable` is cancel-safe: given up while waiting for credit, nothing was sent.
         // Pinned here and lent: moving the send future (fe2o3's message is ~650 bytes, held more
         // than once in it) through each wrapper showed as memmove in the profile.
-        let sending = timeout(CREDIT_WAIT, send(sender, message));
+        let sending = timeout(CREDIT_WAIT, send(sender, message, &mut buffer));
         tokio::pin!(sending);
         let Ok(sent) = unanswered.settling_while(sending.as_mut()).await else {
             drop(held); // back to the group, at the front
@@ -162,8 +163,16 @@ impl<F: Future<Output = Answered> + Send + 'static> Drop for Unanswered<F> {
     }
 }
 
-/// One transfer, whatever the body's type.
-async fn send(sender: &mut Sender, message: Arc<StoredMessage>) -> Result<DeliveryFut<Result<Outcome, SendError>>, SendError> {
+/// One transfer, whatever the body's type: the platform's shape from the connection's
+/// [`PushBuffer`], others built whole.
+async fn send(
+    sender: &mut Sender,
+    message: Arc<StoredMessage>,
+    buffer: &mut PushBuffer,
+) -> Result<DeliveryFut<Result<Outcome, SendError>>, SendError> {
+    if let Some(reused) = buffer.fill(&message) {
+        return sender.send_batchable_ref(reused).await;
+    }
     match message.to_amqp() {
         Outgoing::Data(m) => sender.send_batchable(m).await,
         Outgoing::Value(m) => sender.send_batchable(m).await,
