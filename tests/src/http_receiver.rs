@@ -2,10 +2,13 @@
 //! dead-letter endpoint: it records every request (HTTP/1.1, or HTTP/2 by prior knowledge) and answers
 //! what the test sets — a status for all or for one event id (a batch of CloudEvents is answered the
 //! override of the first of its ids that has one), a `Location` for redirects (to `/landing`, which answers 200 to anything and is
-//! recorded too, so a followed redirect shows), a `Retry-After`, a delay.
+//! recorded too, so a followed redirect shows), a `Retry-After`, a delay. It can also go away
+//! (every connection reset, the port closed) and come back on the same port, speaking HTTP/1.1 only
+//! if the test asks.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU16, AtomicU64, Ordering},
@@ -21,6 +24,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::any,
 };
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, task::JoinSet};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -67,8 +76,11 @@ fn event_ids(headers: &BTreeMap<String, String>, body: &[u8]) -> Vec<String> {
 #[derive(Clone, Default)]
 struct Answers {
     requests: Arc<Mutex<Vec<ReceivedRequest>>>,
-    /// ce-ids answered 2xx, kept apart so a test polling them under load stays cheap.
+    /// ce-ids answered 2xx (counted on arrival, before any delay), kept apart so a test polling
+    /// them under load stays cheap.
     accepted: Arc<Mutex<HashSet<String>>>,
+    /// ce-ids whose 2xx answer the server finished (after its delay): what a client could have read.
+    answered: Arc<Mutex<HashSet<String>>>,
     status: Arc<AtomicU16>,
     overrides: Arc<Mutex<HashMap<String, u16>>>,
     delays: Arc<Mutex<HashMap<String, Duration>>>,
@@ -76,11 +88,22 @@ struct Answers {
     retry_after: Arc<Mutex<Option<String>>>,
 }
 
+/// The HTTP versions the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// HTTP/1.1, and HTTP/2 by prior knowledge (h2c).
+    Http1AndHttp2,
+    /// HTTP/1.1 only (hyper's): an HTTP/2 connection preface is no request; the connection is closed.
+    Http1Only,
+}
+
 pub struct HttpReceiver {
     /// The events endpoint (`/events`).
     pub url: String,
+    addr: SocketAddr,
     answers: Answers,
-    task: tokio::task::JoinHandle<()>,
+    /// The accept loop (none while gone away); aborting it resets every connection it serves.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl HttpReceiver {
@@ -90,14 +113,38 @@ impl HttpReceiver {
 
     /// [`HttpReceiver::start`] listening on `ip` (an address of this machine).
     pub async fn start_on(ip: std::net::IpAddr) -> anyhow::Result<HttpReceiver> {
+        Self::start_speaking((ip, 0).into(), Speaks::Http1AndHttp2).await
+    }
+
+    /// A receiver on 127.0.0.1 that speaks only HTTP/1.1.
+    pub async fn start_http1_only() -> anyhow::Result<HttpReceiver> {
+        Self::start_speaking((std::net::Ipv4Addr::LOCALHOST, 0).into(), Speaks::Http1Only).await
+    }
+
+    async fn start_speaking(addr: SocketAddr, speaks: Speaks) -> anyhow::Result<HttpReceiver> {
         let answers = Answers { status: Arc::new(AtomicU16::new(200)), ..Answers::default() };
-        let app = Router::new().fallback(any(receive)).with_state(answers.clone());
-        let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
-        let url = format!("http://{}/events", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-        });
-        Ok(HttpReceiver { url, answers, task })
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(serve(listener, app(&answers), speaks));
+        Ok(HttpReceiver { url: format!("http://{addr}/events"), addr, answers, server: Mutex::new(Some(server)) })
+    }
+
+    /// The server goes away as a crashed one does: every connection is reset (requests in flight
+    /// get no answer) and the port is closed.
+    pub async fn go_away(&self) {
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    /// The server is back on the same port, speaking `speaks`, with the same record and answers.
+    pub async fn come_back(&self, speaks: Speaks) -> anyhow::Result<()> {
+        self.go_away().await;
+        let listener = TcpListener::bind(self.addr).await?;
+        *self.server.lock().unwrap() = Some(tokio::spawn(serve(listener, app(&self.answers), speaks)));
+        Ok(())
     }
 
     /// A URL on 127.0.0.1 where nothing listens (connection refused).
@@ -128,7 +175,7 @@ impl HttpReceiver {
         self.answers.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// 429 and 503 answers carry `Retry-After: <value>`.
+    /// 408, 429 and 503 answers carry `Retry-After: <value>`.
     pub fn retry_after(&self, value: &str) {
         *self.answers.retry_after.lock().unwrap() = Some(value.into());
     }
@@ -147,9 +194,16 @@ impl HttpReceiver {
         self.requests().into_iter().filter(|r| r.path == "/landing").collect()
     }
 
-    /// ce-ids answered 2xx.
+    /// ce-ids answered 2xx, counted as the request arrived (a client that gave up before a
+    /// delayed answer is counted too: see [`HttpReceiver::answered_ids`]).
     pub fn accepted_ids(&self) -> HashSet<String> {
         self.answers.accepted.lock().unwrap().clone()
+    }
+
+    /// ce-ids whose 2xx answer the server finished after its delay (one cut off by
+    /// [`HttpReceiver::go_away`] is not among them): what the worker may have acknowledged.
+    pub fn answered_ids(&self) -> HashSet<String> {
+        self.answers.answered.lock().unwrap().clone()
     }
 
     /// How many of `ids` were not answered 2xx yet.
@@ -177,7 +231,34 @@ impl HttpReceiver {
 
 impl Drop for HttpReceiver {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(server) = self.server.lock().unwrap().take() {
+            server.abort();
+        }
+    }
+}
+
+fn app(answers: &Answers) -> Router {
+    Router::new().fallback(any(receive)).with_state(answers.clone())
+}
+
+/// Accepts connections until aborted; the connections' tasks are aborted with it.
+async fn serve(listener: TcpListener, app: Router, speaks: Speaks) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                // A connection dropped with the server is reset, as a crashed server's peer sees it.
+                let _ = stream.set_zero_linger();
+                let service = TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
+                connections.spawn(async move {
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let builder = if speaks == Speaks::Http1Only { builder.http1_only() } else { builder };
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
 }
 
@@ -215,19 +296,22 @@ async fn receive(
         status,
         at: std::time::Instant::now(),
         version: format!("{version:?}"),
-        ids,
+        ids: ids.clone(),
         peer,
     });
     // Recorded on arrival: a client that gives up before the answer still shows.
     if !landing && !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if (200..300).contains(&status) && !landing {
+        answers.answered.lock().unwrap().extend(ids);
+    }
     let mut response = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response();
     if (300..400).contains(&status) {
         response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/landing"));
     }
     let retry_after = answers.retry_after.lock().unwrap().clone();
-    if let Some(value) = retry_after.filter(|_| matches!(status, 429 | 503)) {
+    if let Some(value) = retry_after.filter(|_| matches!(status, 408 | 429 | 503)) {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&value).expect("a valid Retry-After"));
     }
     response

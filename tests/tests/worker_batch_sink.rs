@@ -118,3 +118,18 @@ async fn http2_sends_every_message_on_streams_of_one_connection() -> anyhow::Res
     assert_eq!(sink.accepted_ids(), ids.into_iter().collect::<HashSet<_>>());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_linger_longer_than_the_sink_timeout_still_delivers_a_lone_message() -> anyhow::Result<()> {
+    let sink = SinkServer::start().await?;
+    // Nothing else arrives to fill the batch: the linger alone would hold it past the POST's time.
+    let fx = Fixture::start("", "l", |o| {
+        o.http_sink(&sink.url).arg("--sink-mode", "batch").arg("--sink-batch-linger-ms", 3_000).arg("--sink-timeout-ms", 1_000)
+    })
+    .await?;
+    let ids = fx.publish("{}", 1).await?;
+    fx.wait_group("the lone message acknowledged", Duration::from_secs(10), |g| g.counters.acknowledged == 1).await?;
+    assert_eq!(sink.accepted_ids(), ids.into_iter().collect::<HashSet<_>>());
+    assert_eq!(fx.worker.metric("iotsub_worker_sink_errors_total").await?, 0.0, "{}", tail(&fx.worker.stderr(), 10));
+    Ok(())
+}

@@ -32,7 +32,8 @@ pub struct BatchLimits {
     pub max_events: usize,
     /// Of the whole body; an event larger than this alone is sent alone.
     pub max_bytes: usize,
-    /// How long the first event of a batch may wait for more; zero sends what has queued up.
+    /// How long the first event of a batch may wait for more; zero sends what has queued up. Never
+    /// more than half the time any of its events' attempts has left.
     pub linger: Duration,
 }
 
@@ -108,6 +109,8 @@ pub fn encode_event(message: &IotMessage, source: &str) -> Vec<u8> {
 struct Batch {
     events: Vec<Pending>,
     bytes: usize,
+    /// The earliest of its events' `send_by`: the linger ends there at the latest.
+    send_by: Instant,
 }
 
 /// One delivery waiting for its batch's answer.
@@ -115,13 +118,23 @@ struct Pending {
     event: Vec<u8>,
     /// When its delivery stops waiting for this attempt (time spent in the batcher counts).
     deadline: Instant,
+    /// When its batch must be sent, linger or not, so the POST keeps half of the attempt's time: a
+    /// linger longer than what an attempt has left (a retry late in the acknowledgement window, or
+    /// any attempt when the linger is longer than the sink's timeout) must not spend all of it.
+    send_by: Instant,
     answer: oneshot::Sender<Attempt>,
+}
+
+impl Pending {
+    fn new(event: Vec<u8>, now: Instant, timeout: Duration, answer: oneshot::Sender<Attempt>) -> Pending {
+        Pending { event, deadline: now + timeout, send_by: now + timeout / 2, answer }
+    }
 }
 
 impl Batch {
     fn new(first: Pending) -> Batch {
         let bytes = 2 + first.event.len();
-        Batch { events: vec![first], bytes }
+        Batch { send_by: first.send_by, events: vec![first], bytes }
     }
 
     /// Whether `event` may join without passing a limit (the brackets and a comma counted).
@@ -135,6 +148,7 @@ impl Batch {
 
     fn push(&mut self, pending: Pending) {
         self.bytes += 1 + pending.event.len();
+        self.send_by = self.send_by.min(pending.send_by);
         self.events.push(pending);
     }
 
@@ -179,7 +193,7 @@ impl BatchSink {
     /// One attempt for `message`: its answer is its batch's.
     pub async fn deliver(&self, message: &IotMessage, timeout: Duration) -> Attempt {
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { event: encode_event(message, self.http.source()), deadline: Instant::now() + timeout, answer };
+        let pending = Pending::new(encode_event(message, self.http.source()), Instant::now(), timeout, answer);
         if self.queue.send(pending).is_err() {
             return Attempt::unreachable("the batcher has stopped".into());
         }
@@ -221,7 +235,7 @@ async fn gather(mut arrivals: mpsc::UnboundedReceiver<Pending>, http: Arc<HttpSi
                     continue;
                 }
                 Err(_) if limits.linger.is_zero() => break,
-                Err(_) => match tokio::time::timeout_at(linger_end, arrivals.recv()).await {
+                Err(_) => match tokio::time::timeout_at(linger_end.min(batch.send_by), arrivals.recv()).await {
                     Ok(Some(pending)) => pending,
                     Ok(None) | Err(_) => break,
                 },
@@ -315,7 +329,19 @@ mod tests {
     }
 
     fn pending(size: usize, timeout_ms: u64) -> Pending {
-        Pending { event: vec![b'1'; size], deadline: Instant::now() + Duration::from_millis(timeout_ms), answer: oneshot::channel().0 }
+        Pending::new(vec![b'1'; size], Instant::now(), Duration::from_millis(timeout_ms), oneshot::channel().0)
+    }
+
+    #[test]
+    fn a_batch_is_sent_while_each_event_keeps_half_of_its_attempts_time() {
+        let now = Instant::now();
+        let answer = || oneshot::channel().0;
+        let mut batch = Batch::new(Pending::new(vec![b'1'], now, Duration::from_secs(5), answer()));
+        assert_eq!(batch.send_by - now, Duration::from_millis(2_500), "a linger longer than this is cut here");
+        batch.push(Pending::new(vec![b'1'], now + Duration::from_millis(100), Duration::from_millis(200), answer()));
+        assert_eq!(batch.send_by - now, Duration::from_millis(200), "a late retry with 200 ms left makes it go by then");
+        batch.push(Pending::new(vec![b'1'], now, Duration::from_secs(1), answer()));
+        assert_eq!(batch.send_by - now, Duration::from_millis(200), "the earliest one counts");
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! or 303 turns into a GET without a body, and the landing page's 200 would look like a delivery).
 //! What each answer means: [`super::outcome`].
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, SystemTime},
+};
 
 use reqwest::{
     Url,
@@ -148,17 +151,39 @@ pub fn judge(status: reqwest::StatusCode, headers: &HeaderMap, snippet: &str, sh
     Attempt { class, status: Some(code), detail, retry_after }
 }
 
+/// Said of a failed connection to an HTTP/2 sink that never answered: an HTTP/1.1-only server drops
+/// (or answers in HTTP/1.1, which is no HTTP/2 frame) the HTTP/2 preface, and the client only sees
+/// the connection fail.
+const NO_HTTP2_ANSWER: &str = " (no HTTP/2 answer from this sink yet: --sink-protocol http2 needs a server that speaks HTTP/2; one that speaks only HTTP/1.1 fails this way)";
+
+/// What a failed request says about the sink's protocol: a hint when the sink speaks HTTP/2, never
+/// answered, and the connection failed after it was opened (not refused, not timed out).
+fn protocol_hint(protocol: Protocol, ever_answered: bool, opened_then_failed: bool) -> &'static str {
+    if protocol == Protocol::Http2 && !ever_answered && opened_then_failed { NO_HTTP2_ANSWER } else { "" }
+}
+
 pub struct HttpSink {
     client: reqwest::Client,
+    protocol: Protocol,
     url: Url,
     shown_url: String,
     source: String,
     headers: Option<HeaderFiles>,
+    /// Whether the sink ever answered (any status): its protocol is then not in doubt.
+    answered: AtomicBool,
 }
 
 impl HttpSink {
     pub fn new(url: &Url, protocol: Protocol, source: String, headers: Option<HeaderFiles>) -> Result<HttpSink, crate::Error> {
-        Ok(HttpSink { client: client(protocol)?, url: url.clone(), shown_url: redact(url), source, headers })
+        Ok(HttpSink {
+            client: client(protocol)?,
+            protocol,
+            url: url.clone(),
+            shown_url: redact(url),
+            source,
+            headers,
+            answered: AtomicBool::new(false),
+        })
     }
 
     /// The events' `source`.
@@ -183,8 +208,12 @@ impl HttpSink {
         let sent = self.client.post(self.url.clone()).headers(all).body(body).timeout(timeout).send().await;
         let response = match sent {
             Ok(response) => response,
-            Err(e) => return Attempt::unreachable(format!("POST {}: {}", self.shown_url, transport_error(&e))),
+            Err(e) => {
+                let hint = protocol_hint(self.protocol, self.answered.load(Ordering::Relaxed), !e.is_connect() && !e.is_timeout());
+                return Attempt::unreachable(format!("POST {}: {}{hint}", self.shown_url, transport_error(&e)));
+            }
         };
+        self.answered.store(true, Ordering::Relaxed);
         let status = response.status();
         if status.is_success() {
             return Attempt::taken();
@@ -245,6 +274,14 @@ mod tests {
         let a = judge(reqwest::StatusCode::FOUND, &headers, "", "http://s/events");
         assert_eq!((a.class, a.status), (Class::SinkDown, Some(302)));
         assert!(a.detail.contains("Location: /landing") && a.detail.contains("not followed"), "{}", a.detail);
+    }
+
+    #[test]
+    fn only_an_http2_sink_that_never_answered_is_suspected_of_speaking_http1() {
+        assert_eq!(protocol_hint(Protocol::Http2, false, true), NO_HTTP2_ANSWER);
+        assert_eq!(protocol_hint(Protocol::Http2, true, true), "", "it answered over HTTP/2 before: a reset is a reset");
+        assert_eq!(protocol_hint(Protocol::Http2, false, false), "", "refused or timed out: nothing was said");
+        assert_eq!(protocol_hint(Protocol::Http1, false, true), "");
     }
 
     #[test]

@@ -55,11 +55,26 @@ pub fn settle_deadline(received: Instant, ack_window: Duration) -> Instant {
     received + ack_window.saturating_sub(margin)
 }
 
+/// The least time a retry must have left after its pause: a tenth of one attempt's limit. An
+/// attempt squeezed into the window's last milliseconds times out however the sink answers, and
+/// that timeout (the worker's own cut) would stand as the sink's last error and keep a failing
+/// delivery from counting towards `--max-deliveries`.
+pub fn least_attempt(attempt_timeout: Duration) -> Duration {
+    attempt_timeout / 10
+}
+
 /// The next pause (the backoff, or the sink's `Retry-After` when longer), or `None` when waiting it
-/// (and trying once more) would not fit before `deadline`.
-pub fn next_pause(backoff: &mut Backoff, unit: f64, retry_after: Option<Duration>, now: Instant, deadline: Instant) -> Option<Duration> {
+/// and trying once more for at least `least` would not fit before `deadline`.
+pub fn next_pause(
+    backoff: &mut Backoff,
+    unit: f64,
+    retry_after: Option<Duration>,
+    now: Instant,
+    deadline: Instant,
+    least: Duration,
+) -> Option<Duration> {
     let pause = backoff.next_delay(unit).max(retry_after.unwrap_or_default());
-    (now + pause < deadline).then_some(pause)
+    (now + pause + least < deadline).then_some(pause)
 }
 
 pub struct Delivery<'a> {
@@ -103,7 +118,9 @@ impl Delivery<'_> {
             if self.health.state() != BreakerState::Ok {
                 return release("the sink's circuit is open");
             }
-            let Some(pause) = next_pause(&mut backoff, iotsub_common::jitter::unit(), result.retry_after, Instant::now(), deadline) else {
+            let least = least_attempt(self.policy.attempt_timeout);
+            let Some(pause) = next_pause(&mut backoff, iotsub_common::jitter::unit(), result.retry_after, Instant::now(), deadline, least)
+            else {
                 return release("giving up before the acknowledgement window closes");
             };
             tokio::select! {
@@ -132,10 +149,24 @@ mod tests {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let deadline = t + Duration::from_millis(500);
         let ms = |p: Option<Duration>| p.map(|d| d.as_millis());
-        assert_eq!(ms(next_pause(&mut b, 0.999_999, None, t, deadline)), Some(99));
-        assert_eq!(ms(next_pause(&mut b, 0.999_999, None, t, deadline)), Some(199));
-        assert_eq!(ms(next_pause(&mut b, 0.999_999, None, t, deadline)), Some(399));
-        assert_eq!(next_pause(&mut b, 0.999_999, None, t, deadline), None);
+        assert_eq!(ms(next_pause(&mut b, 0.999_999, None, t, deadline, Duration::ZERO)), Some(99));
+        assert_eq!(ms(next_pause(&mut b, 0.999_999, None, t, deadline, Duration::ZERO)), Some(199));
+        assert_eq!(ms(next_pause(&mut b, 0.999_999, None, t, deadline, Duration::ZERO)), Some(399));
+        assert_eq!(next_pause(&mut b, 0.999_999, None, t, deadline, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_retry_is_made_only_with_a_tenth_of_the_attempt_timeout_left() {
+        let t = Instant::now();
+        let least = least_attempt(Duration::from_secs(5));
+        assert_eq!(least, Duration::from_millis(500));
+        let deadline = t + Duration::from_millis(650);
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        assert!(next_pause(&mut b, 0.999_999, None, t, deadline, least).is_some(), "99 ms, then 551 ms for the attempt");
+        assert_eq!(next_pause(&mut b, 0.999_999, None, t, deadline, least), None, "199 ms would leave 451 ms");
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let _ = next_pause(&mut b, 0.999_999, None, t, deadline, Duration::ZERO);
+        assert!(next_pause(&mut b, 0.999_999, None, t, deadline, Duration::ZERO).is_some(), "without the floor it would retry");
     }
 
     #[test]
@@ -143,8 +174,9 @@ mod tests {
         let t = Instant::now();
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let deadline = t + Duration::from_secs(10);
-        assert_eq!(next_pause(&mut b, 0.999_999, Some(Duration::from_secs(2)), t, deadline), Some(Duration::from_secs(2)));
-        assert_eq!(next_pause(&mut b, 0.999_999, Some(Duration::from_secs(60)), t, deadline), None, "past the window: release now");
+        let least = Duration::from_millis(500);
+        assert_eq!(next_pause(&mut b, 0.999_999, Some(Duration::from_secs(2)), t, deadline, least), Some(Duration::from_secs(2)));
+        assert_eq!(next_pause(&mut b, 0.999_999, Some(Duration::from_secs(60)), t, deadline, least), None, "past the window: release now");
     }
 
     #[test]
