@@ -214,9 +214,12 @@ const GATHER_ENOUGH: usize = 4 * 1024;
 async fn gather(shared: &Shared) {
     let mut pending = shared.lock().bytes.len();
     for _ in 0..MAX_GATHER_YIELDS {
+        if pending >= GATHER_ENOUGH {
+            return;
+        }
         tokio::task::yield_now().await;
         let now = shared.lock().bytes.len();
-        if now == pending || now >= GATHER_ENOUGH {
+        if now == pending {
             return;
         }
         pending = now;
@@ -262,6 +265,54 @@ mod tests {
         let mut got = Vec::new();
         read.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"first second");
+    }
+
+    /// Records each write it is given, as the socket would see them.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Hands `frames` over one per turn of the (single-threaded) runtime, then lets the writer finish.
+    async fn one_frame_a_turn(frames: &[&[u8]]) -> Vec<Vec<u8>> {
+        let socket = Writes::default();
+        let writes = BatchedWrites::spawn(socket.clone(), Arc::new(WireClock::default()));
+        tokio::task::yield_now().await; // the writer is idle, waiting for bytes
+        for frame in frames {
+            write(&writes, frame).await;
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..2 * MAX_GATHER_YIELDS {
+            tokio::task::yield_now().await;
+        }
+        socket.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn frames_that_keep_coming_for_a_few_turns_share_one_write() {
+        assert_eq!(one_frame_a_turn(&[b"a", b"b", b"c"]).await, vec![b"abc".to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_frame_goes_out_after_one_turn_and_gathering_stops_at_enough() {
+        let big = vec![1u8; GATHER_ENOUGH];
+        let written = one_frame_a_turn(&[b"lone"]).await;
+        assert_eq!(written, vec![b"lone".to_vec()]);
+        let written = one_frame_a_turn(&[&big, b"next"]).await;
+        assert_eq!(written.iter().map(Vec::len).collect::<Vec<_>>(), [GATHER_ENOUGH, 4], "a full write does not wait for more");
     }
 
     #[tokio::test]
