@@ -5,7 +5,8 @@
 //! the figures are what the emulator sustains while sharing the machine with its clients; the
 //! emulator's CPU time over a run (utime + stime from /proc) divided into its messages gives what
 //! one emulator core sustains. `BENCH_RECEIVERS=8` runs one receiver count only;
-//! `IOTSUB_BIN_DIR` picks the emulator binary (to compare builds).
+//! `IOTSUB_BIN_DIR` picks the emulator binary (to compare builds); `BENCH_PIN=1` gives the emulator
+//! CPU 0 and this process (the consumers) CPU 1 (`taskset`), so neither waits for the other's core.
 
 use std::{
     sync::{
@@ -98,6 +99,16 @@ async fn throughput(emulator: &Emulator, receivers: usize, messages: u32) -> any
     Ok((messages as f64 / elapsed, cpu * 1_000_000.0 / messages as f64))
 }
 
+/// Every thread of `pid` onto `cpu` (util-linux's `taskset`).
+fn pin(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset could not pin process {pid} to CPU {cpu}: {status}");
+    Ok(())
+}
+
 async fn idle_memory(emulator: &Emulator, connections: usize) -> anyhow::Result<f64> {
     let pid = emulator.process.child.id();
     let before = rss_kib(pid)?;
@@ -116,11 +127,23 @@ async fn idle_memory(emulator: &Emulator, connections: usize) -> anyhow::Result<
     Ok((after.saturating_sub(before)) as f64 * 1000.0 / connections as f64)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let pinned = std::env::var("BENCH_PIN").is_ok_and(|v| v == "1");
+    if pinned {
+        // Before the runtime starts, so that it sizes itself for the one CPU it has.
+        pin(std::process::id(), 1)?;
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench(pinned))
+}
+
+async fn bench(pinned: bool) -> anyhow::Result<()> {
     let messages: u32 = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let idle: usize = std::env::var("BENCH_IDLE_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let emulator = Emulator::start(CONFIG).await?;
+    if pinned {
+        pin(emulator.process.child.id(), 0)?;
+        println!("pinned: the emulator to CPU 0, the consumers to CPU 1");
+    }
     println!("emulator benchmark: {messages} messages of 40 bytes per run, release build, consumers in the same machine");
     let receiver_counts: Vec<usize> =
         std::env::var("BENCH_RECEIVERS").ok().map_or_else(|| vec![1, 8], |v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
