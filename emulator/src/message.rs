@@ -22,6 +22,11 @@ use crate::admin::{GenerateTimeType, MessageIdType};
 /// the epoch, so a consumer can measure push-to-acknowledge latency.
 pub const SENT_AT_ANNOTATION: &str = "x-opt-sent-at-us";
 
+/// The application properties the platform's samples read.
+const TOPIC: &str = "topic";
+const MESSAGE_ID: &str = "messageId";
+const GENERATE_TIME: &str = "generateTime";
+
 #[derive(Debug)]
 pub struct StoredMessage {
     pub message_id: MessageId,
@@ -160,13 +165,13 @@ impl StoredMessage {
     }
 
     fn to_amqp_sent_at(&self, sent_at_us: i64) -> Outgoing {
-        let mut properties = ApplicationProperties::builder().insert("topic", SimpleValue::String(self.topic.clone()));
+        let mut properties = ApplicationProperties::builder().insert(TOPIC, SimpleValue::String(self.topic.clone()));
         if let Some(id) = self.message_id.property() {
-            properties = properties.insert("messageId", id);
+            properties = properties.insert(MESSAGE_ID, id);
         }
         match self.generate_time_type {
-            GenerateTimeType::Long => properties = properties.insert("generateTime", SimpleValue::Long(self.generate_time)),
-            GenerateTimeType::String => properties = properties.insert("generateTime", SimpleValue::String(self.generate_time.to_string())),
+            GenerateTimeType::Long => properties = properties.insert(GENERATE_TIME, SimpleValue::Long(self.generate_time)),
+            GenerateTimeType::String => properties = properties.insert(GENERATE_TIME, SimpleValue::String(self.generate_time.to_string())),
             GenerateTimeType::Absent => {}
         }
         let builder = Message::builder()
@@ -186,9 +191,6 @@ impl StoredMessage {
 /// [`StoredMessage::to_amqp`], without building (and freeing) its maps, strings and body per push.
 pub struct PushBuffer(Sendable<Data>);
 
-const TOPIC: &str = "topic";
-const MESSAGE_ID: &str = "messageId";
-const GENERATE_TIME: &str = "generateTime";
 const KEEP_BODY_CAPACITY: usize = 64 * 1024;
 
 impl Default for PushBuffer {
