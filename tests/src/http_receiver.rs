@@ -155,6 +155,15 @@ impl HttpReceiver {
         Ok(format!("http://{addr}/events"))
     }
 
+    /// A sink that never answers in time: `slow`, this receiver answering after 2 s; otherwise a
+    /// closed port. Returns the receiver (kept for its record) and the URL to give the worker.
+    pub async fn slow_or_closed(slow: bool) -> anyhow::Result<(HttpReceiver, String)> {
+        let receiver = HttpReceiver::start().await?;
+        let url = if slow { receiver.url.clone() } else { HttpReceiver::closed_port_url().await? };
+        receiver.delay(Duration::from_secs(2));
+        Ok((receiver, url))
+    }
+
     /// Every answer (but `/landing`'s) is `status` from now on.
     pub fn answer(&self, status: u16) {
         self.answers.status.store(status, Ordering::SeqCst);

@@ -334,9 +334,7 @@ async fn a_failing_batch_feeds_the_breaker_once_per_message_and_a_probe_of_one_c
 #[tokio::test]
 async fn a_closed_port_and_a_slow_sink_are_retried_then_released_never_dead_letters() -> anyhow::Result<()> {
     for (name, slow) in [("closed port", false), ("slow answer past the timeout", true)] {
-        let receiver = HttpReceiver::start().await?;
-        let url = if slow { receiver.url.clone() } else { HttpReceiver::closed_port_url().await? };
-        receiver.delay(Duration::from_secs(2));
+        let (receiver, url) = HttpReceiver::slow_or_closed(slow).await?;
         // `--max-deliveries 1`: a failure counted against the messages would make dead letters at once.
         let fx = Fixture::start(FAST_REDELIVERY, "c", |o| {
             batched(o, &url)

@@ -120,9 +120,7 @@ async fn every_answer_class_has_its_exact_outcome() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_closed_port_and_a_slow_sink_are_retried_then_released_never_dead_letters() -> anyhow::Result<()> {
     for (name, slow) in [("closed port", false), ("slow answer past the timeout", true)] {
-        let receiver = HttpReceiver::start().await?;
-        let url = if slow { receiver.url.clone() } else { HttpReceiver::closed_port_url().await? };
-        receiver.delay(Duration::from_secs(2));
+        let (receiver, url) = HttpReceiver::slow_or_closed(slow).await?;
         let fx = Fixture::start(FAST_REDELIVERY, "c", |o| {
             o.http_sink(&url).arg("--ack-window-ms", 4_000).arg("--sink-timeout-ms", 300).arg("--sink-failure-threshold", 100_000)
         })
